@@ -1,0 +1,1 @@
+"""Optimized implementations: same public API as the models, plus private caches and indexes."""

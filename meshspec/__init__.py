@@ -1,0 +1,1 @@
+"""meshspec: the engine (registry, clock, lockstep machines, traces, CLI, report, bench)."""

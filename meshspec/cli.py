@@ -1,0 +1,233 @@
+"""The `meshspec` command line: list, fuzz, replay, mutants, report, bench.
+
+Exit codes: 0 all good; 1 a finding (a failing fuzz run, a reproduced trace, a surviving
+mutant); 2 bad input (unknown verb, component or profile, unimportable `--impl`, a class
+lacking the component's operations, a missing/corrupt/unknown-version trace, an
+unwritable export directory) — always one line on stderr, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from tabulate import tabulate
+
+from meshspec import registry
+from meshspec.lockstep import Component, ImplLoadError, load_impl
+from meshspec.profiles import ProfileError, profile_name, resolve_seed
+from meshspec.traces import TraceError
+
+DEFAULT_EXPORT = "meshspec-traces"
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line on stderr with exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="meshspec", description="Executable specification and model checking "
+               "for net-mesh hot paths and the etcd shard-lease coordinator.")
+    sub = p.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
+    sub.add_parser("list", help="list registered components")
+    f = sub.add_parser("fuzz", help="run the lockstep machines (model vs impl)")
+    f.add_argument("components", nargs="*", metavar="COMPONENT")
+    f.add_argument("--impl", help="module:Class to check in place of the impl")
+    f.add_argument("--profile", help="dev | ci | nightly (default: $HYPOTHESIS_PROFILE or dev)")
+    f.add_argument("--seed", help="an integer, or 'random' (default: $MESHSPEC_SEED or fixed)")
+    f.add_argument("--export", default=DEFAULT_EXPORT, metavar="DIR",
+                   help=f"where a failing run writes its trace (default: {DEFAULT_EXPORT})")
+    r = sub.add_parser("replay", help="re-execute an exported trace without Hypothesis")
+    r.add_argument("trace", metavar="TRACE.json")
+    r.add_argument("--impl", help="module:Class to replay against instead of the recorded impl")
+    m = sub.add_parser("mutants", help="run the machine against every mutant")
+    m.add_argument("components", nargs="*", metavar="COMPONENT")
+    m.add_argument("--profile", default="ci")
+    m.add_argument("--seed")
+    m.add_argument("--only", action="append", metavar="MUTANT", help="run just these mutants")
+    rep = sub.add_parser("report", help="regenerate REPORT.md")
+    rep.add_argument("--output", default="REPORT.md")
+    b = sub.add_parser("bench", help="model vs impl on the hot paths")
+    b.add_argument("components", nargs="*", metavar="COMPONENT")
+    b.add_argument("--quick", action="store_true", help="smallest size only, short timings")
+    b.add_argument("--impl", help="module:Class to benchmark in place of the impl")
+    return p
+
+
+def components_of(names: Sequence[str]) -> list[Component]:
+    try:
+        return [registry.get_component(n) for n in (names or registry.names())]
+    except registry.UnknownComponent as exc:
+        raise UsageError(str(exc)) from None
+
+
+def impl_for(spec: str | None, comps: list[Component]) -> type | None:
+    if spec is None:
+        return None
+    if len(comps) != 1:
+        raise UsageError("--impl needs exactly one COMPONENT named on the command line")
+    try:
+        cls = load_impl(spec)
+    except ImplLoadError as exc:
+        raise UsageError(str(exc)) from None
+    missing = comps[0].missing_operations(cls)
+    if missing:
+        raise UsageError(f"--impl {spec}: class {cls.__name__} lacks the {comps[0].name} "
+                         f"operations: {', '.join(missing)}")
+    return cls
+
+
+def cmd_list(_: argparse.Namespace) -> int:
+    rows = [[c.name, len(c.operations), len(c.invariants), len(c.mutants), c.summary]
+            for c in components_of([])]
+    print(tabulate(rows, headers=["component", "operations", "invariants", "mutants", "what"]))
+    return 0
+
+
+def print_fuzz(result, component: Component) -> None:
+    from meshspec.fuzz import rules_of, sometimes_names
+
+    print(f"== {result.component} against {result.impl} (profile {result.profile}, seed {result.seed})")
+    print(f"   examples {result.examples}, steps {result.steps}, "
+          f"{result.seconds:.1f} s, {result.steps_per_second:,.0f} steps/s")
+    hits = [[rule, result.rule_hits.get(rule, 0)] for rule in rules_of(component)]
+    print(tabulate(hits, headers=["rule", "hits"], tablefmt="simple"))
+    for rule, n in hits:
+        if n == 0:
+            print(f"   warning: rule {rule!r} never ran")
+    reached = [[name, result.reached.get(name, 0)] for name in sometimes_names(component)]
+    if reached:
+        print(tabulate(reached, headers=["sometimes-property", "steps reached"], tablefmt="simple"))
+    for name, n in reached:
+        if n == 0 and not result.failed:
+            print(f"   warning: sometimes-property {name!r} never reached (generator too weak?)")
+
+
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from meshspec.fuzz import export_failure, run_fuzz
+    from meshspec.traces import check_export_dir
+
+    comps = components_of(args.components)
+    impl_cls = impl_for(args.impl, comps if args.components else [])
+    profile, seed = profile_name(args.profile), resolve_seed(args.seed)
+    try:
+        check_export_dir(args.export)
+    except OSError as exc:
+        raise UsageError(f"cannot use export directory {args.export!r}: {exc.strerror or exc}") from None
+    print(f"meshspec fuzz: profile {profile}, seed {seed}")
+    status = 0
+    for comp in comps:
+        result = run_fuzz(comp, impl_cls or comp.impl_cls, profile=profile, seed=seed)
+        print_fuzz(result, comp)
+        if result.error:
+            print(f"   ERROR: {result.error}")
+            status = 1
+        if result.trace is not None:
+            fail = result.trace.failure
+            print(f"   FAILED: {fail.kind} {fail.name!r} at step {fail.step}: {fail.message}")
+            json_path, py_path = export_failure(result, args.export)
+            print(f"   trace ({len(result.trace.steps)} steps): {json_path}")
+            print(f"   pytest file: {py_path}")
+            print(f"   replay with: meshspec replay {json_path}")
+            status = 1
+    return status
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from meshspec import traces
+
+    trace = traces.load(args.trace)
+    comp = components_of([trace.component])[0]
+    impl_cls = impl_for(args.impl, [comp]) if args.impl else impl_for(trace.impl, [comp])
+    result = traces.replay(comp, impl_cls, trace.steps)
+    print(f"replayed {result.steps_run} of {len(trace.steps)} steps of {trace.component} "
+          f"against {args.impl or trace.impl}")
+    if result.failure is None:
+        print("no failure: model and impl agree on every step and every invariant holds")
+        if trace.failure is not None:
+            print(f"(the trace recorded {trace.failure.kind} {trace.failure.name!r} "
+                  f"at step {trace.failure.step}: not reproduced)")
+        return 0
+    f = result.failure
+    print(f"FAILED: {f.kind} {f.name!r} at step {f.step}: {f.message}")
+    print("reproduces the recorded failure" if result.matches(trace.failure)
+          else f"differs from the recorded failure: {trace.failure}")
+    return 1
+
+
+def cmd_mutants(args: argparse.Namespace) -> int:
+    from meshspec.fuzz import MUTANT_HEADERS, run_mutants
+
+    comps = components_of(args.components)
+    profile, seed = profile_name(args.profile), resolve_seed(args.seed)
+    print(f"meshspec mutants: profile {profile}, seed {seed}")
+    status = 0
+    for comp in comps:
+        results = run_mutants(comp, profile=profile, seed=seed, only=args.only)
+        print(f"== {comp.name}: {sum(r.caught for r in results)}/{len(results)} mutants caught")
+        print(tabulate([r.row() for r in results], headers=MUTANT_HEADERS, tablefmt="github"))
+        for r in results:
+            if not r.caught:
+                status = 1
+                print(f"   SURVIVED: {r.mutant.name} ({r.mutant.origin})")
+            elif not r.as_expected:
+                print(f"   note: {r.mutant.name} was caught by {r.caught_by!r}, "
+                      f"registered as {', '.join(r.mutant.caught_by)}")
+    return status
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from meshspec.report import render
+    from meshspec.traces import atomic_write
+
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        raise UsageError(f"cannot write {args.output!r}: directory {str(out.parent)!r} does not exist")
+    try:
+        atomic_write(out, render())
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.output!r}: {exc.strerror or exc}") from None
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from meshspec.bench import HEADERS, run_bench
+
+    comps = components_of(args.components)
+    impl_cls = impl_for(args.impl, comps if args.components else [])
+    rows = []
+    for comp in comps:
+        rows += run_bench(comp, quick=args.quick, impl_cls=impl_cls,
+                          on_row=lambda r: print("  " + " | ".join(map(str, r.cells())), flush=True))
+    print()
+    print(tabulate([r.cells() for r in rows], headers=HEADERS, tablefmt="github"))
+    return 0
+
+
+VERBS = {"list": cmd_list, "fuzz": cmd_fuzz, "replay": cmd_replay, "mutants": cmd_mutants,
+         "report": cmd_report, "bench": cmd_bench}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.verb is None:
+            raise UsageError(f"missing VERB (one of: {', '.join(VERBS)})")
+        return VERBS[args.verb](args)
+    except (UsageError, TraceError, ProfileError) as exc:
+        print(f"meshspec: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("meshspec: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Running a component's lockstep machine under Hypothesis, and the mutant tier.
+
+`run_fuzz` runs one (component, impl) pair under a profile and seed and returns what the
+CLI prints: examples, steps, steps/second, rule hits, reached witnesses and the shrunk
+failure as a `Trace`. `run_mutants` runs it once per mutant and reports what caught each.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import attrs
+from hypothesis import seed as hypothesis_seed
+from hypothesis.errors import Flaky
+from hypothesis.stateful import run_state_machine_as_test
+
+from meshspec import machine as machine_mod
+from meshspec.lockstep import Component, LockstepFailure, Mutant, impl_path
+from meshspec.profiles import settings_for
+from meshspec.traces import Failure, Trace
+
+
+@attrs.frozen
+class FuzzResult:
+    component: str
+    impl: str
+    profile: str
+    seed: int
+    examples: int
+    steps: int
+    seconds: float
+    rule_hits: dict[str, int]
+    reached: dict[str, int]
+    trace: Trace | None
+    first_failure_examples: int | None
+    first_failure_seconds: float | None
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.trace is not None or self.error is not None
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps / self.seconds if self.seconds > 0 else 0.0
+
+
+def rules_of(component: Component) -> list[str]:
+    """Rule names the machine can call (its `step("name", ...)` targets)."""
+    import inspect
+
+    source = inspect.getsource(component.machine_cls)
+    return sorted(set(re.findall(r'self\.step\(\s*"([a-z_0-9]+)"', source)))
+
+
+def sometimes_names(component: Component) -> list[str]:
+    return [i.name for i in component.invariants if i.kind == "sometimes"]
+
+
+def _database_key(component: Component, impl_cls: type) -> str:
+    return f"{component.name}/{impl_path(impl_cls).replace(':', '.')}"
+
+
+def run_fuzz(component: Component, impl_cls: type, *, profile: str, seed: int,
+             use_database: bool = True, max_examples: int | None = None) -> FuzzResult:
+    """Run the lockstep machine once; never raises for a finding (it is in the result)."""
+    machine_cls = hypothesis_seed(seed)(component.machine_for(impl_cls))
+    key = _database_key(component, impl_cls) if use_database else None
+    settings = settings_for(profile, database_key=key, max_examples=max_examples)
+    stats = machine_mod.reset_stats()
+    trace, error = None, None
+    try:
+        run_state_machine_as_test(machine_cls, settings=settings)
+    except LockstepFailure as exc:
+        trace = Trace(component.name, impl_path(impl_cls), seed, profile,
+                      tuple(exc.steps[: exc.step + 1]), Failure.of(exc))
+    except Flaky as exc:
+        error = f"flaky failure (nondeterministic component?): {exc}"
+    except Exception as exc:  # noqa: BLE001 - the machine itself broke; report, don't crash
+        error = f"machine error: {type(exc).__name__}: {exc}"
+    return FuzzResult(
+        component=component.name, impl=impl_path(impl_cls), profile=profile, seed=seed,
+        examples=stats.examples, steps=stats.steps, seconds=stats.seconds,
+        rule_hits=dict(stats.rule_hits), reached=dict(stats.reached), trace=trace,
+        first_failure_examples=stats.first_failure_examples,
+        first_failure_seconds=stats.first_failure_seconds, error=error,
+    )
+
+
+@attrs.frozen
+class MutantResult:
+    mutant: Mutant
+    result: FuzzResult
+
+    @property
+    def caught(self) -> bool:
+        return self.result.trace is not None
+
+    @property
+    def caught_by(self) -> str:
+        if self.result.trace is None or self.result.trace.failure is None:
+            return self.result.error or "SURVIVED"
+        return self.result.trace.failure.name
+
+    @property
+    def as_expected(self) -> bool:
+        return self.caught and matches_check(self.caught_by, self.mutant.caught_by)
+
+    def row(self) -> list[Any]:
+        r = self.result
+        trace_len = len(r.trace.steps) if r.trace else None
+        seconds = None if r.first_failure_seconds is None else round(r.first_failure_seconds, 2)
+        return [self.mutant.name, self.mutant.origin, self.caught_by,
+                r.first_failure_examples, seconds, trace_len, round(r.seconds, 1)]
+
+
+def matches_check(name: str, expected: tuple[str, ...]) -> bool:
+    """Whether a failure name is one of the expected checks (`* result` matches any result divergence)."""
+    return any(name == e or (e.startswith("*") and name.endswith(e[1:])) for e in expected)
+
+
+MUTANT_HEADERS = ["mutant", "origin", "caught by", "examples to 1st failure",
+                  "seconds to 1st failure", "shrunk trace length", "total seconds"]
+
+
+def run_mutants(component: Component, *, profile: str, seed: int,
+                only: list[str] | None = None) -> list[MutantResult]:
+    results = []
+    for m in component.mutants:
+        if only and m.name not in only:
+            continue
+        res = run_fuzz(component, m.cls, profile=profile, seed=seed, use_database=False)
+        results.append(MutantResult(m, res))
+    return results
+
+
+def export_failure(result: FuzzResult, directory: str | Path) -> tuple[Path, Path] | None:
+    from meshspec.traces import export
+
+    if result.trace is None:
+        return None
+    return export(result.trace, directory)

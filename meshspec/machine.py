@@ -1,0 +1,90 @@
+"""The shared Hypothesis lockstep machine base and the run statistics it feeds.
+
+A component's machine subclasses `LockstepMachine`, declares its `@initialize` and
+`@rule`s, and each rule body is one call: `self.step("rule_name", *args)`. Everything
+else — applying to both sides, comparing, invariants, the trace — happens in
+`meshspec.lockstep.Lockstep`.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from hypothesis.stateful import RuleBasedStateMachine
+
+from meshspec.lockstep import Component, Lockstep, LockstepFailure
+
+
+class RunStats:
+    """Counters for one fuzz run (examples, steps, rule hits, reached witnesses, first failure)."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.examples = 0
+        self.steps = 0
+        self.rule_hits: Counter[str] = Counter()
+        self.reached: Counter[str] = Counter()
+        self.first_failure_examples: int | None = None
+        self.first_failure_seconds: float | None = None
+
+    def note_failure(self) -> None:
+        if self.first_failure_examples is None:
+            self.first_failure_examples = self.examples
+            self.first_failure_seconds = time.perf_counter() - self.started
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+
+_CURRENT = RunStats()
+
+
+def current_stats() -> RunStats:
+    return _CURRENT
+
+
+def reset_stats() -> RunStats:
+    global _CURRENT
+    _CURRENT = RunStats()
+    return _CURRENT
+
+
+class LockstepMachine(RuleBasedStateMachine):
+    """Base for every component machine: model and impl side by side."""
+
+    COMPONENT: Component | None = None
+    IMPL: type | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        assert self.COMPONENT is not None, "use Component.machine_for(impl_cls)"
+        self.ls = Lockstep(self.COMPONENT, self.IMPL)
+        _CURRENT.examples += 1
+
+    @property
+    def model(self) -> Any:
+        return self.ls.model.sut
+
+    @property
+    def impl(self) -> Any:
+        return self.ls.impl.sut
+
+    def step(self, rule: str, *args: Any) -> Any:
+        _CURRENT.steps += 1
+        _CURRENT.rule_hits[rule] += 1
+        try:
+            return self.ls.step(rule, *args)
+        except LockstepFailure:
+            _CURRENT.note_failure()
+            raise
+
+    def teardown(self) -> None:
+        _CURRENT.reached.update(self.ls.reached)
+
+    @classmethod
+    def bind(cls, component: Component, impl_cls: type) -> type:
+        """A concrete machine class for one impl (the factory `machine_for` returns)."""
+        name = f"{cls.__name__}[{impl_cls.__name__}]"
+        return type(name, (cls,), {"COMPONENT": component, "IMPL": impl_cls})

@@ -1,0 +1,75 @@
+"""Hypothesis profiles, registered in one place, and the seed policy.
+
+- `dev`: quick local feedback.
+- `ci`: a fixed budget sized so the whole CI stays well under 25 minutes with all six
+  components and their mutant tiers; no deadline; a fixed, printed seed (override with
+  `--seed N`, or `--seed random` / `MESHSPEC_SEED=random` to rotate it between CI runs).
+- `nightly`: a large budget for long fuzzing outside CI.
+
+The profile is chosen by `--profile` or the `HYPOTHESIS_PROFILE` environment variable
+(default `dev`). Hypothesis' own built-in `ci` profile (loaded when `CI` is set) would
+derandomize and drop the database; meshspec registers its own `ci` over it on purpose.
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+from hypothesis import HealthCheck, Verbosity, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+PROFILES = ("dev", "ci", "nightly")
+DEFAULT_SEED = 20261123
+DATABASE_ROOT = Path(".meshspec") / "examples"
+
+_COMMON = dict(
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    report_multiple_bugs=False,
+    print_blob=False,
+    derandomize=False,
+)
+
+settings.register_profile("dev", max_examples=40, stateful_step_count=40, **_COMMON)
+settings.register_profile("ci", max_examples=150, stateful_step_count=80, **_COMMON)
+settings.register_profile("nightly", max_examples=5000, stateful_step_count=120, **_COMMON)
+
+
+class ProfileError(ValueError):
+    """An unknown profile name or a malformed seed."""
+
+
+def profile_name(requested: str | None = None) -> str:
+    name = requested or os.environ.get("HYPOTHESIS_PROFILE") or "dev"
+    if name not in PROFILES:
+        raise ProfileError(f"unknown profile {name!r} (known: {', '.join(PROFILES)})")
+    return name
+
+
+def resolve_seed(requested: str | int | None = None) -> int:
+    """`None` → MESHSPEC_SEED or the fixed default; "random" → a fresh seed (printed by callers)."""
+    raw = requested if requested is not None else os.environ.get("MESHSPEC_SEED")
+    if raw is None or raw == "":
+        return DEFAULT_SEED
+    if str(raw).lower() == "random":
+        return random.SystemRandom().randrange(2**32)
+    try:
+        return int(raw)
+    except ValueError:
+        raise ProfileError(f"seed must be an integer or 'random', not {raw!r}") from None
+
+
+def settings_for(profile: str, *, database_key: str | None = None, quiet: bool = True,
+                 max_examples: int | None = None) -> settings:
+    """The profile's settings, with a per-(component, impl) example database when asked."""
+    base = settings.get_profile(profile_name(profile))
+    database = None
+    if database_key is not None:
+        database = DirectoryBasedExampleDatabase(str(DATABASE_ROOT / database_key))
+    extra: dict = {"database": database}
+    if quiet:
+        extra["verbosity"] = Verbosity.quiet
+    if max_examples is not None:
+        extra["max_examples"] = max_examples
+    return settings(base, **extra)

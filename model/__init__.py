@@ -1,0 +1,1 @@
+"""Reference models: slow, obviously correct, full scans, no caches. They are the specification."""

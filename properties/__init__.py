@@ -1,0 +1,1 @@
+"""Per component: invariants, the lockstep machine, the mutant zoo."""

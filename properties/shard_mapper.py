@@ -1,0 +1,950 @@
+"""Properties of the shard mapper: the subject harness, invariants, lockstep machine, mutants.
+
+The harness (`ShardMapperSubject`) wraps one mapper (model or impl) with its own FakeClock
+and keeps the ghost state the invariants need: every id ever handed out, the callback
+logs (and what a re-entrant callback saw), drain start times, pushes recorded per shard,
+events collected per shard, and the last cooldown stamp.
+
+What the machine reaches: every operation of semantics.md §3.4, counts 0 and past the
+budget, unknown ids and ids in every state, an allocator started near 65535 (the
+`first_shard_id` hook), injected NaN/±inf/equal weights (the `inject_weight` hook),
+latencies past u32, time steps around the cooldown, the 100 ms grace and one hour, and
+pushes into draining shards.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+import attrs
+from hypothesis import strategies as st
+from hypothesis.stateful import initialize, rule
+
+from meshspec.lockstep import Component, Subject, always, sometimes
+from meshspec.machine import LockstepMachine
+from model import shard_mapper as M
+
+U16_MAX = 65535
+U64_MAX = 2**64 - 1
+MS = 1_000_000
+SEC = 1_000_000_000
+PROBE_HASHES = (0, 1, 2**62, 2**63 - 1, 2**63, 3 * 2**62, U64_MAX)
+GATED = ("scale_up", "scale_up_provisioning", "scale_down")
+
+
+PRESETS = {"default": "default_for_cpus", "high_throughput": "high_throughput",
+           "conservative": "conservative"}
+
+
+def policy_class(mapper_cls: type) -> type:
+    """The ScalingPolicy class a mapper is tested with (a mutant may swap in a buggy one)."""
+    return getattr(mapper_cls, "SCALING_POLICY", M.ScalingPolicy)
+
+
+def build_policy(policy_cls: type, preset: str, cpus: int, min_shards: int, max_shards: int,
+                 cooldown_ns: int, auto_scale: bool) -> M.ScalingPolicy:
+    base = getattr(policy_cls, PRESETS[preset])(cpus)
+    return attrs.evolve(base, min_shards=min_shards, max_shards=max_shards,
+                        cooldown_ns=cooldown_ns, auto_scale=auto_scale)
+
+
+class ShardMapperSubject(Subject):
+    """One mapper plus ghost state; one method per machine rule."""
+
+    def init(self, initial: int, ring_capacity: int, preset: str, cpus: int, min_shards: int,
+             max_shards: int, cooldown_ns: int, auto_scale: bool, first_id: int,
+             reentrant: bool) -> None:
+        policy = build_policy(policy_class(self.cls), preset, cpus, min_shards, max_shards, cooldown_ns, auto_scale)
+        self.sut = self.cls(initial, ring_capacity, policy, clock=self.clock, first_shard_id=first_id)
+        self.allocated: list[int] = list(range(first_id, first_id + initial))
+        self.became_active: list[int] = []
+        self.stopped: list[int] = []
+        self.created_log: list[tuple[int, Any, int, int]] = []
+        self.removed_log: list[tuple[int, Any]] = []
+        self.drain_started: dict[int, int] = {}
+        self.pushes: dict[int, int] = {}
+        self.latency: dict[int, list[int]] = {}
+        self.collected: dict[int, int] = {}
+        self.last_stamp: int | None = None
+        self.tick_decisions: set[str] = set()
+        self.removed: list[int] = []
+        self.gate_violation: str | None = None
+        self.finalize_violation: str | None = None
+        self.collect_violation: str | None = None
+        self.floor_violation: str | None = None
+        self.sut.set_on_shard_created(lambda sid: self._on_created(sid, reentrant))
+        self.sut.set_on_shard_removed(lambda sid: self._on_removed(sid, reentrant))
+
+    def observations(self) -> dict[str, Any]:
+        """What a cache could get wrong while the shard list agrees: routing and advice."""
+        s = self.sut
+        return {"select_shard": tuple(s.select_shard(h) for h in PROBE_HASHES),
+                "evaluate_scaling": s.evaluate_scaling(),
+                "active_shard_count": s.active_shard_count(),
+                "shard ids": (s.active_shard_ids(), s.all_shard_ids(), s.total_shard_count())}
+
+    # -- callbacks (a re-entrant callback reads the mapper back) --------------------------
+    def _on_created(self, sid: int, reentrant: bool) -> None:
+        if reentrant:
+            self.created_log.append((sid, self.sut.shard_state(sid), self.sut.active_shard_count(),
+                                     len(self.sut.active_shard_ids())))
+        else:
+            self.created_log.append((sid, None, 0, 0))
+
+    def _on_removed(self, sid: int, reentrant: bool) -> None:
+        self.removed_log.append((sid, self.sut.shard_state(sid) if reentrant else None))
+
+    # -- ghost helpers ---------------------------------------------------------------------
+    def _stamp(self, rule: str) -> None:
+        now = self.clock()
+        cooldown = self.sut.policy().cooldown_ns
+        if rule in GATED and self.last_stamp is not None and now - self.last_stamp < cooldown:
+            self.gate_violation = f"{rule} succeeded {now - self.last_stamp} ns after the last " \
+                                  f"scaling stamp (cooldown {cooldown} ns)"
+        self.last_stamp = now
+
+    def _check_floor(self, rule: str) -> None:
+        active, floor = self.sut.active_shard_count(), self.sut.policy().min_shards
+        if active < floor:
+            self.floor_violation = f"{rule} left {active} active shards, below min_shards {floor}"
+
+    # -- rules -----------------------------------------------------------------------------
+    def select_shard(self, event_hash: int) -> int:
+        return self.sut.select_shard(event_hash)
+
+    def collect_metrics(self) -> list:
+        out = self.sut.collect_metrics()
+        for m in out:
+            self.collected[m.shard_id] = self.collected.get(m.shard_id, 0) + m.event_rate
+            self._check_window(m)
+        for sid, pushed in self.pushes.items():
+            if self.sut.metrics_collector(sid) is not None and self.collected.get(sid, 0) != pushed:
+                self.collect_violation = (f"shard {sid}: {pushed} pushes recorded but "
+                                          f"{self.collected.get(sid, 0)} events collected over all windows")
+        self.latency = {}
+        return out
+
+    def _check_window(self, m: Any) -> None:
+        samples = self.latency.get(m.shard_id, [])
+        if samples and sum(samples) >= len(samples) and m.avg_push_latency_ns == 0:
+            self.collect_violation = (f"shard {m.shard_id}: {len(samples)} latency samples with mean "
+                                      f"{sum(samples) / len(samples):.1f} ns collected as average 0")
+
+    def evaluate_scaling(self) -> M.ScalingDecision:
+        return self.sut.evaluate_scaling()
+
+    def _scale_up(self, op: str, count: int) -> list[int]:
+        ids = getattr(self.sut, op)(count)
+        if ids:
+            self.allocated.extend(ids)
+            self._stamp(op if op != "scale_up_provisioning_force" else "force")
+        if op == "scale_up":
+            self.became_active.extend(ids)
+        return ids
+
+    def scale_up(self, count: int) -> list[int]:
+        return self._scale_up("scale_up", count)
+
+    def scale_up_provisioning(self, count: int) -> list[int]:
+        return self._scale_up("scale_up_provisioning", count)
+
+    def scale_up_provisioning_force(self, count: int) -> list[int]:
+        return self._scale_up("scale_up_provisioning_force", count)
+
+    def activate(self, shard_id: int) -> bool:
+        became = self.sut.activate(shard_id)
+        if became:
+            self.became_active.append(shard_id)
+        return became
+
+    def drain_specific(self, shard_id: int) -> None:
+        was_active = self.sut.shard_state(shard_id) == M.ShardState.ACTIVE
+        self.sut.drain_specific(shard_id)
+        if was_active:
+            self.drain_started[shard_id] = self.clock()
+            self._stamp("drain_specific")
+            self._check_floor("drain_specific")
+
+    def scale_down(self, count: int) -> list[int]:
+        ids = self.sut.scale_down(count)
+        for sid in ids:
+            self.drain_started[sid] = self.clock()
+        self._stamp("scale_down")
+        self._check_floor("scale_down")
+        return ids
+
+    def finalize_draining(self) -> list[int]:
+        before = {sid: self._drain_facts(sid) for sid in self.sut.all_shard_ids()}
+        ids = self.sut.finalize_draining()
+        for sid in ids:
+            state, length, pushes, started = before.get(sid, (None, None, None, None))
+            if state != M.ShardState.DRAINING or length != 0 or pushes != 0 \
+                    or started is None or self.clock() - started <= 100 * MS:
+                self.finalize_violation = (f"finalize stopped shard {sid}: state {state}, buffer "
+                                           f"{length}, pushes since drain {pushes}, drain started {started}")
+        self.stopped.extend(ids)
+        return ids
+
+    def _drain_facts(self, sid: int) -> tuple:
+        col = self.sut.metrics_collector(sid)
+        length = col.current_len() if col.capacity > 0 else 0
+        return (self.sut.shard_state(sid), length, col.pushes_since_drain_start(),
+                self.drain_started.get(sid))
+
+    def remove_specific_stopped_shard(self, shard_id: int) -> bool:
+        removed = self.sut.remove_specific_stopped_shard(shard_id)
+        self.removed += [shard_id] if removed else []
+        return removed
+
+    def remove_stopped_shards(self) -> list[int]:
+        removed = self.sut.remove_stopped_shards()
+        self.removed += removed
+        return removed
+
+    def inject_weight(self, shard_id: int, weight: float) -> bool:
+        return self.sut.inject_weight(shard_id, weight)
+
+    def observe(self, shard_id: int) -> tuple:
+        s = self.sut
+        col = s.metrics_collector(shard_id)
+        return (s.shard_state(shard_id), s.active_shard_ids(), s.all_shard_ids(),
+                s.active_shard_count(), s.total_shard_count(), s.policy(),
+                None if col is None else col.abstract())
+
+    # -- the collector, reached through metrics_collector(id) --------------------------------
+    def _collector(self, shard_id: int) -> Any:
+        return self.sut.metrics_collector(shard_id)
+
+    def record_push(self, shard_id: int, latency_ns: int) -> bool:
+        col = self._collector(shard_id)
+        if col is None:
+            return False
+        col.record_push(latency_ns)
+        self.pushes[shard_id] = self.pushes.get(shard_id, 0) + 1
+        self.latency.setdefault(shard_id, []).append(min(latency_ns, 2**32 - 1))
+        return True
+
+    def record_event_only(self, shard_id: int) -> bool:
+        col = self._collector(shard_id)
+        if col is None:
+            return False
+        col.record_event_only()
+        self.pushes[shard_id] = self.pushes.get(shard_id, 0) + 1
+        return True
+
+    def record_flush(self, shard_id: int, latency_us: int) -> bool:
+        col = self._collector(shard_id)
+        if col is not None:
+            col.record_flush(latency_us)
+        return col is not None
+
+    def record_buffer_len(self, shard_id: int, length: int) -> bool:
+        col = self._collector(shard_id)
+        if col is not None:
+            col.record_buffer_len(length)
+        return col is not None
+
+    def set_collector_draining(self, shard_id: int, flag: bool) -> bool:
+        col = self._collector(shard_id)
+        if col is not None:
+            col.set_draining(flag)
+        return col is not None
+
+    def traffic(self, length: int, latency_ns: int, pushes: int) -> int:
+        """A metrics window of production traffic: every shard's ring at `length`, `pushes` pushes."""
+        ids = [sid for sid in self.allocated if self.sut.metrics_collector(sid) is not None]
+        for sid in ids:
+            self.record_buffer_len(sid, length)
+            for _ in range(pushes):
+                self.record_push(sid, latency_ns)
+        return len(ids)
+
+    def advance_time(self, ns: int) -> int:
+        return self.clock.advance(ns)
+
+    def _attempt(self, rule: str, *args: Any) -> Any:
+        """One call as the bus makes it: domain errors are logged by name, not raised."""
+        try:
+            return getattr(self, rule)(*args)
+        except M.ScalingError as exc:
+            return type(exc).__name__
+
+    def monitor_tick(self) -> tuple:
+        """The bus scaling loop (bus.rs): collect, evaluate, act, finalize, remove stopped."""
+        self.collect_metrics()
+        decision = self.sut.evaluate_scaling()
+        self.tick_decisions.add(decision.kind)
+        log: list[Any] = [str(decision)]
+        if decision.kind == "scale_up":
+            for _ in range(decision.count):  # add_shard_internal: provision(1) + activate
+                ids = self._attempt("scale_up_provisioning", 1)
+                log.append(ids)
+                if isinstance(ids, str):
+                    break
+                log.append(self._attempt("activate", ids[0]))
+        elif decision.kind == "scale_down":
+            drained = self._attempt("scale_down", decision.count)
+            log.append(drained)
+            for sid in drained if isinstance(drained, list) else []:
+                log.append(self._attempt("drain_specific", sid))
+        stopped = self.finalize_draining()
+        log.append(stopped)
+        log.append([self.remove_specific_stopped_shard(sid) for sid in stopped])
+        return tuple(map(str, log))
+
+    def activate_all_provisioning(self) -> tuple:
+        """A manager bringing up every pending shard, in id order, whatever each answers."""
+        pending = [sid for sid in self.allocated if self.sut.shard_state(sid) == M.ShardState.PROVISIONING]
+        return tuple(str(self._attempt("activate", sid)) for sid in pending)
+
+    def manual_scale_up(self, count: int) -> tuple:
+        """The operator path: forced provisioning, then activate each, stopping at the first error."""
+        ids = self._attempt("scale_up_provisioning_force", count)
+        log: list[Any] = [ids]
+        for sid in ids if isinstance(ids, list) else []:
+            outcome = self._attempt("activate", sid)
+            log.append(outcome)
+            if isinstance(outcome, str):
+                break
+        return tuple(map(str, log))
+
+    def try_construct(self, initial: int, fill: float, underutil: float, min_shards: int,
+                      max_shards: int, cooldown_ns: int, window_ns: int, delay_ns: int) -> tuple:
+        """Build a second mapper from raw policy fields: the constructor's error paths."""
+        policy = attrs.evolve(policy_class(self.cls).default_for_cpus(4), fill_ratio_threshold=fill,
+                              underutilized_threshold=underutil, min_shards=min_shards,
+                              max_shards=max_shards, cooldown_ns=cooldown_ns,
+                              metrics_window_ns=window_ns, scale_down_delay_ns=delay_ns)
+        other = self.cls(initial, 16, policy, clock=self.clock)
+        return (other.policy(), other.active_shard_ids(), other.select_shard(2**63))
+
+    def preset(self, name: str, cpus: int) -> tuple:
+        """A policy preset, normalized, and what validate says of it."""
+        policy = getattr(policy_class(self.cls), PRESETS[name])(cpus)
+        try:
+            policy.validate()
+            verdict = "ok"
+        except M.ConfigError as exc:
+            verdict = str(exc)
+        return (policy, policy.normalize(), verdict)
+
+
+# -- invariants -----------------------------------------------------------------------------
+
+def _abstract_shards(s: ShardMapperSubject) -> list[tuple]:
+    return list(s.sut.abstract()[3])
+
+
+def active_within_budget(s: ShardMapperSubject) -> None:
+    """active_shard_count() never exceeds max_shards and equals the number of Active shards."""
+    active = [x for x in _abstract_shards(s) if x[1] == M.ShardState.ACTIVE]
+    count = s.sut.active_shard_count()
+    assert count == len(active), f"active_shard_count() {count} but {len(active)} Active shards"
+    assert count <= s.sut.policy().max_shards, f"{count} active > max_shards {s.sut.policy().max_shards}"
+
+
+def select_routes_only_to_lightest_active(s: ShardMapperSubject) -> None:
+    """select_shard answers an Active id within 0.1 of the lightest (all-NaN: any Active), or 65535 iff none."""
+    active = {x[0]: x[4].weight for x in _abstract_shards(s) if x[1] == M.ShardState.ACTIVE}
+    finite = [w for w in active.values() if not math.isnan(w)]
+    lightest = min(finite, default=sys.float_info.max)
+    lightest = min(lightest, sys.float_info.max)
+    near = {sid for sid, w in active.items() if abs(w - lightest) < 0.1}
+    allowed = near or set(active)
+    for h in PROBE_HASHES:
+        got = s.sut.select_shard(h)
+        if not active:
+            assert got == U16_MAX, f"no Active shard but select_shard({h}) = {got}"
+        else:
+            assert got in allowed, f"select_shard({h}) = {got}, allowed {sorted(allowed)}"
+
+
+def ids_strictly_increase_never_reused(s: ShardMapperSubject) -> None:
+    """Shard ids are handed out in strictly increasing order, never reused, never 65535."""
+    ids = s.allocated
+    assert all(a < b for a, b in zip(ids, ids[1:])), f"ids not strictly increasing: {ids[-6:]}"
+    assert U16_MAX not in ids, "id 65535 (the no-shard sentinel) was allocated"
+
+
+def cooldown_gates_scaling(s: ShardMapperSubject) -> None:
+    """No two cooldown-gated scaling successes within one cooldown (force and drain only stamp)."""
+    assert s.gate_violation is None, s.gate_violation
+
+
+def floor_respected_by_draining(s: ShardMapperSubject) -> None:
+    """scale_down and drain_specific never take the active count below min_shards."""
+    assert s.floor_violation is None, s.floor_violation
+
+
+def decisions_within_bounds(s: ShardMapperSubject) -> None:
+    """evaluate_scaling: ScaleUp(n) ⇒ active+n ≤ max; ScaleDown(n) ⇒ active−n ≥ min; all-warm-up ⇒ None."""
+    d, p, active = s.sut.evaluate_scaling(), s.sut.policy(), s.sut.active_shard_count()
+    if d.kind == "scale_up":
+        assert d.count >= 1 and active + d.count <= p.max_shards, f"{d} with {active} active, max {p.max_shards}"
+    if d.kind == "scale_down":
+        assert d.count >= 1 and active - d.count >= p.min_shards, f"{d} with {active} active, min {p.min_shards}"
+    now = s.clock()
+    warm = [x for x in _abstract_shards(s) if x[1] == M.ShardState.ACTIVE and now - x[3] < p.cooldown_ns]
+    if warm and len(warm) == active and d.kind != "none":
+        assert False, f"{d} although every Active shard is still warming up (warm-up shards never vote)"
+
+
+def finalize_stops_only_drained(s: ShardMapperSubject) -> None:
+    """finalize_draining stops only Draining shards with an empty buffer, no pushes since the drain, drain > 100 ms."""
+    assert s.finalize_violation is None, s.finalize_violation
+
+
+def collector_windows_add_up(s: ShardMapperSubject) -> None:
+    """Events over all collected windows add up to pushes recorded; a mean ≥ 1 never averages to 0."""
+    assert s.collect_violation is None, s.collect_violation
+
+
+def callbacks_once_per_transition(s: ShardMapperSubject) -> None:
+    """on_shard_created fires once per shard that becomes Active, on_shard_removed once per stop, state consistent."""
+    created = [c[0] for c in s.created_log]
+    assert created == s.became_active, f"created callbacks {created} != activations {s.became_active}"
+    removed = [r[0] for r in s.removed_log]
+    assert removed == s.stopped, f"removed callbacks {removed} != stops {s.stopped}"
+    for sid, state, count, listed in s.created_log:
+        assert state in (None, M.ShardState.ACTIVE), f"created({sid}) saw state {state}"
+        assert count == listed, f"created({sid}) saw active count {count} but {listed} Active ids"
+    for sid, state in s.removed_log:
+        assert state in (None, M.ShardState.STOPPED), f"removed({sid}) saw state {state}"
+
+
+def _last(s: ShardMapperSubject, rule: str) -> Any:
+    return s.last if s.last is not None and s.last[0] == rule else None
+
+
+def scale_up_advised(s: ShardMapperSubject) -> bool:
+    """evaluate_scaling answers ScaleUp (now, or in a monitor tick so far)."""
+    return "scale_up" in s.tick_decisions or s.sut.evaluate_scaling().kind == "scale_up"
+
+
+def scale_down_advised(s: ShardMapperSubject) -> bool:
+    """evaluate_scaling answers ScaleDown (now, or in a monitor tick so far)."""
+    return "scale_down" in s.tick_decisions or s.sut.evaluate_scaling().kind == "scale_down"
+
+
+def stopped_shard_removed(s: ShardMapperSubject) -> bool:
+    """A shard that finalize_draining stopped has been removed."""
+    return bool(s.removed)
+
+
+def select_answered_no_shard(s: ShardMapperSubject) -> bool:
+    """No shard is Active, so select_shard answers 65535."""
+    return s.sut.select_shard(0) == U16_MAX
+
+
+def activate_refused_at_cap(s: ShardMapperSubject) -> bool:
+    """A Provisioning shard waits while the active count is at max_shards (activate answers AtMaxShards)."""
+    at_cap = s.sut.active_shard_count() >= s.sut.policy().max_shards
+    return at_cap and any(x[1] == M.ShardState.PROVISIONING for x in _abstract_shards(s))
+
+
+def draining_shard_finalized(s: ShardMapperSubject) -> bool:
+    """finalize_draining stopped at least one shard."""
+    last = _last(s, "finalize_draining")
+    return bool(last and last[2].value)
+
+
+INVARIANTS = (
+    always(active_within_budget), always(select_routes_only_to_lightest_active),
+    always(ids_strictly_increase_never_reused), always(cooldown_gates_scaling),
+    always(floor_respected_by_draining), always(decisions_within_bounds),
+    always(finalize_stops_only_drained), always(collector_windows_add_up),
+    always(callbacks_once_per_transition),
+    sometimes(scale_up_advised), sometimes(scale_down_advised), sometimes(stopped_shard_removed),
+    sometimes(select_answered_no_shard), sometimes(activate_refused_at_cap),
+    sometimes(draining_shard_finalized),
+)
+
+
+# -- the machine ----------------------------------------------------------------------------
+
+COUNTS = st.integers(0, 4) | st.sampled_from([5, 8, 300, U16_MAX])
+HASHES = st.integers(0, U64_MAX) | st.sampled_from(PROBE_HASHES)
+WEIGHTS = st.sampled_from([0.0, 0.05, 0.0999, 0.1, 0.1001, 1.0, 50.0, math.nan, math.inf, -math.inf,
+                           sys.float_info.max]) | st.floats(0, 200)
+LATENCIES = st.integers(0, 20) | st.sampled_from([2**32 - 1, 2**32, 5 * 10**9, 2**64 - 1])
+
+
+class ShardMapperMachine(LockstepMachine):
+    """Model and impl mapper in lockstep; every rule is one `self.step`."""
+
+    @initialize(initial=st.integers(0, 6), ring_capacity=st.sampled_from([0, 1, 8, 1024]),
+                preset=st.sampled_from(["default", "high_throughput", "conservative"]),
+                cpus=st.integers(1, 8), min_shards=st.integers(1, 3),
+                max_shards=st.integers(1, 4) | st.integers(5, 10),
+                cooldown_ns=st.sampled_from([1, MS, 100 * MS, SEC, 5 * SEC]),
+                auto_scale=st.sampled_from([True, True, True, False]),
+                first_id=st.sampled_from([0, 0, 0, 65520, 65529]), reentrant=st.booleans())
+    def init(self, initial: int, ring_capacity: int, preset: str, cpus: int, min_shards: int,
+             max_shards: int, cooldown_ns: int, auto_scale: bool, first_id: int, reentrant: bool) -> None:
+        self.cooldown = cooldown_ns
+        self.step("init", initial, ring_capacity, preset, cpus, min_shards, max_shards,
+                  cooldown_ns, auto_scale, first_id, reentrant)
+
+    def _known_id(self, data: Any) -> int:
+        """An id in a chosen state (Provisioning, Active, Draining, Stopped, removed) or an edge id."""
+        subject = self.ls.model
+        by_state: dict[Any, list[int]] = {}
+        for sid in subject.allocated:
+            by_state.setdefault(subject.sut.shard_state(sid), []).append(sid)
+        pools = [sorted(ids) for ids in by_state.values()] + [[0, 7, U16_MAX - 1, U16_MAX]]
+        pool = data.draw(st.sampled_from(pools), label="state")
+        return data.draw(st.sampled_from(pool), label="shard_id")
+
+    @rule(event_hash=HASHES)
+    def select_shard(self, event_hash: int) -> None:
+        self.step("select_shard", event_hash)
+
+    @rule()
+    def collect_metrics(self) -> None:
+        self.step("collect_metrics")
+
+    @rule()
+    def evaluate_scaling(self) -> None:
+        self.step("evaluate_scaling")
+
+    @rule(count=COUNTS)
+    def scale_up(self, count: int) -> None:
+        self.step("scale_up", count)
+
+    @rule(count=COUNTS)
+    def scale_up_provisioning(self, count: int) -> None:
+        self.step("scale_up_provisioning", count)
+
+    @rule(count=COUNTS)
+    def scale_up_provisioning_force(self, count: int) -> None:
+        self.step("scale_up_provisioning_force", count)
+
+    @rule(data=st.data())
+    def activate(self, data: Any) -> None:
+        self.step("activate", self._known_id(data))
+
+    @rule(data=st.data())
+    def drain_specific(self, data: Any) -> None:
+        self.step("drain_specific", self._known_id(data))
+
+    @rule(count=COUNTS)
+    def scale_down(self, count: int) -> None:
+        self.step("scale_down", count)
+
+    @rule()
+    def finalize_draining(self) -> None:
+        self.step("finalize_draining")
+
+    @rule(data=st.data())
+    def remove_specific_stopped_shard(self, data: Any) -> None:
+        self.step("remove_specific_stopped_shard", self._known_id(data))
+
+    @rule()
+    def remove_stopped_shards(self) -> None:
+        self.step("remove_stopped_shards")
+
+    @rule(data=st.data(), weight=WEIGHTS)
+    def inject_weight(self, data: Any, weight: float) -> None:
+        self.step("inject_weight", self._known_id(data), weight)
+
+    @rule(data=st.data())
+    def observe(self, data: Any) -> None:
+        self.step("observe", self._known_id(data))
+
+    @rule(data=st.data(), latency=LATENCIES)
+    def record_push(self, data: Any, latency: int) -> None:
+        self.step("record_push", self._known_id(data), latency)
+
+    @rule(data=st.data())
+    def record_event_only(self, data: Any) -> None:
+        self.step("record_event_only", self._known_id(data))
+
+    @rule(data=st.data(), latency=LATENCIES)
+    def record_flush(self, data: Any, latency: int) -> None:
+        self.step("record_flush", self._known_id(data), latency)
+
+    @rule(data=st.data(), length=st.sampled_from([0, 0, 1, 7, 900, 1024, 5000]))
+    def record_buffer_len(self, data: Any, length: int) -> None:
+        self.step("record_buffer_len", self._known_id(data), length)
+
+    @rule(data=st.data(), flag=st.booleans())
+    def set_collector_draining(self, data: Any, flag: bool) -> None:
+        self.step("set_collector_draining", self._known_id(data), flag)
+
+    @rule(length=st.sampled_from([0, 0, 50, 900, 1024]), latency=st.sampled_from([0, 3, 10, 2**32]),
+          pushes=st.integers(0, 3))
+    def traffic(self, length: int, latency: int, pushes: int) -> None:
+        self.step("traffic", length, latency, pushes)
+
+    @rule()
+    def monitor_tick(self) -> None:
+        self.step("monitor_tick")
+
+    @rule()
+    def activate_all_provisioning(self) -> None:
+        self.step("activate_all_provisioning")
+
+    @rule(count=st.integers(1, 4))
+    def manual_scale_up(self, count: int) -> None:
+        self.step("manual_scale_up", count)
+
+    @rule(data=st.data())
+    def advance_time(self, data: Any) -> None:
+        c = self.cooldown
+        ns = data.draw(st.sampled_from([0, 1, 50 * MS, 100 * MS, 100 * MS + 1, c - 1, c, c + 1,
+                                        3600 * SEC]) | st.integers(0, 2 * SEC), label="ns")
+        self.step("advance_time", max(ns, 0))
+
+    @rule(name=st.sampled_from(sorted(PRESETS)),
+          cpus=st.integers(0, 16) | st.sampled_from([32767, 32768, 40000, 65535, 70000]))
+    def preset(self, name: str, cpus: int) -> None:
+        self.step("preset", name, cpus)
+
+    @rule(initial=st.integers(0, 3), fill=st.sampled_from([0.7, 0.0, 1.0, 1.5, math.nan, math.inf]),
+          underutil=st.sampled_from([0.1, 0.0, 1.0, -0.1, math.nan, -math.inf]),
+          min_shards=st.integers(0, 3), max_shards=st.integers(0, 4),
+          cooldown_ns=st.sampled_from([0, SEC]), window_ns=st.sampled_from([0, 100 * MS]),
+          delay_ns=st.sampled_from([0, 10 * SEC]))
+    def try_construct(self, initial: int, fill: float, underutil: float, min_shards: int,
+                      max_shards: int, cooldown_ns: int, window_ns: int, delay_ns: int) -> None:
+        self.step("try_construct", initial, fill, underutil, min_shards, max_shards,
+                  cooldown_ns, window_ns, delay_ns)
+
+
+OPERATIONS = (
+    "select_shard", "collect_metrics", "evaluate_scaling", "scale_up", "scale_up_provisioning",
+    "scale_up_provisioning_force", "activate", "drain_specific", "scale_down", "finalize_draining",
+    "remove_specific_stopped_shard", "remove_stopped_shards", "shard_state", "active_shard_ids",
+    "all_shard_ids", "active_shard_count", "total_shard_count", "metrics_collector", "policy",
+    "set_on_shard_created", "set_on_shard_removed", "inject_weight", "abstract",
+)
+
+
+# -- mutants: the historical bugs of semantics.md §3.5, and the optimization done wrong ----
+#
+# Each is the impl with one behaviour swapped. Mutants of the shared ScalingPolicy value
+# type ride on the mapper class as `SCALING_POLICY` (the harness builds policies from it).
+
+from impl.shard_mapper import ShardMapper as ImplMapper  # noqa: E402
+from meshspec.lockstep import mutant  # noqa: E402
+
+
+class IdReuseMapper(ImplMapper):
+    """BUG_REPORT #7: the next id is max(existing) + 1, so removed ids come back."""
+
+    def _allocate_ids(self, count: int, state: M.ShardState, force: bool) -> list[int]:
+        self._next_shard_id = max((s.id for s in self._shards), default=-1) + 1
+        return super()._allocate_ids(count, state, force)
+
+
+class FinalizeReadsWindowCounter(ImplMapper):
+    """BUG_REPORT #9: finalize reads events_in_window, which every metrics tick resets."""
+
+    def _ready_to_stop(self, shard: M.MappedShard, now: int) -> bool:
+        c = shard.metrics
+        if c.fill_ratio() != 0.0 or c._events_in_window != 0:
+            return False
+        return shard.drain_started is not None and now - shard.drain_started > M.DRAIN_GRACE_NS
+
+
+class ActivateWithoutBudgetRecheck(ImplMapper):
+    """#64: activate does not re-check max_shards, so provisioning shards overshoot it."""
+
+    def activate(self, shard_id: int) -> bool:
+        shard = self._find(shard_id)
+        if shard is not None and shard.state is M.ShardState.PROVISIONING:
+            shard.state, shard.activated_at = M.ShardState.ACTIVE, self._clock()
+            self._active_count += 1
+            self._rebuild_selection_table()
+            self._fire_created([shard_id])
+            return True
+        return super().activate(shard_id)
+
+
+class WarmupOscillation(ImplMapper):
+    """#131: freshly activated shards vote at once with placeholder metrics."""
+
+    def _is_warm(self, shard: M.MappedShard, now: int) -> bool:
+        return True
+
+
+class ProvisioningRoutable(ImplMapper):
+    """#46: provisioning shards are routable before their workers exist."""
+
+    def _rebuild_selection_table(self) -> None:
+        routable = (M.ShardState.ACTIVE, M.ShardState.PROVISIONING)
+        ids = [s.id for s in self._shards if s.state in routable]
+        lightest = M.F64_MAX
+        for s in self._shards:
+            if s.state in routable:
+                lightest = M.f64_min(lightest, s.last_metrics.weight)
+        near = [s.id for s in self._shards
+                if s.state in routable and abs(s.last_metrics.weight - lightest) < 0.1]
+        self._selection_table = tuple(near or ids)
+
+
+class FallbackToNonActive(ImplMapper):
+    """#51: with no Active shard, select falls back to the first shard it holds.
+
+    Upstream the fallback hit a Draining shard; with min_shards ≥ 1 a mapper with no Active
+    shard has no Draining one either, so here the fallback lands on a Provisioning shard.
+    """
+
+    def select_shard(self, event_hash: int) -> int:
+        if not self._selection_table:
+            others = [s.id for s in self._shards if s.state is not M.ShardState.STOPPED]
+            if others:
+                return others[0]
+        return super().select_shard(event_hash)
+
+
+class ScaleUpZeroSideEffects(ImplMapper):
+    """#32: scale_up(0) stamps the cooldown."""
+
+    def scale_up(self, count: int) -> list[int]:
+        if count == 0:
+            self._last_scaling = self._clock()
+            return []
+        return super().scale_up(count)
+
+
+class DrainSpecificNoCooldownStamp(ImplMapper):
+    """#149 (audit 05-03): drain_specific does not stamp last_scaling (cooldown bypass)."""
+
+    def drain_specific(self, shard_id: int) -> None:
+        before = self._last_scaling
+        super().drain_specific(shard_id)
+        self._last_scaling = before
+
+
+class DrainOnlyFlipsFlag(ImplMapper):
+    """#48: draining only flips the collector's flag; the shard stays Active and routable."""
+
+    def drain_specific(self, shard_id: int) -> None:
+        if self._active_count <= self._policy.min_shards:
+            raise M.AtMinShards()
+        shard = self._find(shard_id)
+        if shard is None:
+            raise M.InvalidPolicy(f"drain_specific: shard {shard_id} not found")
+        shard.metrics.set_draining(True)
+
+
+class ActivateReturnsUnit(ImplMapper):
+    """#35: activate returns nothing, so callers cannot tell a transition from a no-op."""
+
+    def activate(self, shard_id: int) -> Any:
+        super().activate(shard_id)
+        return None
+
+
+class ModuloBias(ImplMapper):
+    """#56: the candidate index is hash % len (biased) instead of Lemire's multiply-shift."""
+
+    def select_shard(self, event_hash: int) -> int:
+        table = self._selection_table
+        return table[event_hash % len(table)] if table else M.NO_SHARD
+
+
+class IdSentinelOverflow(ImplMapper):
+    """#132: the allocator stores first + count unchecked: 65535 is handed out, ids wrap."""
+
+    def _allocate_ids(self, count: int, state: M.ShardState, force: bool) -> list[int]:
+        self._check_budget(count) if force else self._check_scale_up_budget(count)
+        first, now = self._next_shard_id, self._clock()
+        ids = [(first + i) & 0xFFFF for i in range(count)]
+        self._next_shard_id = (first + count) & 0xFFFF
+        self._shards.extend(M.new_shard(i, state, now, self._capacity, self._clock) for i in ids)
+        return ids
+
+
+class _PolicyWithoutFiniteChecks(M.ScalingPolicy):
+    def _checks(self) -> list[tuple[bool, str]]:
+        return [c for c in super()._checks() if "finite" not in c[1]]
+
+
+class ValidateWithoutFiniteness(ImplMapper):
+    """#63: validate has no is_finite guards, so NaN thresholds pass and disable scaling."""
+
+    SCALING_POLICY = _PolicyWithoutFiniteChecks
+
+
+class _PolicyAcceptingZeroDurations(M.ScalingPolicy):
+    def _checks(self) -> list[tuple[bool, str]]:
+        return [c for c in super()._checks() if "must be > 0" not in c[1] or "shards" in c[1]]
+
+
+class ZeroDurationsAccepted(ImplMapper):
+    """BUG_REPORT #3: zero cooldown, metrics window and scale_down_delay are accepted."""
+
+    SCALING_POLICY = _PolicyAcceptingZeroDurations
+
+
+class _WrappingHighThroughput(M.ScalingPolicy):
+    @classmethod
+    def high_throughput(cls, cpus: int) -> M.ScalingPolicy:
+        return attrs.evolve(super().high_throughput(cpus), max_shards=(min(cpus, U16_MAX) * 2) & 0xFFFF)
+
+
+class HighThroughputOverflow(ImplMapper):
+    """BUGS_3 #7: high_throughput's cpus × 2 wraps u16 instead of saturating."""
+
+    SCALING_POLICY = _WrappingHighThroughput
+
+
+class _StaleTable(ImplMapper):
+    """The selection table is not rebuilt inside one operation (set by `_stale_after`)."""
+
+    _skip_rebuild = False
+
+    def _rebuild_selection_table(self) -> None:
+        if not self._skip_rebuild:
+            super()._rebuild_selection_table()
+
+
+def _stale_after(op: str) -> type:
+    def without_rebuild(self: _StaleTable, *args: Any) -> Any:
+        self._skip_rebuild = True
+        try:
+            return getattr(ImplMapper, op)(self, *args)
+        finally:
+            self._skip_rebuild = False
+
+    name = "StaleTableAfter" + "".join(w.title() for w in op.split("_"))
+    cls = type(name, (_StaleTable,), {op: without_rebuild, "__doc__": f"Table not rebuilt by {op}."})
+    cls.__module__ = __name__
+    globals()[name] = cls
+    return cls
+
+
+STALE_OPS = ("collect_metrics", "scale_up", "activate", "drain_specific", "scale_down", "inject_weight")
+STALE = {op: _stale_after(op) for op in STALE_OPS}
+
+
+class CountDriftOnScaleDown(ImplMapper):
+    """Optimization done wrong: scale_down subtracts the requested count, not the drained one."""
+
+    def scale_down(self, count: int) -> list[int]:
+        ids = super().scale_down(count)
+        self._active_count -= count - len(ids)
+        return ids
+
+
+class CreatedCallbackFiresEarly(ImplMapper):
+    """#49's cousin: on_shard_created fires before the count and table are updated."""
+
+    def activate(self, shard_id: int) -> bool:
+        shard = self._find(shard_id)
+        if shard is not None and shard.state is M.ShardState.PROVISIONING \
+                and self._active_count < self._policy.max_shards:
+            shard.state, shard.activated_at = M.ShardState.ACTIVE, self._clock()
+            self._fire_created([shard_id])
+            self._active_count += 1
+            self._rebuild_selection_table()
+            return True
+        return super().activate(shard_id)
+
+
+SELECT_CHECKS = ("select_routes_only_to_lightest_active", "check_invariants", "select_shard result")
+MUTANTS = (
+    mutant("id_reuse", IdReuseMapper, "BUG_REPORT #7: shard ids reused after removal",
+           ("ids_strictly_increase_never_reused", "*result")),
+    mutant("finalize_reads_window_counter", FinalizeReadsWindowCounter,
+           "BUG_REPORT #9: finalize read the window counter that metrics ticks reset",
+           "finalize_stops_only_drained"),
+    mutant("activate_without_budget_recheck", ActivateWithoutBudgetRecheck,
+           "#64: activate did not re-check max_shards", "active_within_budget"),
+    mutant("warmup_oscillation", WarmupOscillation, "#131: fresh shards vote before warm-up",
+           ("decisions_within_bounds", "evaluate_scaling observation")),
+    mutant("provisioning_routable", ProvisioningRoutable,
+           "#46: provisioning shards routable before their workers exist",
+           "select_routes_only_to_lightest_active"),
+    mutant("fallback_to_non_active", FallbackToNonActive,
+           "#51: with no Active shard select fell back to a non-Active shard",
+           "select_routes_only_to_lightest_active"),
+    mutant("scale_up_zero_side_effects", ScaleUpZeroSideEffects,
+           "#32: scale_up(0) bumped the cooldown", "abstract state"),
+    mutant("drain_specific_no_cooldown_stamp", DrainSpecificNoCooldownStamp,
+           "#149 (audit 2026-05-03): drain_specific did not bump last_scaling", "abstract state"),
+    mutant("drain_only_flips_flag", DrainOnlyFlipsFlag,
+           "#48: drain_shard only flipped the metrics flag; the shard stayed routable",
+           ("abstract state", "drain_specific result")),
+    mutant("activate_returns_unit", ActivateReturnsUnit,
+           "#35: activate returned (), idempotent calls double-counted",
+           ("activate result", "callbacks_once_per_transition")),
+    mutant("modulo_bias", ModuloBias, "#56: modulo bias in the candidate index", "select_shard result"),
+    mutant("id_sentinel_overflow", IdSentinelOverflow,
+           "#132: next_shard_id stored without checked_add (65535 handed out, ids wrap)",
+           "ids_strictly_increase_never_reused"),
+    mutant("validate_without_finiteness", ValidateWithoutFiniteness,
+           "#63: NaN/±inf thresholds passed validate", "try_construct result"),
+    mutant("zero_durations_accepted", ZeroDurationsAccepted,
+           "BUG_REPORT #3: zero cooldown / window / scale_down_delay accepted", "try_construct result"),
+    mutant("high_throughput_overflow", HighThroughputOverflow,
+           "BUGS_3 #7: high_throughput cpus×2 overflowed u16", "preset result"),
+    *(mutant(f"stale_table_after_{op}", cls, f"optimization: selection table not rebuilt by {op}",
+             SELECT_CHECKS) for op, cls in STALE.items()),
+    mutant("count_drift_on_scale_down", CountDriftOnScaleDown,
+           "optimization: cached active count drifts from the Active shards",
+           ("active_within_budget", "check_invariants")),
+    mutant("created_callback_fires_early", CreatedCallbackFiresEarly,
+           "#49: callback fired before the mapper's state was consistent",
+           "callbacks_once_per_transition"),
+)
+
+
+# -- benchmarks -----------------------------------------------------------------------------
+
+def _bench_mapper(cls: type, size: int) -> tuple[Any, Any]:
+    from meshspec.clock import FakeClock
+
+    clock = FakeClock(0)
+    policy = attrs.evolve(M.ScalingPolicy.default_for_cpus(size + 8), min_shards=1)
+    mapper = cls(size, 1024, policy, clock=clock)
+    for sid in range(size):  # spread weights so the candidate set is a realistic subset
+        mapper.inject_weight(sid, float(sid % 7) * 0.04)
+    return mapper, clock
+
+
+def _bench_select(cls: type, size: int) -> Any:
+    mapper, _ = _bench_mapper(cls, size)
+    hashes = [(i * 0x9E3779B97F4A7C15) % 2**64 for i in range(64)]
+    return lambda: [mapper.select_shard(h) for h in hashes]
+
+
+def _bench_scaling_cycle(cls: type, size: int) -> Any:
+    mapper, clock = _bench_mapper(cls, size)
+
+    def cycle() -> None:
+        clock.advance(2 * SEC)
+        (new,) = mapper.scale_up(1)
+        clock.advance(2 * SEC)
+        mapper.drain_specific(new)
+        clock.advance(200 * MS)
+        mapper.finalize_draining()
+        mapper.remove_stopped_shards()
+    return cycle
+
+
+def _bench_evaluate(cls: type, size: int) -> Any:
+    mapper, clock = _bench_mapper(cls, size)
+    clock.advance(2 * SEC)
+    return mapper.evaluate_scaling
+
+
+from meshspec.lockstep import BenchCase  # noqa: E402
+
+BENCH = (
+    BenchCase("select_shard x64", (4, 64, 1024), _bench_select, min_ratio=10.0),
+    BenchCase("scale_up+drain+finalize+remove", (4, 64, 1024), _bench_scaling_cycle),
+    BenchCase("evaluate_scaling", (4, 64, 1024), _bench_evaluate),
+)
+
+COMPONENT = Component(
+    name="shard_mapper",
+    summary="net-mesh 0.25.0 shard/mapper.rs and ScalingPolicy: routing table, scaling "
+            "decisions, shard lifecycle, metrics collectors.",
+    model_cls=M.ShardMapper, impl_cls=ImplMapper, subject_cls=ShardMapperSubject,
+    machine_cls=ShardMapperMachine, invariants=INVARIANTS, mutants=MUTANTS,
+    errors=(M.ScalingError,), operations=OPERATIONS, bench=BENCH,
+)

@@ -1,0 +1,41 @@
+"""The engine's small parts: the fake clock, value canonicalisation, trace encoding."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from meshspec.clock import FakeClock
+from meshspec.lockstep import canon
+from meshspec.traces import Trace, decode, encode, parse
+
+
+def test_fake_clock_moves_only_when_advanced():
+    clock = FakeClock(5)
+    assert clock() == 5 and clock() == 5
+    assert clock.advance(10) == 15 and clock() == 15
+
+
+def test_fake_clock_refuses_to_go_backwards():
+    with pytest.raises(ValueError):
+        FakeClock().advance(-1)
+
+
+def test_canon_makes_nan_equal_to_nan_but_keeps_signed_zero_apart():
+    assert canon([math.nan, 1.0]) == canon([math.nan, 1.0])
+    assert canon(0.0) != canon(-0.0)
+    assert canon((1, 2)) == canon([1, 2])
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, b"\x00\xff", (1, (2, b"x")),
+                                   [1.5, None, "s", True], {"k": (1,)}])
+def test_trace_encoding_round_trips_values_json_cannot_hold(value):
+    assert canon(decode(encode(value))) == canon(value)
+
+
+def test_trace_json_round_trips():
+    trace = Trace("shard_mapper", "impl.shard_mapper:ShardMapper", 7, "ci",
+                  (("init", (1, math.nan, b"ab")), ("select_shard", (2**64 - 1,))), None)
+    import json
+    again = parse(json.loads(trace.to_json()))
+    assert canon(again.steps) == canon(trace.steps) and again.seed == 7
