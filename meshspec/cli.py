@@ -51,6 +51,8 @@ def build_parser() -> Parser:
     m.add_argument("--profile", default="ci")
     m.add_argument("--seed")
     m.add_argument("--only", action="append", metavar="MUTANT", help="run just these mutants")
+    m.add_argument("--no-shrink", action="store_true",
+                   help="stop at the first failure (faster; trace lengths are unshrunk)")
     rep = sub.add_parser("report", help="regenerate REPORT.md")
     rep.add_argument("--output", default="REPORT.md")
     b = sub.add_parser("bench", help="model vs impl on the hot paths")
@@ -169,7 +171,10 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     print(f"meshspec mutants: profile {profile}, seed {seed}")
     status = 0
     for comp in comps:
-        results = run_mutants(comp, profile=profile, seed=seed, only=args.only)
+        results = run_mutants(comp, profile=profile, seed=seed, only=args.only,
+                              shrink=not args.no_shrink,
+                              on_result=lambda r: print(f"   {r.mutant.name}: {r.caught_by} "
+                                                        f"({r.result.seconds:.1f} s)", flush=True))
         print(f"== {comp.name}: {sum(r.caught for r in results)}/{len(results)} mutants caught")
         print(tabulate([r.row() for r in results], headers=MUTANT_HEADERS, tablefmt="github"))
         for r in results:

@@ -17,7 +17,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from meshspec import machine as machine_mod
 from meshspec.lockstep import Component, LockstepFailure, Mutant, impl_path
-from meshspec.profiles import settings_for
+from meshspec.profiles import settings_for, shrink_budget
 from meshspec.traces import Failure, Trace
 
 
@@ -63,15 +63,17 @@ def _database_key(component: Component, impl_cls: type) -> str:
 
 
 def run_fuzz(component: Component, impl_cls: type, *, profile: str, seed: int,
-             use_database: bool = True, max_examples: int | None = None) -> FuzzResult:
+             use_database: bool = True, max_examples: int | None = None,
+             shrink: bool = True) -> FuzzResult:
     """Run the lockstep machine once; never raises for a finding (it is in the result)."""
     machine_cls = hypothesis_seed(seed)(component.machine_for(impl_cls))
     key = _database_key(component, impl_cls) if use_database else None
-    settings = settings_for(profile, database_key=key, max_examples=max_examples)
+    settings = settings_for(profile, database_key=key, max_examples=max_examples, shrink=shrink)
     stats = machine_mod.reset_stats()
     trace, error = None, None
     try:
-        run_state_machine_as_test(machine_cls, settings=settings)
+        with shrink_budget(profile):
+            run_state_machine_as_test(machine_cls, settings=settings)
     except LockstepFailure as exc:
         trace = Trace(component.name, impl_path(impl_cls), seed, profile,
                       tuple(exc.steps[: exc.step + 1]), Failure.of(exc))
@@ -124,14 +126,17 @@ MUTANT_HEADERS = ["mutant", "origin", "caught by", "examples to 1st failure",
                   "seconds to 1st failure", "shrunk trace length", "total seconds"]
 
 
-def run_mutants(component: Component, *, profile: str, seed: int,
-                only: list[str] | None = None) -> list[MutantResult]:
+def run_mutants(component: Component, *, profile: str, seed: int, only: list[str] | None = None,
+                shrink: bool = True, on_result: Any = None) -> list[MutantResult]:
     results = []
     for m in component.mutants:
         if only and m.name not in only:
             continue
-        res = run_fuzz(component, m.cls, profile=profile, seed=seed, use_database=False)
-        results.append(MutantResult(m, res))
+        res = MutantResult(m, run_fuzz(component, m.cls, profile=profile, seed=seed,
+                                       use_database=False, shrink=shrink))
+        results.append(res)
+        if on_result is not None:
+            on_result(res)
     return results
 
 

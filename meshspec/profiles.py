@@ -16,7 +16,10 @@ import os
 import random
 from pathlib import Path
 
-from hypothesis import HealthCheck, Verbosity, settings
+from contextlib import contextmanager
+from typing import Iterator
+
+from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 PROFILES = ("dev", "ci", "nightly")
@@ -32,8 +35,14 @@ _COMMON = dict(
 )
 
 settings.register_profile("dev", max_examples=40, stateful_step_count=40, **_COMMON)
-settings.register_profile("ci", max_examples=150, stateful_step_count=80, **_COMMON)
+settings.register_profile("ci", max_examples=300, stateful_step_count=80, **_COMMON)
 settings.register_profile("nightly", max_examples=5000, stateful_step_count=120, **_COMMON)
+
+
+#: Wall-clock cap on shrinking one failure, per profile. Hypothesis' own cap is 300 s,
+#: which would let a handful of mutants eat the CI budget; this lowers it (an internal
+#: knob of hypothesis.internal.conjecture.engine, set only for the duration of a run).
+SHRINK_SECONDS = {"dev": 10, "ci": 10, "nightly": 300}
 
 
 class ProfileError(ValueError):
@@ -61,7 +70,7 @@ def resolve_seed(requested: str | int | None = None) -> int:
 
 
 def settings_for(profile: str, *, database_key: str | None = None, quiet: bool = True,
-                 max_examples: int | None = None) -> settings:
+                 max_examples: int | None = None, shrink: bool = True) -> settings:
     """The profile's settings, with a per-(component, impl) example database when asked."""
     base = settings.get_profile(profile_name(profile))
     database = None
@@ -72,4 +81,19 @@ def settings_for(profile: str, *, database_key: str | None = None, quiet: bool =
         extra["verbosity"] = Verbosity.quiet
     if max_examples is not None:
         extra["max_examples"] = max_examples
+    if not shrink:
+        extra["phases"] = [p for p in base.phases if p != Phase.shrink]
     return settings(base, **extra)
+
+
+@contextmanager
+def shrink_budget(profile: str) -> Iterator[None]:
+    """Cap Hypothesis' shrinking time to the profile's SHRINK_SECONDS while the block runs."""
+    from hypothesis.internal.conjecture import engine
+
+    saved = engine.MAX_SHRINKING_SECONDS
+    engine.MAX_SHRINKING_SECONDS = SHRINK_SECONDS[profile_name(profile)]
+    try:
+        yield
+    finally:
+        engine.MAX_SHRINKING_SECONDS = saved
