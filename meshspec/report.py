@@ -22,12 +22,15 @@ def operation_coverage(component: Component) -> dict[str, list[str]]:
     rules = {
         name: inspect.getsource(fn)
         for name, fn in inspect.getmembers(component.subject_cls, inspect.isfunction)
-        if not name.startswith("_") and fn.__qualname__.startswith(component.subject_cls.__name__)
+        if not name.startswith("_") and name not in ("abstract", "observations", "self_check")
     }
+    rules["observations (every step)"] = inspect.getsource(component.subject_cls.observations)
     coverage = {}
     for op in component.operations:
         pattern = re.compile(rf"\.{re.escape(op)}\(")
         coverage[op] = sorted(r for r, src in rules.items() if pattern.search(src))
+        if op == "abstract":
+            coverage[op] = ["every step (lockstep comparison)"]
     return coverage
 
 

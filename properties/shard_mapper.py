@@ -134,23 +134,22 @@ class ShardMapperSubject(Subject):
     def evaluate_scaling(self) -> M.ScalingDecision:
         return self.sut.evaluate_scaling()
 
-    def _scale_up(self, op: str, count: int) -> list[int]:
-        ids = getattr(self.sut, op)(count)
+    def _allocated(self, op: str, ids: list[int]) -> list[int]:
         if ids:
             self.allocated.extend(ids)
-            self._stamp(op if op != "scale_up_provisioning_force" else "force")
-        if op == "scale_up":
-            self.became_active.extend(ids)
+            self._stamp(op)
         return ids
 
     def scale_up(self, count: int) -> list[int]:
-        return self._scale_up("scale_up", count)
+        ids = self._allocated("scale_up", self.sut.scale_up(count))
+        self.became_active.extend(ids)
+        return ids
 
     def scale_up_provisioning(self, count: int) -> list[int]:
-        return self._scale_up("scale_up_provisioning", count)
+        return self._allocated("scale_up_provisioning", self.sut.scale_up_provisioning(count))
 
     def scale_up_provisioning_force(self, count: int) -> list[int]:
-        return self._scale_up("scale_up_provisioning_force", count)
+        return self._allocated("force", self.sut.scale_up_provisioning_force(count))
 
     def activate(self, shard_id: int) -> bool:
         became = self.sut.activate(shard_id)
