@@ -105,7 +105,7 @@ class BenchCase:
     name: str
     sizes: tuple[int, ...]
     make: Callable[[type, int], Callable[[], Any]]
-    min_ratio: float = 1.0
+    min_ratio: float = 1.0  # the impl/model speed-up expected at the largest size; 0 = none
 
 
 @attrs.frozen
