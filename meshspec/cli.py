@@ -59,6 +59,7 @@ def build_parser() -> Parser:
     b.add_argument("components", nargs="*", metavar="COMPONENT")
     b.add_argument("--quick", action="store_true", help="smallest size only, short timings")
     b.add_argument("--impl", help="module:Class to benchmark in place of the impl")
+    sub.add_parser("prove", help="z3 proofs of the components' arithmetic")
     return p
 
 
@@ -216,7 +217,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-VERBS = {"list": cmd_list, "fuzz": cmd_fuzz, "replay": cmd_replay, "mutants": cmd_mutants,
+def cmd_prove(_: argparse.Namespace) -> int:
+    from meshspec.prove import PROOFS, run
+
+    results = [run(p) for p in PROOFS]
+    print(tabulate([[r.name, r.status, r.claim, r.counterexample] for r in results],
+                   headers=["proof", "status", "claim", "counterexample"], tablefmt="github"))
+    return 0 if all(r.status == "proved" for r in results) else 1
+
+
+VERBS = {"prove": cmd_prove, "list": cmd_list, "fuzz": cmd_fuzz, "replay": cmd_replay, "mutants": cmd_mutants,
          "report": cmd_report, "bench": cmd_bench}
 
 
