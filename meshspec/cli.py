@@ -8,6 +8,7 @@ unwritable export directory) — always one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -41,6 +42,10 @@ def build_parser() -> Parser:
     f.add_argument("--impl", help="module:Class to check in place of the impl")
     f.add_argument("--profile", help="dev | ci | nightly (default: $HYPOTHESIS_PROFILE or dev)")
     f.add_argument("--seed", help="an integer, or 'random' (default: $MESHSPEC_SEED or fixed)")
+    f.add_argument("--etcd", metavar="URL|auto",
+                   help="run components with a KV (capacity) against a real etcd v3 server: a "
+                        "loopback URL, or 'auto' to start Debian's etcd on a free 127.0.0.1 port "
+                        "(default: the embedded in-memory etcd model)")
     f.add_argument("--export", default=DEFAULT_EXPORT, metavar="DIR",
                    help=f"where a failing run writes its trace (default: {DEFAULT_EXPORT})")
     r = sub.add_parser("replay", help="re-execute an exported trace without Hypothesis")
@@ -123,7 +128,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         check_export_dir(args.export)
     except OSError as exc:
         raise UsageError(f"cannot use export directory {args.export!r}: {exc.strerror or exc}") from None
-    print(f"meshspec fuzz: profile {profile}, seed {seed}")
+    if args.etcd:
+        os.environ["MESHSPEC_ETCD"] = args.etcd
+    print(f"meshspec fuzz: profile {profile}, seed {seed}"
+          + (f", real etcd {args.etcd}" if args.etcd else ""))
     status = 0
     for comp in comps:
         result = run_fuzz(comp, impl_cls or comp.impl_cls, profile=profile, seed=seed)
