@@ -30,3 +30,11 @@ def fuzz_profile() -> str:
 @pytest.fixture(scope="session")
 def fuzz_seed() -> int:
     return SEED
+
+# --- etcd fixtures (tests/etcd_server.py) are registered below this line ---
+try:  # tests/ is on sys.path (rootdir-relative import mode, no tests/__init__.py)
+    from etcd_server import (  # noqa: E402,F401
+        etcd_gateway, etcd_prefix, etcd_server, fresh_etcd_server)
+except ImportError:  # tests/ became a package
+    from tests.etcd_server import (  # noqa: E402,F401
+        etcd_gateway, etcd_prefix, etcd_server, fresh_etcd_server)
