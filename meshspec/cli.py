@@ -64,6 +64,11 @@ def build_parser() -> Parser:
     b.add_argument("components", nargs="*", metavar="COMPONENT")
     b.add_argument("--quick", action="store_true", help="smallest size only, short timings")
     b.add_argument("--impl", help="module:Class to benchmark in place of the impl")
+    e = sub.add_parser("explore", help="exhaustive bounded breadth-first exploration")
+    e.add_argument("component", metavar="COMPONENT")
+    e.add_argument("--bound", default="small", help="small | medium (depth bound)")
+    e.add_argument("--impl", help="module:Class to step along every edge instead of the impl")
+    e.add_argument("--export", default=DEFAULT_EXPORT, metavar="DIR")
     sub.add_parser("prove", help="z3 proofs of the components' arithmetic")
     return p
 
@@ -225,6 +230,36 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explore(args: argparse.Namespace) -> int:
+    from meshspec.explore import explore
+    from meshspec.traces import Failure, Trace, check_export_dir, export
+
+    comp = components_of([args.component])[0]
+    if comp.exploration is None:
+        raise UsageError(f"component {comp.name!r} has no bounded exploration configured")
+    impl_cls = impl_for(args.impl, [comp]) or comp.impl_cls
+    try:
+        depth = comp.exploration.depth(args.bound)
+        check_export_dir(args.export)
+    except KeyError as exc:
+        raise UsageError(str(exc.args[0])) from None
+    except OSError as exc:
+        raise UsageError(f"cannot use export directory {args.export!r}: {exc.strerror or exc}") from None
+    r = explore(comp, impl_cls, comp.exploration, depth)
+    print(f"== {comp.name} against {impl_cls.__module__}:{impl_cls.__qualname__}, bound {args.bound} "
+          f"(depth {depth}): {r.states} distinct states, {r.edges} edges, depth reached {r.depth}, "
+          f"{r.seconds:.1f} s, {r.states_per_second:,.0f} states/s")
+    if r.failure is None:
+        return 0
+    f = r.failure
+    trace = Trace(comp.name, f"{impl_cls.__module__}:{impl_cls.__qualname__}", None, f"explore-{args.bound}",
+                  tuple(f.steps[: f.step + 1]), Failure.of(f))
+    json_path, py_path = export(trace, args.export)
+    print(f"   FAILED (shortest path, {len(trace.steps)} steps): {f.kind} {f.name!r}: {f.message}")
+    print(f"   trace: {json_path}\n   pytest file: {py_path}")
+    return 1
+
+
 def cmd_prove(_: argparse.Namespace) -> int:
     from meshspec.prove import PROOFS, run
 
@@ -234,7 +269,7 @@ def cmd_prove(_: argparse.Namespace) -> int:
     return 0 if all(r.status == "proved" for r in results) else 1
 
 
-VERBS = {"prove": cmd_prove, "list": cmd_list, "fuzz": cmd_fuzz, "replay": cmd_replay, "mutants": cmd_mutants,
+VERBS = {"explore": cmd_explore, "prove": cmd_prove, "list": cmd_list, "fuzz": cmd_fuzz, "replay": cmd_replay, "mutants": cmd_mutants,
          "report": cmd_report, "bench": cmd_bench}
 
 

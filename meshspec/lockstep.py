@@ -123,6 +123,7 @@ class Component:
     errors: tuple[type, ...]
     operations: tuple[str, ...]
     bench: tuple[BenchCase, ...] = ()
+    exploration: Any = None  # a meshspec.explore.Exploration, when the component offers one
 
     def machine_for(self, impl_cls: type) -> type:
         return self.machine_cls.bind(self, impl_cls)

@@ -945,11 +945,27 @@ BENCH = (
     BenchCase("evaluate_scaling", (4, 64, 1024), _bench_evaluate, min_ratio=0.0),
 )
 
+from meshspec.explore import Exploration  # noqa: E402
+
+# Two boot shards (min 1, max 3, ring of 8), and an empty mapper whose allocator sits just
+# below the sentinel; a small alphabet of concrete steps over ids 0–2 and 65532–65534.
+EXPLORATION = Exploration(
+    inits=((2, 8, "default", 4, 1, 3, SEC, True, 0, True),
+           (0, 8, "default", 4, 1, 3, SEC, True, 65532, True)),
+    actions=(("select_shard", (U64_MAX,)), ("collect_metrics", ()), ("evaluate_scaling", ()),
+             ("scale_up", (1,)), ("scale_up_provisioning_force", (2,)), ("activate", (2,)),
+             ("activate", (65533,)), ("drain_specific", (0,)), ("drain_specific", (2,)),
+             ("scale_down", (1,)), ("monitor_tick", ()), ("record_push", (0, 10)),
+             ("record_buffer_len", (1, 8)), ("inject_weight", (1, math.nan)),
+             ("advance_time", (SEC,)), ("advance_time", (150 * MS,))),
+    bounds={"small": 3, "medium": 4},
+)
+
 COMPONENT = Component(
     name="shard_mapper",
     summary="net-mesh 0.25.0 shard/mapper.rs and ScalingPolicy: routing table, scaling "
             "decisions, shard lifecycle, metrics collectors.",
     model_cls=M.ShardMapper, impl_cls=ImplMapper, subject_cls=ShardMapperSubject,
     machine_cls=ShardMapperMachine, invariants=INVARIANTS, mutants=MUTANTS,
-    errors=(M.ScalingError,), operations=OPERATIONS, bench=BENCH,
+    errors=(M.ScalingError,), operations=OPERATIONS, bench=BENCH, exploration=EXPLORATION,
 )
