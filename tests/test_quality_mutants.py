@@ -1,10 +1,11 @@
 """The mutant tier: every registered mutant is caught within the ci budget, by the check
-it is registered with (so REPORT.md's "caught by" column is true)."""
+it is registered with (so REPORT.md's "caught by" column is true), and the trace of the
+failure replays to the same failure without Hypothesis."""
 from __future__ import annotations
 
 import pytest
 
-from meshspec import registry
+from meshspec import registry, traces
 from meshspec.fuzz import matches_check, run_fuzz
 
 CASES = [(c.name, m) for c in registry.all_components() for m in c.mutants]
@@ -21,3 +22,5 @@ def test_mutant_is_caught_by_its_registered_check(name, mutant, fuzz_seed):
     got = result.trace.failure.name
     assert matches_check(got, mutant.caught_by), (f"{mutant.name} caught by {got!r} "
                                      f"({result.trace.failure.message}), registered {mutant.caught_by}")
+    again = traces.replay(comp, mutant.cls, result.trace.steps)
+    assert again.matches(result.trace.failure), f"replay found {again.failure}, recorded {result.trace.failure}"
