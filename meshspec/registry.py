@@ -11,6 +11,8 @@ from meshspec.lockstep import Component
 
 COMPONENT_MODULES: dict[str, str] = {
     "shard_mapper": "properties.shard_mapper",
+    "scheduler": "properties.scheduler",
+    "daemon_host": "properties.daemon_host",
 }
 
 
