@@ -11,6 +11,7 @@ from meshspec.lockstep import Component
 
 COMPONENT_MODULES: dict[str, str] = {
     "shard_mapper": "properties.shard_mapper",
+    "load_balancer": "properties.load_balancer",
     "group_coordinator": "properties.group_coordinator",
     "scheduler": "properties.scheduler",
     "daemon_host": "properties.daemon_host",

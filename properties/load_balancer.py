@@ -1,0 +1,1378 @@
+"""Properties of the load balancer: the subject harness, invariants, lockstep machine, mutants.
+
+The harness (`LoadBalancerSubject`) wraps one balancer (model or impl) with its own
+FakeClock and `random.Random` (same seed on both sides, so Random, WeightedRandom and
+PowerOfTwo draw the same numbers) and keeps the ghost state the invariants need: the
+connections each endpoint should hold (reservations minus matched completions), every
+half-open admission per (endpoint, recovery cycle), what each consistent-hash key was
+served by under which membership and availability, where a few probe keys sat on the
+ring before and after each membership change, and the violations found inside a rule
+(admissibility, zones, the rr counter, failed selections, one full wheel of weighted
+round robin).  The oracle for "admissible" is written here from `abstract()` alone:
+enabled, receives traffic, under the cap, every required tag, circuit closed or half-open
+with no live probe (the window is max(recovery, 1 ms), fix (e)).
+
+Order: the real endpoint map (DashMap) has no specified iteration order.  The model walks
+endpoints in insertion order (a re-added id keeps its place); every invariant here is
+stated without reference to any order except where the spec itself is an order (round
+robin, first-on-ties), and there the model's insertion order is what the impl must copy.
+
+What the machine reaches: all eleven strategies (chosen in `init`), connection caps of 1,
+2, 3 and 10,000, recovery windows of 0 (clamped), 1 ms, 10 ms and 30 s, zone_aware and
+zone_fallback on and off, an rr counter started at 0, just below 2^53 or just below 2^64
+(the documented `_rr_counter` hook), and a ring built from the real FNV-1a or from a hash
+reduced mod 1024 (the `_key_hash` / `_vnode_hashes` hooks) so that ring collisions are
+certain.  Endpoints (ids from a pool of six) with weights 0, 1, 2, 3, 100 and u32::MAX,
+every health (so effective weights of x1, x0.5, x0.25 and 0), zones, tags, disabled
+ones; metrics with NaN (both signs) and infinities; re-adds of present ids; removals,
+updates and completions of absent ids; selects with every kind of context (routing key,
+session, request id only, none, client zone with and without a match, one or several
+required tags); completions that succeed, fail (five in a row open the circuit) or match
+nothing; time steps around the recovery window; selects where a "concurrent caller"
+(the `_interleave` hook, calling `_try_reserve` first) steals the chosen endpoint, which
+is the only single-threaded way into the four-attempt retry loop (#39, failed-selection
+counting, probe release on a failed reservation); and one full wheel of (weighted)
+round robin with completions, whose shares must be exact.
+
+Bugs of semantics.md §2.6 that are NOT registered as mutants, and why:
+- #4 `random_f64` reaching 1.0: effective weights are multiples of 1/4 below 2^33, so every
+  cumulative sum is exact and a draw of exactly 1.0 (target = total) picks the same
+  endpoint as the largest draw below 1.0 (the last one of positive weight).  Through the
+  balancer the bug is unobservable; the pytest property test pins the draw's range.
+- #14 / #115 the NaN total-weight guard: effective weights are u32 x {1, .5, .25, 0}, never
+  NaN, so `total <= 0` and `!(total > 0)` agree on every reachable state.
+- #5 (cap race) and #8 (strict half-open under concurrent selectors) need threads: a
+  later issue.  #9 (the RAII probe guard) and #15 (getrandom abort) have no counterpart
+  in a panic-free, injected-RNG Python balancer.  #17 (metrics read by lock + clone) is
+  a performance item; its observable side, "a metrics update is visible to the next
+  selection", is the `stale_snapshot_after_metrics_change` mutant.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from bisect import bisect_left, bisect_right
+from collections import Counter
+from functools import lru_cache
+from typing import Any, Callable, NamedTuple, Optional
+
+import attrs
+from hypothesis import strategies as st
+from hypothesis.stateful import initialize, rule
+
+from meshspec.clock import NS_PER_MS, NS_PER_SEC, FakeClock
+from meshspec.lockstep import BenchCase, Component, Subject, always, mutant, sometimes
+from meshspec.machine import LockstepMachine
+from model import load_balancer as M
+
+MS = NS_PER_MS
+SEC = NS_PER_SEC
+U32_MAX = M.U32_MAX
+U64_MAX = M.U64_MAX
+POOL = tuple(bytes([i]) + bytes(31) for i in range(1, 7))
+HEALTH = {h.value: h for h in M.HealthStatus}
+STRATEGY_NAMES = tuple(s.value for s in M.Strategy)
+PROBE_KEYS = ("k1", "k2", "k3", "", "s1", "s2", "r1", "r2", "user-42", "tenant/7")
+WEAK_MODULUS = 1024
+NEG_NAN = math.copysign(math.nan, -1.0)
+NO_EXTRA_ADVANCE = frozenset(M.Strategy) - {M.Strategy.CONSISTENT_HASH, M.Strategy.POWER_OF_TWO,
+                                             M.Strategy.ADAPTIVE}
+WHEEL_LIMIT = 128
+BAD_METRICS = M.LoadMetrics(cpu_usage=1.0, memory_usage=1.0, avg_response_time_ms=5000.0, error_rate=1.0)
+MEMBERSHIP_RULES = frozenset({"init", "add_endpoint", "remove_endpoint", "restart"})
+RACERS = 3
+TRAFFIC_LIMIT = 12
+
+
+def _num(x: Any) -> float:
+    """A metric argument: a float, or "-nan" (a JSON trace cannot keep a NaN's sign)."""
+    return NEG_NAN if x == "-nan" else float(x)
+
+
+def _metrics(values: Any) -> M.LoadMetrics:
+    cpu, mem, active, latency, errors = values
+    return M.LoadMetrics(cpu_usage=_num(cpu), memory_usage=_num(mem), active_connections=active,
+                         avg_response_time_ms=_num(latency), error_rate=_num(errors))
+
+
+# -- the harness class: memoized vnode hashes, optionally weak (ring collisions certain) ----
+
+_HASHES: dict[tuple[type, bytes, Optional[int]], tuple[int, ...]] = {}
+_HARNESS_CLASSES: dict[tuple[type, bool], type] = {}
+
+
+def harness_class(cls: type, weak: bool) -> type:
+    """`cls` with its `_vnode_hashes` hook memoized and, when `weak`, both hashes reduced mod 1024.
+
+    The vnode hashes of an id are a pure function of it; memoizing them (on both sides) keeps
+    the model's per-select ring build and the impl's self-check affordable under fuzzing
+    without changing a single answer.  The benchmark uses the classes as they are.
+    """
+    key = (cls, weak)
+    if key not in _HARNESS_CLASSES:
+        modulus = WEAK_MODULUS if weak else None
+
+        def _vnode_hashes(self: Any, node_id: bytes) -> list[int]:
+            memo = (cls, node_id, modulus)
+            if memo not in _HASHES:
+                hashes = super(harness, self)._vnode_hashes(node_id)
+                _HASHES[memo] = tuple(h if modulus is None else h % modulus for h in hashes)
+            return list(_HASHES[memo])
+
+        body: dict[str, Any] = {"_vnode_hashes": _vnode_hashes, "__module__": __name__}
+        if weak:
+            def _key_hash(self: Any, key: str) -> int:
+                return super(harness, self)._key_hash(key) % WEAK_MODULUS
+            body["_key_hash"] = _key_hash
+        harness = type(f"{'WeakRing' if weak else 'Memo'}{cls.__name__}", (cls,), body)
+        _HARNESS_CLASSES[key] = harness
+    return _HARNESS_CLASSES[key]
+
+
+@lru_cache(maxsize=64)
+def _vnodes(node: bytes, modulus: Optional[int]) -> tuple[tuple[int, bytes, int], ...]:
+    hashes = M.vnode_hashes(node)
+    return tuple((h if modulus is None else h % modulus, node, i) for i, h in enumerate(hashes))
+
+
+@lru_cache(maxsize=256)
+def _expected_ring(members: frozenset, modulus: Optional[int]) -> tuple:
+    return tuple(sorted(e for node in members for e in _vnodes(node, modulus)))
+
+
+# -- the oracle, over abstract() -------------------------------------------------------------
+
+class Row(NamedTuple):
+    """One endpoint of `abstract()`, by name."""
+
+    node: bytes
+    weight: int
+    health: M.HealthStatus
+    metrics: tuple
+    tags: tuple
+    enabled: bool
+    zone: Optional[str]
+    conns: int
+    consec: int
+    opened_at: Optional[int]
+    probe: bool
+    probe_at: Optional[int]
+
+    @property
+    def quarters(self) -> int:
+        return self.weight * self.health.weight_quarters() if self.enabled else 0
+
+
+def rows_of(abstract: tuple) -> list[Row]:
+    out = []
+    for e, conns, _total, _failed, consec, opened_at, probe, probe_at in abstract[4]:
+        out.append(Row(e[0], e[1], e[2], e[3], e[4], e[6], e[7], conns, consec, opened_at, probe,
+                       probe_at))
+    return out
+
+
+def admits(r: Row, now: int, recovery: int, cap: int) -> bool:
+    """Enabled, receives traffic, under the cap, circuit closed or half-open with no live probe."""
+    if not (r.enabled and r.health.can_receive_traffic()) or r.conns >= cap:
+        return False
+    if r.opened_at is None:
+        return True
+    if now - r.opened_at < recovery:
+        return False
+    return not r.probe or (r.probe_at is not None and now - r.probe_at >= recovery)
+
+
+def why_not(r: Row, ctx: M.RequestContext, now: int, recovery: int, cap: int) -> str:
+    missing = [t for t in ctx.required_tags if t not in r.tags]
+    return (f"enabled={r.enabled} health={r.health.value} connections={r.conns}/{cap} "
+            f"opened_at={r.opened_at} probe={r.probe}@{r.probe_at} now={now} "
+            f"recovery={recovery} missing tags={missing}")
+
+
+def spec_candidates(rows: list[Row], ctx: M.RequestContext, cfg: M.LoadBalancerConfig,
+                    now: int, recovery: int) -> list[Row]:
+    """The available list of §2.1 (empty where the filter raises NoEndpointsAvailable)."""
+    ok = [r for r in rows if admits(r, now, recovery, cfg.max_connections_per_endpoint)
+          and all(t in r.tags for t in ctx.required_tags)]
+    if cfg.zone_aware and ctx.client_zone is not None:
+        same = [r for r in ok if r.zone == ctx.client_zone]
+        if same or not cfg.zone_fallback:
+            return same
+    return ok
+
+
+def first_clockwise(ring: tuple, h: int, allowed: set) -> Optional[bytes]:
+    """The node of the first ring entry at or after hash h (wrapping) whose node is allowed."""
+    n = len(ring)
+    start = bisect_left(ring, (h,))
+    for k in range(n):
+        node = ring[(start + k) % n][1]
+        if node in allowed:
+            return node
+    return None
+
+
+def extra_advances(strategy: M.Strategy, reason: M.SelectionReason) -> int:
+    """The documented second rr advance of the ConsistentHash / PowerOfTwo / Adaptive fallbacks."""
+    if strategy in (M.Strategy.CONSISTENT_HASH, M.Strategy.POWER_OF_TWO):
+        return int(reason is M.SelectionReason.ROUND_ROBIN)
+    if strategy is M.Strategy.ADAPTIVE:
+        return int(reason in (M.SelectionReason.WEIGHTED, M.SelectionReason.ROUND_ROBIN))
+    return 0
+
+
+# -- the subject -------------------------------------------------------------------------------
+
+class LoadBalancerSubject(Subject):
+    """One balancer plus ghost state; one method per machine rule."""
+
+    def init(self, strategy: str, cap: int, zone_aware: bool, zone_fallback: bool,
+             recovery_ns: int, rr_start: int, weak: bool, endpoints: list) -> None:
+        self.config = M.LoadBalancerConfig(
+            strategy=M.Strategy(strategy), circuit_recovery_time_ns=recovery_ns,
+            max_connections_per_endpoint=cap, zone_aware=zone_aware, zone_fallback=zone_fallback)
+        self.modulus = WEAK_MODULUS if weak else None
+        self.sut = harness_class(self.cls, weak)(self.config, clock=self.clock, rng=self.rng)
+        self.sut._rr_counter = rr_start  # the documented hook, on both sides
+        self.recovery = max(recovery_ns, M.MIN_RECOVERY_NS)  # the spec's window, fix (e)
+        self.violations: dict[str, str] = {}
+        self.seen: set[str] = set()
+        for spec in endpoints:  # the initial membership (key moves are checked from here on)
+            self.sut.add_endpoint(self._endpoint(*spec))
+        self._reset_ghost()
+
+    def _reset_ghost(self) -> None:
+        self.key_map = self._key_map()
+        self.outstanding: dict[bytes, int] = {}
+        self.admissions: dict[tuple[bytes, int], list[int]] = {}
+        self.ch_memo: dict[tuple, bytes] = {}
+
+    def restart(self, strategy: str) -> list:
+        """The operator switches strategy: a new balancer, otherwise configured alike, is built
+        and given the current endpoints (as they are now) in their order."""
+        endpoints = self.sut.endpoints()
+        self.config = attrs.evolve(self.config, strategy=M.Strategy(strategy))
+        self.sut = harness_class(self.cls, self.modulus is not None)(self.config, clock=self.clock,
+                                                                     rng=self.rng)
+        for endpoint in endpoints:
+            self.sut.add_endpoint(endpoint)
+        self._reset_ghost()
+        return endpoints
+
+    def observations(self) -> dict[str, Any]:
+        """stats() is derived (sums, the healthy count, the average load): a cache could drift.
+
+        endpoints() and abstract() need no observation: the engine compares abstract() after
+        every step, and endpoints() is its first column.
+        """
+        return {"stats": self.sut.stats()}
+
+    # -- ghost helpers -----------------------------------------------------------------------
+    def _rows(self) -> list[Row]:
+        return rows_of(self.sut.abstract())
+
+    def _row(self, node: bytes) -> Optional[Row]:
+        return next((r for r in self._rows() if r.node == node), None)
+
+    def _violate(self, invariant: str, message: str) -> None:
+        self.violations.setdefault(invariant, message)
+
+    def _membership_changed(self) -> tuple[dict[str, bytes], dict[str, bytes]]:
+        """Probe-key owners before (remembered) and after (recomputed) a membership change."""
+        before, self.key_map = self.key_map, self._key_map()
+        return before, self.key_map
+
+    def _key_map(self) -> dict[str, bytes]:
+        """Where each probe key sits on the whole ring (availability ignored)."""
+        ring = self.sut._ring_entries()
+        if not ring:
+            return {}
+        return {k: ring[bisect_left(ring, (self.sut._key_hash(k),)) % len(ring)][1] for k in PROBE_KEYS}
+
+    def _admit(self, node: bytes, opened_at: int, now: int, who: str) -> None:
+        """A reservation of an endpoint whose circuit is open: a half-open probe."""
+        times = self.admissions.setdefault((node, opened_at), [])
+        live = [t for t in times if now - t < self.recovery]
+        if live:
+            self._violate("one_half_open_probe_per_recovery_cycle",
+                          f"{who} admitted {node[:1].hex()} at {now} as a second probe of the cycle "
+                          f"opened at {opened_at} (earlier probe at {live[0]}, window {self.recovery})")
+        times.append(now)
+        self.seen.add("probe_admitted")
+
+    def _forget(self, node: bytes) -> None:
+        self.outstanding[node] = 0
+        for key in [k for k in self.admissions if k[0] == node]:
+            del self.admissions[key]
+
+    # -- membership ----------------------------------------------------------------------------
+    @staticmethod
+    def _endpoint(idx: int, weight: int, health: str, tags: list, enabled: bool,
+                  zone: Optional[str], metrics: Any) -> M.Endpoint:
+        return M.Endpoint(POOL[idx], weight=weight, health=HEALTH[health], tags=tags,
+                          enabled=enabled, zone=zone, metrics=_metrics(metrics))
+
+    def add_endpoint(self, idx: int, weight: int, health: str, tags: list, enabled: bool,
+                     zone: Optional[str], metrics: Any) -> None:
+        node = POOL[idx]
+        endpoint = self._endpoint(idx, weight, health, tags, enabled, zone, metrics)
+        readd = any(e.node_id == node for e in self.sut.endpoints())
+        out = self.sut.add_endpoint(endpoint)
+        self._forget(node)
+        before, after = self._membership_changed()
+        if readd:
+            self.seen.add("readd")
+            moved = {k: (before[k], after[k]) for k in after if before.get(k) != after[k]}
+        else:
+            moved = {k: (before.get(k), after[k]) for k in after
+                     if after[k] not in (before.get(k), node)}
+            if before and any(after[k] == node for k in after):
+                self.seen.add("key_moved_to_added_endpoint")
+        if moved:
+            self._violate("consistent_hash_stable", f"{'re-' if readd else ''}adding {node[:1].hex()} "
+                          f"moved probe keys elsewhere: {moved}")
+        return out
+
+    def remove_endpoint(self, idx: int) -> bool:
+        node = POOL[idx]
+        out = self.sut.remove_endpoint(node)
+        self._forget(node)
+        if not out:
+            return out
+        before, after = self._membership_changed()
+        moved = {k: (before[k], after.get(k)) for k in before
+                 if before[k] != node and after.get(k) != before[k]}
+        if moved:
+            self._violate("consistent_hash_stable",
+                          f"removing {node[:1].hex()} moved keys it did not own: {moved}")
+        return out
+
+    def update_health(self, idx: int, health: str) -> None:
+        return self.sut.update_health(POOL[idx], HEALTH[health])
+
+    def update_metrics(self, idx: int, metrics: Any) -> None:
+        return self.sut.update_metrics(POOL[idx], _metrics(metrics))
+
+    # -- completions -----------------------------------------------------------------------------
+    def _complete(self, node: bytes, success: bool, times: int = 1, read_back: bool = False,
+                  before: Optional[Row] = None) -> Optional[Row]:
+        """`times` completions in a row for `node`; with `read_back`, its row afterwards.
+
+        `before` is the node's current row when the caller has it (right after its select)."""
+        before = before or self._row(node)
+        for _ in range(times):
+            self.sut.record_completion(node, success)
+        if before is None:
+            return None
+        self.outstanding[node] = max(0, self.outstanding.get(node, 0) - times)
+        if before.conns < times:
+            self.seen.add("unmatched_completion")
+        if times == 1 and not read_back:  # the witnesses follow from the row before (§2.1)
+            if before.probe and success:
+                self.seen.add("probe_closed_circuit")
+            if before.opened_at is None and not success \
+                    and before.consec + 1 >= M.CIRCUIT_FAILURE_THRESHOLD:
+                self.seen.add("circuit_opened")
+            return None
+        after = self._row(node)
+        if before.probe and after is not None and after.opened_at is None:
+            self.seen.add("probe_closed_circuit")
+        if before.opened_at is None and after is not None and after.opened_at is not None:
+            self.seen.add("circuit_opened")
+        return after
+
+    def record_completion(self, idx: int, success: bool, times: int = 1) -> Optional[int]:
+        """`times` completions in a row (five failures open a circuit); returns the open time."""
+        row = self._complete(POOL[idx], success, times, read_back=True)
+        return None if row is None else row.opened_at
+
+    def outage(self, idx: int) -> Optional[int]:
+        """An endpoint fails five requests in a row, then its recovery window passes (half-open)."""
+        opened = self.record_completion(idx, False, M.CIRCUIT_FAILURE_THRESHOLD)
+        if opened is not None:
+            self.clock.advance(max(opened + self.recovery - self.clock(), 0))
+        return opened
+
+    def drain_requests(self) -> int:
+        """A quiet moment: every request in flight completes successfully (probes close circuits)."""
+        done = 0
+        for r in self._rows():
+            if r.conns:
+                self._complete(r.node, True, r.conns)
+                done += r.conns
+        return done
+
+    # -- select ----------------------------------------------------------------------------------
+    def _racer(self, steals: int, race: str) -> tuple[Callable[[Any, int], None], list[int]]:
+        """The `_interleave` hook as what a concurrent actor does between choice and reservation.
+
+        "reserve": concurrent callers take the chosen endpoint's free slots (up to three) or
+        its half-open probe, and never complete; "readd": a config push re-adds the chosen
+        endpoint (same value, fresh counters), so the chosen object vanished from the map.
+        """
+        calls = [0]
+
+        def interleave(chosen: Any, now: int) -> None:
+            calls[0] += 1
+            if calls[0] > steals:
+                return
+            node = chosen.endpoint.node_id
+            if race == "readd":
+                self.sut.add_endpoint(next(e for e in self.sut.endpoints() if e.node_id == node))
+                self._forget(node)
+                return
+            for _ in range(RACERS):
+                row = self._row(node)
+                if not self.sut._try_reserve(chosen, now):
+                    break
+                self.outstanding[node] = self.outstanding.get(node, 0) + 1
+                if row is not None and row.opened_at is not None:
+                    self._admit(node, row.opened_at, now, "a concurrent caller")
+
+        return interleave, calls
+
+    def _select(self, ctx: M.RequestContext, steals: int = 0, race: str = "reserve") -> M.Selection:
+        now, cfg = self.clock(), self.config
+        self.selected_row = None
+        before = self.sut.abstract()
+        rows = rows_of(before)
+        cands = spec_candidates(rows, ctx, cfg, now, self.recovery)
+        calls = [0]
+        if steals:
+            self.sut._interleave, calls = self._racer(steals, race)
+        try:
+            sel = self.sut.select(ctx)
+        except M.NoEndpointsAvailable:
+            self._after_failure(ctx, before, rows, cands, steals, calls[0], now)
+            raise
+        finally:
+            if steals:
+                del self.sut._interleave
+        self._after_selection(sel, ctx, before, rows, cands, steals, calls[0], now)
+        return sel
+
+    def _check_counters(self, before: tuple, after: tuple, extra: Optional[int], failed: int,
+                        what: str) -> None:
+        delta = (after[1] - before[1]) % 2**64
+        if extra is not None and delta != 1 + extra:
+            self._violate("rr_counter_advances_once_per_select",
+                          f"{what}: rr counter advanced by {delta}, expected {1 + extra}")
+        if (after[3] - before[3]) % 2**64 != failed:
+            self._violate("selection_fails_only_when_nothing_is_admissible",
+                          f"{what}: failed_selections went {before[3]} -> {after[3]}, expected +{failed}")
+
+    def _after_failure(self, ctx: M.RequestContext, before: tuple, rows: list[Row],
+                       cands: list[Row], steals: int, calls: int, now: int) -> None:
+        cfg = self.config
+        if not steals and cands:
+            self._violate("selection_fails_only_when_nothing_is_admissible",
+                          f"select({ctx}) raised NoEndpointsAvailable although "
+                          f"{[c.node[:1].hex() for c in cands]} were admissible")
+        if cfg.zone_aware and ctx.client_zone is not None and not cfg.zone_fallback:
+            anywhere = spec_candidates(rows, ctx, M.LoadBalancerConfig(zone_aware=False), now, self.recovery)
+            if anywhere and not cands:
+                self.seen.add("zone_refused_without_fallback")
+        strategy = cfg.strategy
+        extra = 0 if not steals or strategy in NO_EXTRA_ADVANCE else None
+        self._check_counters(before, self.sut.abstract(), extra,
+                             int(steals > 0 and calls >= M.MAX_RESERVATION_RETRIES), f"failed select({ctx})")
+        if steals and calls >= M.MAX_RESERVATION_RETRIES:
+            self.seen.add("failed_selection_counted")
+
+    def _after_selection(self, sel: M.Selection, ctx: M.RequestContext, before: tuple,
+                         rows: list[Row], cands: list[Row], steals: int, calls: int, now: int) -> None:
+        cfg, cap = self.config, self.config.max_connections_per_endpoint
+        node = sel.node_id
+        row = next((r for r in rows if r.node == node), None)
+        if row is None:
+            self._violate("selection_is_admissible", f"select chose {node[:1].hex()}, not a member")
+            return
+        if not admits(row, now, self.recovery, cap) or any(t not in row.tags for t in ctx.required_tags):
+            self._violate("selection_is_admissible", f"select({ctx}) chose {node[:1].hex()}: "
+                          + why_not(row, ctx, now, self.recovery, cap))
+        after = self.sut.abstract()
+        post_rows = rows_of(after)
+        self._check_zone(row, ctx, now, post_rows)
+        self.outstanding[node] = self.outstanding.get(node, 0) + 1
+        # (a racing re-add may have replaced the pre-select state)
+        post = self.selected_row = next((r for r in post_rows if r.node == node), None)
+        if post is not None and post.conns == cap:
+            self.seen.add("connection_cap_reached")
+        if post is not None and post.opened_at is not None:  # a reservation never moves opened_at
+            if row.probe and row.opened_at == post.opened_at:
+                self.seen.add("abandoned_probe_reclaimed")
+            self._admit(node, post.opened_at, now, "select")
+        extra = extra_advances(cfg.strategy, sel.reason)
+        self._check_counters(before, after,
+                             extra if not steals or cfg.strategy in NO_EXTRA_ADVANCE else None,
+                             0, f"select({ctx}) -> {node[:1].hex()}")
+        if steals and calls > 1:
+            self.seen.add("retry_won_after_lost_reservation")
+        if sel.reason is M.SelectionReason.CONSISTENT_HASH and not steals:
+            self._check_ring_choice(sel, ctx, rows, cands)
+        self._note_strategy(sel, cands, before)
+
+    def _check_zone(self, row: Row, ctx: M.RequestContext, now: int, post_rows: list[Row]) -> None:
+        cfg = self.config
+        if not (cfg.zone_aware and ctx.client_zone is not None) or row.zone == ctx.client_zone:
+            return
+        if not cfg.zone_fallback:
+            self._violate("zone_affinity_respected", f"zone_fallback is off but a client in "
+                          f"{ctx.client_zone} was sent to {row.node[:1].hex()} in zone {row.zone}")
+            return
+        same = [r for r in spec_candidates(post_rows, ctx, cfg, now, self.recovery)
+                if r.zone == ctx.client_zone]
+        if same:
+            self._violate("zone_affinity_respected", f"a client in {ctx.client_zone} was sent to "
+                          f"{row.node[:1].hex()} in zone {row.zone} while "
+                          f"{[r.node[:1].hex() for r in same]} in its zone were admissible")
+        self.seen.add("zone_fallback_crossed")
+
+    def _check_ring_choice(self, sel: M.Selection, ctx: M.RequestContext, rows: list[Row],
+                           cands: list[Row]) -> None:
+        key = ctx.hash_key()
+        ring = self.sut._ring_entries()
+        h = self.sut._key_hash(key)
+        expected = first_clockwise(ring, h, {c.node for c in cands})
+        if expected != sel.node_id:
+            self._violate("consistent_hash_picks_first_available_clockwise",
+                          f"key {key!r} (hash {h}) went to {sel.node_id[:1].hex()}, the first "
+                          f"admissible endpoint clockwise is {expected and expected[:1].hex()}")
+        if first_clockwise(ring, h, {r.node for r in rows}) != sel.node_id:
+            self.seen.add("consistent_hash_walked_past_owner")
+        sig = (key, frozenset(r.node for r in rows), tuple(c.node for c in cands))
+        if len(self.ch_memo) > 512:
+            self.ch_memo.clear()
+        old = self.ch_memo.setdefault(sig, sel.node_id)
+        if old != sel.node_id:
+            self._violate("consistent_hash_stable", f"key {key!r} moved from {old[:1].hex()} to "
+                          f"{sel.node_id[:1].hex()} with the same membership and availability")
+
+    def _note_strategy(self, sel: M.Selection, cands: list[Row], before: tuple) -> None:
+        s = self.config.strategy
+        if s is M.Strategy.LEAST_LATENCY and any(math.isnan(c.metrics[4]) for c in cands) \
+                or s is M.Strategy.LEAST_LOAD \
+                and any(math.isnan(M.LoadMetrics(*c.metrics).load_score()) for c in cands):
+            if len(cands) > 1:
+                self.seen.add("nan_metric_among_candidates")
+        if sel.reason is M.SelectionReason.WEIGHTED \
+                and s in (M.Strategy.WEIGHTED_ROUND_ROBIN, M.Strategy.ADAPTIVE):
+            if before[1] >= 2**53:
+                self.seen.add("weighted_rr_counter_past_2_53")
+            if len(cands) > 1 and M.wheel_scale([c.quarters for c in cands]) > 1:
+                self.seen.add("fractional_weighted_rr")
+
+    @staticmethod
+    def _context(request_id: Optional[str], session_id: Optional[str], client_zone: Optional[str],
+                 tags: list, routing_key: Optional[str]) -> M.RequestContext:
+        return M.RequestContext(request_id=request_id, session_id=session_id,
+                                client_zone=client_zone, required_tags=tags, routing_key=routing_key)
+
+    def select(self, request_id: Optional[str], session_id: Optional[str],
+               client_zone: Optional[str], tags: list, routing_key: Optional[str],
+               steals: int = 0, race: str = "reserve") -> M.Selection:
+        """A select; with `steals` > 0 a concurrent actor (`race`) beats the first `steals` attempts."""
+        ctx = self._context(request_id, session_id, client_zone, tags, routing_key)
+        return self._select(ctx, steals, race)
+
+    def request(self, request_id: Optional[str], session_id: Optional[str],
+                client_zone: Optional[str], tags: list, routing_key: Optional[str],
+                success: Optional[bool]) -> tuple:
+        """One request as a caller makes it: select, then record_completion(chosen, success);
+        success None is a caller that never completes (route_event never releases its slot)."""
+        ctx = self._context(request_id, session_id, client_zone, tags, routing_key)
+        try:
+            sel = self._select(ctx)
+        except M.LoadBalancerError as exc:
+            return (type(exc).__name__,)
+        if success is not None:
+            self._complete(sel.node_id, success, before=self.selected_row)
+        return (sel,)
+
+    def overlapping_requests(self, count: int, success: bool) -> tuple:
+        """`count` requests in flight at once (no context), then all complete with `success`."""
+        picks: list[Any] = []
+        for _ in range(count):
+            try:
+                picks.append(self._select(M.RequestContext()).node_id)
+            except M.LoadBalancerError as exc:
+                picks.append(type(exc).__name__)
+        for node in picks:
+            if isinstance(node, bytes):
+                self._complete(node, success)
+        return tuple(picks)
+
+    def traffic_until(self, idx: int, wait: bool = False) -> tuple:
+        """Requests flow (each completed successfully) until one is routed to endpoint `idx`,
+        whose caller then vanishes without completing (at most 12 requests).  With `wait`, time
+        first passes until idx's open circuit turns half-open or its probe is abandoned."""
+        node, picks = POOL[idx], []
+        row = self._row(node)
+        if wait and row is not None:
+            now = self.clock()
+            due = [t + self.recovery - now for t in (row.opened_at, row.probe_at)
+                   if t is not None and t + self.recovery > now]
+            self.clock.advance(max(due, default=0))
+        for _ in range(TRAFFIC_LIMIT):
+            try:
+                sel = self._select(M.RequestContext())
+            except M.LoadBalancerError as exc:
+                picks.append(type(exc).__name__)
+                break
+            picks.append(sel.node_id)
+            if sel.node_id == node:
+                break
+            self._complete(sel.node_id, True, before=self.selected_row)
+        return tuple(picks)
+
+    def shadow(self, strategy: str, request_id: Optional[str], session_id: Optional[str],
+               client_zone: Optional[str], tags: list, routing_key: Optional[str],
+               count: int) -> tuple:
+        """What another strategy would answer over the current endpoints: a fresh balancer
+        (same config otherwise, rr counter where this one's is) serves `count` overlapping
+        requests; then the last endpoint chosen reports bad metrics and one more request
+        follows.  The answer includes the fresh balancer's self-check verdict."""
+        ctx = self._context(request_id, session_id, client_zone, tags, routing_key)
+        lb = self._fresh(M.Strategy(strategy))
+        picks = [_attempt_select(lb, ctx) for _ in range(count)]
+        chosen = [p for p in picks if isinstance(p, bytes)]
+        if chosen:
+            lb.update_metrics(chosen[-1], BAD_METRICS)
+            picks.append(_attempt_select(lb, ctx))
+        return (tuple(picks), _self_check(lb))
+
+    def _fresh(self, strategy: M.Strategy) -> Any:
+        """A fresh balancer like this one but for `strategy`, rr counter where this one's is,
+        given the current endpoints (as they are now, in order)."""
+        lb = harness_class(self.cls, self.modulus is not None)(
+            attrs.evolve(self.config, strategy=strategy), clock=self.clock, rng=self.rng)
+        lb._rr_counter = self.sut._rr_counter
+        for endpoint in self.sut.endpoints():
+            lb.add_endpoint(endpoint)
+        return lb
+
+    def full_wheel(self) -> tuple:
+        """(Weighted) round robin serves one full wheel of requests (each completed); the
+        shares must be exact.  Under another strategy the wheel runs on a fresh weighted-RR
+        balancer over the current endpoints."""
+        s = self.config.strategy
+        main = s in (M.Strategy.ROUND_ROBIN, M.Strategy.WEIGHTED_ROUND_ROBIN)
+        lb = self.sut if main else self._fresh(M.Strategy.WEIGHTED_ROUND_ROBIN)
+        s = s if main else M.Strategy.WEIGHTED_ROUND_ROBIN
+        abstract = lb.abstract()
+        cands = spec_candidates(rows_of(abstract), M.RequestContext(), self.config, self.clock(),
+                                self.recovery)
+        if not cands:  # (a half-open candidate is probed and closed again: the list stays put)
+            return ("skipped", "nothing available")
+        quarters = [c.quarters for c in cands]
+        scale = M.wheel_scale(quarters)
+        if s is M.Strategy.ROUND_ROBIN or sum(quarters) <= 0:
+            units = {c.node: 1 for c in cands}
+        else:
+            units = {c.node: q * scale // 4 for c, q in zip(cands, quarters) if q}
+        wheel = sum(units.values())
+        if wheel > WHEEL_LIMIT:
+            return ("skipped", wheel)
+        if abstract[1] + wheel > 2**64:  # the u64 counter wraps mid-wheel
+            return ("skipped", "wrap")
+        picks = []
+        for _ in range(wheel):
+            if main:
+                node = self._select(M.RequestContext()).node_id
+                self._complete(node, True, before=self.selected_row)
+            else:
+                node = lb.select(M.RequestContext()).node_id
+                lb.record_completion(node, True)
+            picks.append(node)
+        got = dict(Counter(picks))
+        if got != units:
+            self._violate("weighted_round_robin_wheel_is_exact",
+                          f"{s.value} over one wheel of {wheel}: served "
+                          f"{ {n[:1].hex(): c for n, c in got.items()} }, effective weights give "
+                          f"{ {n[:1].hex(): c for n, c in units.items()} }")
+        if len(units) > 1 and s is M.Strategy.WEIGHTED_ROUND_ROBIN:
+            self.seen.add("weighted_wheel_checked")
+        return tuple(picks) + ((_self_check(lb),) if not main else ())
+
+    def advance_time(self, ns: int) -> int:
+        return self.clock.advance(ns)
+
+
+def _attempt_select(lb: Any, ctx: M.RequestContext) -> Any:
+    try:
+        return lb.select(ctx).node_id
+    except M.LoadBalancerError as exc:
+        return type(exc).__name__
+
+
+def _self_check(lb: Any) -> str:
+    check = getattr(lb, "check_invariants", None)
+    try:
+        if callable(check):
+            check()
+    except AssertionError as exc:
+        return f"check_invariants failed: {exc}"
+    return "ok"
+
+
+# -- invariants ------------------------------------------------------------------------------
+
+def _clean(s: LoadBalancerSubject, name: str) -> None:
+    message = s.violations.get(name)
+    assert message is None, message
+
+
+def selection_is_admissible(s: LoadBalancerSubject) -> None:
+    """A selection is enabled, receives traffic, has every required tag, was under the cap and admitted by its circuit."""
+    _clean(s, "selection_is_admissible")
+
+
+def zone_affinity_respected(s: LoadBalancerSubject) -> None:
+    """A same-zone endpoint is chosen whenever one is admissible; nothing cross-zone without zone_fallback."""
+    _clean(s, "zone_affinity_respected")
+
+
+def selection_fails_only_when_nothing_is_admissible(s: LoadBalancerSubject) -> None:
+    """select raises only when nothing is admissible; failed_selections counts only four lost reservations."""
+    _clean(s, "selection_fails_only_when_nothing_is_admissible")
+
+
+def one_half_open_probe_per_recovery_cycle(s: LoadBalancerSubject) -> None:
+    """At most one half-open probe per endpoint per recovery cycle (a new one only after the old is abandoned)."""
+    _clean(s, "one_half_open_probe_per_recovery_cycle")
+
+
+def rr_counter_advances_once_per_select(s: LoadBalancerSubject) -> None:
+    """The rr counter advances once per select, plus one for the documented CH/P2/Adaptive fallbacks."""
+    _clean(s, "rr_counter_advances_once_per_select")
+
+
+def connections_within_cap(s: LoadBalancerSubject) -> None:
+    """0 <= connections <= the cap for every endpoint, equal to reservations minus matched completions."""
+    cap = s.config.max_connections_per_endpoint
+    for r in s._rows():
+        assert 0 <= r.conns <= cap, f"{r.node[:1].hex()} holds {r.conns} connections (cap {cap})"
+        want = s.outstanding.get(r.node, 0)
+        assert r.conns == want, (f"{r.node[:1].hex()} holds {r.conns} connections but {want} "
+                                 f"reservations are outstanding")
+
+
+def ring_has_150_distinct_entries_per_endpoint(s: LoadBalancerSubject) -> None:
+    """The ring is exactly every endpoint's 150 vnodes (hash, id, index): sorted, distinct, 150 each."""
+    if s.side == "model" and s.last is not None and s.last[0] not in MEMBERSHIP_RULES:
+        return  # the model rebuilds its ring from the membership on every call: nothing can drift
+    ring = tuple(s.sut._ring_entries())
+    members = frozenset(e.node_id for e in s.sut.endpoints())
+    expected = _expected_ring(members, s.modulus)
+    if ring == expected:
+        return
+    counts = Counter(e[1] for e in ring)
+    wrong = {n[:1].hex(): counts.get(n, 0) for n in members if counts.get(n, 0) != M.VIRTUAL_NODES}
+    strangers = {n[:1].hex() for n in counts if n not in members}
+    dupes = len(ring) - len(set(ring))
+    raise AssertionError(f"ring of {len(ring)} entries != the {len(expected)} vnodes of the members: "
+                         f"per-endpoint counts off {wrong}, non-members {strangers}, "
+                         f"{dupes} duplicates, sorted={list(ring) == sorted(ring)}")
+
+
+def consistent_hash_picks_first_available_clockwise(s: LoadBalancerSubject) -> None:
+    """A consistent-hash selection is the first admissible endpoint clockwise from the key's hash."""
+    _clean(s, "consistent_hash_picks_first_available_clockwise")
+
+
+def consistent_hash_stable(s: LoadBalancerSubject) -> None:
+    """Keys stay put while membership and availability do; adding moves keys only to the new endpoint, removing only the removed one's."""
+    _clean(s, "consistent_hash_stable")
+
+
+def weighted_round_robin_wheel_is_exact(s: LoadBalancerSubject) -> None:
+    """Over one full wheel, (weighted) round robin serves each endpoint exactly its effective-weight share."""
+    _clean(s, "weighted_round_robin_wheel_is_exact")
+
+
+def _seen(name: str, doc: str) -> Callable[[LoadBalancerSubject], bool]:
+    def witness(s: LoadBalancerSubject) -> bool:
+        return name in s.seen
+
+    witness.__name__ = name
+    witness.__doc__ = doc
+    return witness
+
+
+INVARIANTS = (
+    always(selection_is_admissible), always(zone_affinity_respected),
+    always(selection_fails_only_when_nothing_is_admissible),
+    always(one_half_open_probe_per_recovery_cycle), always(rr_counter_advances_once_per_select),
+    always(connections_within_cap), always(ring_has_150_distinct_entries_per_endpoint),
+    always(consistent_hash_picks_first_available_clockwise), always(consistent_hash_stable),
+    always(weighted_round_robin_wheel_is_exact),
+    sometimes(_seen("circuit_opened", "Five failing completions opened a circuit.")),
+    sometimes(_seen("connection_cap_reached", "A reservation brought an endpoint to max_connections_per_endpoint.")),
+    sometimes(_seen("probe_admitted", "A select admitted an endpoint as its half-open probe.")),
+    sometimes(_seen("abandoned_probe_reclaimed", "A probe abandoned for a recovery window was reclaimed (fix a).")),
+    sometimes(_seen("probe_closed_circuit", "A successful probe completion closed a circuit.")),
+    sometimes(_seen("zone_fallback_crossed", "A client was served from another zone (zone_fallback on).")),
+    sometimes(_seen("zone_refused_without_fallback",
+                    "select raised because only other zones were admissible and zone_fallback is off.")),
+    sometimes(_seen("retry_won_after_lost_reservation", "A select won on a later attempt after losing a reservation.")),
+    sometimes(_seen("failed_selection_counted", "Four lost reservations counted a failed selection.")),
+    sometimes(_seen("key_moved_to_added_endpoint", "Adding an endpoint took over some probe key.")),
+    sometimes(_seen("consistent_hash_walked_past_owner",
+                    "A consistent-hash key skipped its unavailable owner along the ring.")),
+    sometimes(_seen("weighted_wheel_checked", "A full weighted-RR wheel over several endpoints was checked.")),
+    sometimes(_seen("fractional_weighted_rr", "Weighted round robin chose among fractional effective weights (fix d).")),
+    sometimes(_seen("unmatched_completion", "A completion arrived for an endpoint holding no connection.")),
+    sometimes(_seen("nan_metric_among_candidates", "LeastLatency / LeastLoad chose among candidates with a NaN metric.")),
+    sometimes(_seen("weighted_rr_counter_past_2_53", "Weighted round robin ran with the counter past 2^53.")),
+    sometimes(_seen("readd", "An existing endpoint id was re-added.")),
+)
+
+
+# -- the machine -------------------------------------------------------------------------------
+
+IDX = st.integers(0, len(POOL) - 1)
+WEIGHTS = st.sampled_from([1, 1, 1, 2, 3, 0, 0, 100, U32_MAX])
+HEALTHS = st.sampled_from(["healthy", "healthy", "healthy", "degraded", "degraded", "unhealthy",
+                           "unknown"])
+TAGS = st.lists(st.sampled_from(["a", "b", "c"]), unique=True, max_size=3)
+ZONES = st.sampled_from([None, "z1", "z1", "z2"])
+VALUES = st.sampled_from([0.0, 0.1, 0.5, 0.9, 1.0, 2000.0, math.nan, math.nan, "-nan", math.inf,
+                          -math.inf])
+METRICS = st.tuples(VALUES, VALUES, st.sampled_from([0, 100, 20000]), VALUES, VALUES) \
+    | st.just((0.0, 0.0, 0, 0.0, 0.0))
+BODY = st.tuples(WEIGHTS, HEALTHS, TAGS, st.sampled_from([True, True, True, True, False]), ZONES, METRICS)
+# 3 to 6 distinct ids (a permutation, not rejection sampling: cheap to generate and to shrink)
+ENDPOINT_LISTS = st.tuples(st.permutations(range(len(POOL))), st.lists(BODY, min_size=3, max_size=6)).map(
+    lambda t: [(idx, *body) for idx, body in zip(t[0], t[1])])
+# the strategies with the most logic (and the most mutants) of their own are drawn more often
+INTRICATE = ("weighted_round_robin", "weighted_round_robin", "consistent_hash", "adaptive",
+             "power_of_two", "least_latency", "least_load", "weighted_least_connections",
+             "weighted_least_connections")
+STRATEGIES = st.sampled_from(STRATEGY_NAMES + INTRICATE)
+CONTEXT = dict(
+    request_id=st.sampled_from([None, "r1", "r2"]),
+    session_id=st.sampled_from([None, None, "s1", "s2"]),
+    client_zone=st.sampled_from([None, None, "z1", "z2", "z3"]),
+    tags=st.sampled_from([[], [], [], ["a"], ["b"], ["a", "b"], ["c", "a"]]),
+    routing_key=st.sampled_from([None, None, "k1", "k2", "k3", ""]),
+)
+
+
+class LoadBalancerMachine(LockstepMachine):
+    """Model and impl balancer in lockstep; every rule is one `self.step`."""
+
+    @initialize(strategy=STRATEGIES, cap=st.sampled_from([1, 2, 3, 10_000, 10_000]),
+                zone_aware=st.sampled_from([True, True, False]), zone_fallback=st.booleans(),
+                recovery_ns=st.sampled_from([0, MS, 10 * MS, 30 * SEC]),
+                rr_start=st.sampled_from([0, 0, 2**53 - 2, 2**64 - 3]), weak=st.booleans(),
+                endpoints=ENDPOINT_LISTS)
+    def init(self, strategy: str, cap: int, zone_aware: bool, zone_fallback: bool, recovery_ns: int,
+             rr_start: int, weak: bool, endpoints: list) -> None:
+        self.recovery = max(recovery_ns, MS)
+        self.step("init", strategy, cap, zone_aware, zone_fallback, recovery_ns, rr_start, weak,
+                  endpoints)
+
+    @rule(data=st.data(), body=BODY)
+    def add_endpoint(self, data: Any, body: tuple) -> None:
+        present = [POOL.index(e.node_id) for e in self.ls.model.sut.endpoints()]
+        absent = [i for i in range(len(POOL)) if i not in present]
+        pools = [absent, absent, absent, present] if absent and present else [absent or present]
+        idx = data.draw(st.sampled_from(data.draw(st.sampled_from(pools), label="pool")), label="idx")
+        self.step("add_endpoint", idx, *body)
+
+    def _idx(self, data: Any) -> int:
+        """Mostly a present endpoint (the interesting case), sometimes any id of the pool."""
+        present = [POOL.index(e.node_id) for e in self.ls.model.sut.endpoints()]
+        pool = data.draw(st.sampled_from([present, present, present, list(range(len(POOL)))]
+                                         if present else [list(range(len(POOL)))]), label="pool")
+        return data.draw(st.sampled_from(pool), label="idx")
+
+    @rule(data=st.data())
+    def remove_endpoint(self, data: Any) -> None:
+        self.step("remove_endpoint", self._idx(data))
+
+    @rule(data=st.data(), health=HEALTHS)
+    def update_health(self, data: Any, health: str) -> None:
+        self.step("update_health", self._idx(data), health)
+
+    @rule(data=st.data(), metrics=METRICS)
+    def update_metrics(self, data: Any, metrics: tuple) -> None:
+        self.step("update_metrics", self._idx(data), metrics)
+
+    @rule(data=st.data(), success=st.booleans(), times=st.sampled_from([1, 1, 5]))
+    def record_completion(self, data: Any, success: bool, times: int) -> None:
+        self.step("record_completion", self._idx(data), success, times)
+
+    @rule(data=st.data())
+    def traffic_until(self, data: Any) -> None:
+        down = [POOL.index(r.node) for r in self.ls.model._rows() if r.opened_at is not None]
+        idx = data.draw(st.sampled_from(down), label="idx") if down else self._idx(data)
+        self.step("traffic_until", idx, data.draw(st.booleans(), label="wait"))
+
+    @rule(data=st.data())
+    def outage(self, data: Any) -> None:
+        up = [POOL.index(r.node) for r in self.ls.model._rows() if r.opened_at is None]
+        idx = data.draw(st.sampled_from(up), label="idx") if up else self._idx(data)
+        self.step("outage", idx)
+
+    @rule()
+    def drain_requests(self) -> None:
+        self.step("drain_requests")
+
+    @rule(**CONTEXT, steals=st.sampled_from([0, 0, 0, 1, 2, 4, 4]),
+          race=st.sampled_from(["reserve", "reserve", "readd"]))
+    def select(self, request_id: Any, session_id: Any, client_zone: Any, tags: list,
+               routing_key: Any, steals: int, race: str) -> None:
+        self.step("select", request_id, session_id, client_zone, tags, routing_key, steals, race)
+
+    @rule(**CONTEXT, success=st.sampled_from([True, False, None]))
+    def request(self, request_id: Any, session_id: Any, client_zone: Any, tags: list,
+                routing_key: Any, success: bool) -> None:
+        self.step("request", request_id, session_id, client_zone, tags, routing_key, success)
+
+    @rule(strategy=STRATEGIES)
+    def restart(self, strategy: str) -> None:
+        self.step("restart", strategy)
+
+    @rule(strategy=STRATEGIES, **CONTEXT, count=st.sampled_from([3, 5]))
+    def shadow(self, strategy: str, request_id: Any, session_id: Any, client_zone: Any, tags: list,
+               routing_key: Any, count: int) -> None:
+        self.step("shadow", strategy, request_id, session_id, client_zone, tags, routing_key, count)
+
+    @rule(count=st.sampled_from([2, 3, 5, 5]), success=st.sampled_from([True, True, False]))
+    def overlapping_requests(self, count: int, success: bool) -> None:
+        self.step("overlapping_requests", count, success)
+
+    @rule()
+    def full_wheel(self) -> None:
+        self.step("full_wheel")
+
+    @rule(data=st.data())
+    def advance_time(self, data: Any) -> None:
+        r, due = self.recovery, self._next_release()
+        ns = data.draw(st.sampled_from([due, due, 1, r // 2, r - 1, r, r + 1, 2 * r, 3600 * SEC]),
+                       label="ns")
+        self.step("advance_time", ns)
+
+    def _next_release(self) -> int:
+        """Time until the next circuit turns half-open or probe becomes abandoned (else 1)."""
+        subject = self.ls.model
+        now = subject.clock()
+        due = [t + self.recovery - now for r in subject._rows() for t in (r.opened_at, r.probe_at)
+               if t is not None and t + self.recovery > now]
+        return min(due, default=1)
+
+
+OPERATIONS = ("add_endpoint", "remove_endpoint", "update_health", "update_metrics", "select",
+              "record_completion", "stats", "endpoints", "abstract")
+
+
+# -- mutants: §2.6 items 1-17 (single-threaded), §2.8 (a)-(e), and stale snapshots -------------
+#
+# Each is the impl with one behaviour swapped, through the override points its docstring lists.
+
+from impl.load_balancer import _ANY  # noqa: E402
+from impl.load_balancer import LoadBalancer as ImplLB  # noqa: E402
+
+ImplEP = Any
+Stratum = Any
+
+
+class RingWalkInMapOrder(ImplLB):
+    """#1: the ring is walked in map order (first vnode >= the key hash), not sorted order."""
+
+    def _ring_walk(self, h: int, st: Stratum) -> Optional[ImplEP]:
+        for ep in self._eps.values():
+            for entry in ep.vnodes:
+                if entry[0] >= h and entry[1] in st.ids:
+                    return self._eps[entry[1]]
+        return None
+
+
+def _panics_on_nan(values: list[float]) -> None:
+    if len(values) > 1 and any(math.isnan(v) for v in values):
+        raise RuntimeError("thread panicked: called `Option::unwrap()` on a `None` value "
+                           "(partial_cmp of a NaN metric)")
+
+
+class LeastLatencyNanPanics(ImplLB):
+    """#2: LeastLatency compares with partial_cmp().unwrap(), which panics on a NaN latency."""
+
+    def _least_latency(self, st: Stratum, ctx: M.RequestContext, c: int) -> Any:
+        _panics_on_nan([ep.endpoint.metrics.avg_response_time_ms for ep in st.eps])
+        return super()._least_latency(st, ctx, c)
+
+
+class LeastLoadNanPanics(ImplLB):
+    """#2: LeastLoad compares with partial_cmp().unwrap(), which panics on a NaN load score."""
+
+    def _least_load(self, st: Stratum, ctx: M.RequestContext, c: int) -> Any:
+        _panics_on_nan([ep.load_score for ep in st.eps])
+        return super()._least_load(st, ctx, c)
+
+
+class ZoneFallbackIgnored(ImplLB):
+    """#3: zone_fallback is never read; a client whose zone has nothing is sent anywhere."""
+
+    def _candidates(self, ctx: M.RequestContext) -> Stratum:
+        if self._config.zone_aware and ctx.client_zone is not None:
+            stratum = self._stratum(ctx.client_zone, ctx.required_tags)
+            if stratum.eps:
+                return stratum
+        stratum = self._stratum(_ANY, ctx.required_tags)
+        if not stratum.eps:
+            raise M.NoEndpointsAvailable()
+        return stratum
+
+
+class FilterScanClaimsProbe(ImplLB):
+    """#101 (item 7): the availability test itself claims the half-open probe slot."""
+
+    def _circuit_open(self, ep: ImplEP, now: int) -> bool:
+        if ep.opened_at is None:
+            return False
+        if now - ep.opened_at < self._recovery_ns:
+            return True
+        if ep.probe and not self._probe_is_stale(ep, now):
+            return True
+        ep.probe, ep.probe_at = True, now  # the scan takes the slot
+        return False
+
+
+class NonStrictHalfOpen(ImplLB):
+    """#6: once the recovery window passes, every request is let through (no single probe)."""
+
+    def _circuit_open(self, ep: ImplEP, now: int) -> bool:
+        return ep.opened_at is not None and now - ep.opened_at < self._recovery_ns
+
+    def _claim_probe(self, ep: ImplEP, now: int) -> bool:
+        ep.probe, ep.probe_at = True, now
+        return True
+
+
+class CompletionUnderflows(ImplLB):
+    """#10: an unmatched completion decrements 0 to u32::MAX (wrapping, not saturating)."""
+
+    def _release_connection(self, ep: ImplEP) -> None:
+        ep.connections = (ep.connections - 1) & U32_MAX
+
+
+class CounterAdvancedPerRetry(ImplLB):
+    """#39: every reservation retry advances the rr counter again."""
+
+    def _attempt_offset(self, offset: int, attempt: int) -> int:
+        return self._advance_rr() if attempt else offset
+
+
+class WeightedLcWeightCollapse(ImplLB):
+    """#12: weighted least connections divides by max(weight, 1.0), collapsing weights below 1."""
+
+    def _wlc_divisor(self, ep: ImplEP) -> float:
+        return max(ep.q / 4, 1.0)
+
+
+class WeightedRrFloatModulus(ImplLB):
+    """#13: weighted round robin takes `counter as f64 % wheel`, wrong past 2^53."""
+
+    def _wrr_target(self, c: int, wheel: int) -> int:
+        return int(float(c) % wheel)
+
+
+class RingCollisionLastWriteWins(ImplLB):
+    """#16: a ring slot holds one node per hash; a colliding vnode overwrites the other."""
+
+    def _ring_insert(self, ep: ImplEP) -> None:
+        ep.vnodes = [(h, ep.node_id, i) for i, h in enumerate(self._vnode_hashes(ep.node_id))]
+        slots = {e[0]: e for e in self._ring}
+        for entry in ep.vnodes:
+            slots[entry[0]] = entry
+        self._ring = sorted(slots.values())
+
+
+class AbandonedProbeNeverReclaimed(ImplLB):
+    """2.8-a (#14, 0.25.0): a probe whose caller never completes stays claimed forever."""
+
+    def _probe_is_stale(self, ep: ImplEP, now: int) -> bool:
+        return False
+
+
+class ReaddLeaksVnodes(ImplLB):
+    """2.8-b (#15, 0.25.0): re-adding an id inserts its vnodes again without removing the old."""
+
+    def _ring_on_readd(self, old: ImplEP, new: ImplEP) -> None:
+        self._ring_insert(new)
+
+
+class RingCollisionDestructiveProbe(ImplLB):
+    """2.8-c (#29, 0.25.0): on collision the insert has already clobbered the slot, then probes hash+1."""
+
+    def _ring_insert(self, ep: ImplEP) -> None:
+        slots = {e[0]: e for e in self._ring}
+        written = []
+        for i, h in enumerate(self._vnode_hashes(ep.node_id)):
+            while True:
+                previous = slots.get(h)
+                slots[h] = (h, ep.node_id, i)
+                written.append(slots[h])
+                if previous is None:
+                    break
+                h = (h + 1) & U64_MAX
+        ep.vnodes = written
+        self._ring = sorted(slots.values())
+
+
+class WeightedRrCeilTotalWheel(ImplLB):
+    """2.8-d (#33, 0.25.0): the wheel is ceil(total) and the target a float: fractional weights starve."""
+
+    def _weighted_round_robin_at(self, st: Stratum, ctx: M.RequestContext, c: int) -> Any:
+        if not st.total_q > 0:
+            return self._round_robin_at(st, ctx, c)
+        wheel = max(math.ceil(st.total_q / 4), 1)
+        target, cumulative = float(c % wheel), 0.0
+        for ep in st.eps:
+            cumulative += ep.listed_q / 4
+            if cumulative > target:
+                return ep, M.SelectionReason.WEIGHTED
+        return st.eps[0], M.SelectionReason.WEIGHTED
+
+
+class RecoveryZeroNotClamped(ImplLB):
+    """2.8-e (0.25.0): circuit_recovery_time 0 is used as is, so the breaker never holds."""
+
+    def _effective_recovery_ns(self, config: M.LoadBalancerConfig) -> int:
+        return config.circuit_recovery_time_ns
+
+
+class RequiredTagsAnyNotAll(ImplLB):
+    """Optimization done wrong: the stratum of the first required tag is used, the rest ignored."""
+
+    def _stratum(self, zone: object, tags: tuple) -> Stratum:
+        return super()._stratum(zone, tags[:1])
+
+
+class RingSearchSkipsEqualHash(ImplLB):
+    """Optimization done wrong (#150): the bisection starts after, not at, vnodes equal to the key hash."""
+
+    def _ring_walk(self, h: int, st: Stratum) -> Optional[ImplEP]:
+        ring, ids = self._ring, st.ids
+        n = len(ring)
+        start = bisect_right(ring, (h, b"\xff" * 33))
+        for k in range(n):
+            node_id = ring[(start + k) % n][1]
+            if node_id in ids:
+                return self._eps[node_id]
+        return None
+
+
+# -- stale snapshots: one per kind of state change (#148, #160) --------------------------------
+
+class StaleSnapshotAfterAdd(ImplLB):
+    """#148: adding an endpoint does not list it in the availability snapshot."""
+
+    def _after_add(self, ep: ImplEP, now: int) -> None:
+        pass
+
+
+class StaleSnapshotAfterReadd(ImplLB):
+    """#148: re-adding an id keeps the old endpoint's snapshot entry (and never lists the new one)."""
+
+    def _after_readd(self, old: ImplEP, new: ImplEP, now: int) -> None:
+        pass
+
+
+class StaleSnapshotAfterRemove(ImplLB):
+    """#148: a removed endpoint stays in the snapshot."""
+
+    def _after_remove(self, ep: ImplEP) -> None:
+        self._pending.pop(ep.node_id, None)
+
+
+class StaleSnapshotAfterHealthChange(ImplLB):
+    """#148: a health change does not re-sync the snapshot."""
+
+    def _after_health_change(self, ep: ImplEP, now: int) -> None:
+        pass
+
+
+class StaleTotalWeightAfterHealthChange(ImplLB):
+    """#160: a health change re-syncs only when availability flips, so the cached weight goes stale."""
+
+    def _after_health_change(self, ep: ImplEP, now: int) -> None:
+        if ep.listed != self._is_available(ep, now):
+            self._sync(ep, now)
+
+
+class StaleSnapshotAfterMetricsChange(ImplLB):
+    """#149/#165: a metrics update leaves the cached minima and mean load of its strata."""
+
+    def _after_metrics_change(self, ep: ImplEP) -> None:
+        pass
+
+
+class StaleSnapshotAfterCircuitChange(ImplLB):
+    """#148: a completion re-syncs after releasing the connection but before the breaker moves."""
+
+    def record_completion(self, node_id: bytes, success: bool) -> None:
+        ep = self._eps.get(node_id)
+        if ep is None:
+            return
+        now = self._clock()
+        self._release_connection(ep)
+        self._after_completion(ep, now)
+        if ep.probe:
+            self._release_probe(ep)
+            self._probe_outcome(ep, success, now)
+        elif success:
+            ep.consecutive_failures = 0
+        else:
+            self._count_failure(ep, now)
+
+
+class StaleSnapshotAfterTimePassing(ImplLB):
+    """#148: endpoints whose recovery window elapsed are never re-admitted by time alone."""
+
+    def _refresh_if_stale(self, now: int) -> None:
+        pass
+
+
+class StaleSnapshotAfterReservation(ImplLB):
+    """#148: a reservation re-syncs only when it claimed a probe, so reaching the cap is missed."""
+
+    def _after_reservation(self, ep: ImplEP, now: int) -> None:
+        if ep.probe:
+            self._sync(ep, now)
+
+
+class StaleSnapshotAfterConnectionRelease(ImplLB):
+    """#148: completions only ever take endpoints out of the snapshot, never back in."""
+
+    def _after_completion(self, ep: ImplEP, now: int) -> None:
+        if ep.listed:
+            self._sync(ep, now)
+
+
+RESULT = "*result"
+MUTANTS = (
+    mutant("ring_walk_in_map_order", RingWalkInMapOrder,
+           "#1: consistent hash iterated the ring in DashMap order",
+           ("consistent_hash_picks_first_available_clockwise", RESULT)),
+    mutant("least_latency_nan_panics", LeastLatencyNanPanics,
+           "#2: partial_cmp().unwrap() panicked on a NaN latency", "impl raised"),
+    mutant("least_load_nan_panics", LeastLoadNanPanics,
+           "#2: partial_cmp().unwrap() panicked on a NaN load score", "impl raised"),
+    mutant("zone_fallback_ignored", ZoneFallbackIgnored, "#3: zone_fallback was never read",
+           ("zone_affinity_respected", RESULT)),
+    mutant("filter_scan_claims_probe", FilterScanClaimsProbe,
+           "#101 (item 7): the filter scan claimed probe slots",
+           ("abstract state", "check_invariants", RESULT,
+            "selection_fails_only_when_nothing_is_admissible")),
+    mutant("non_strict_half_open", NonStrictHalfOpen,
+           "#6 (item 6): recovery expiry let every request through",
+           ("one_half_open_probe_per_recovery_cycle", "selection_is_admissible", RESULT,
+            "abstract state")),
+    mutant("completion_underflows", CompletionUnderflows,
+           "#10: an unmatched completion underflowed connections to u32::MAX",
+           ("connections_within_cap", "check_invariants")),
+    mutant("counter_advanced_per_retry", CounterAdvancedPerRetry,
+           "#39 (item 11): the rr counter advanced once per reservation retry",
+           ("rr_counter_advances_once_per_select", "abstract state", RESULT)),
+    mutant("weighted_lc_weight_collapse", WeightedLcWeightCollapse,
+           "#12: weighted LC divided by max(weight, 1.0)", RESULT),
+    mutant("weighted_rr_float_modulus", WeightedRrFloatModulus,
+           "#13: weighted RR took counter as f64 % wheel", (RESULT, "weighted_round_robin_wheel_is_exact")),
+    mutant("ring_collision_last_write_wins", RingCollisionLastWriteWins,
+           "#16: a ring collision silently replaced the other vnode",
+           ("ring_has_150_distinct_entries_per_endpoint", "check_invariants")),
+    mutant("abandoned_probe_never_reclaimed", AbandonedProbeNeverReclaimed,
+           "2.8-a (#14): an abandoned half-open probe stayed claimed forever",
+           (RESULT, "selection_fails_only_when_nothing_is_admissible")),
+    mutant("readd_leaks_vnodes", ReaddLeaksVnodes, "2.8-b (#15): re-adding an id leaked its old vnodes",
+           ("ring_has_150_distinct_entries_per_endpoint", "check_invariants")),
+    mutant("ring_collision_destructive_probe", RingCollisionDestructiveProbe,
+           "2.8-c (#29): the collision probe clobbered another node's vnode first",
+           ("ring_has_150_distinct_entries_per_endpoint", "check_invariants")),
+    mutant("weighted_rr_ceil_total_wheel", WeightedRrCeilTotalWheel,
+           "2.8-d (#33): weighted RR wheel of ceil(total) starved fractional weights",
+           (RESULT, "weighted_round_robin_wheel_is_exact")),
+    mutant("recovery_zero_not_clamped", RecoveryZeroNotClamped,
+           "2.8-e: circuit_recovery_time 0 collapsed the breaker",
+           ("selection_is_admissible", "one_half_open_probe_per_recovery_cycle", RESULT)),
+    mutant("required_tags_any_not_all", RequiredTagsAnyNotAll,
+           "optimization: only the first required tag's stratum is consulted",
+           ("selection_is_admissible", RESULT, "abstract state")),
+    mutant("ring_search_skips_equal_hash", RingSearchSkipsEqualHash,
+           "optimization (#150): bisection past vnodes whose hash equals the key's",
+           ("consistent_hash_picks_first_available_clockwise", RESULT, "abstract state")),
+    mutant("stale_snapshot_after_add", StaleSnapshotAfterAdd, "optimization (#148): snapshot not updated by add",
+           ("check_invariants", RESULT, "selection_fails_only_when_nothing_is_admissible")),
+    mutant("stale_snapshot_after_readd", StaleSnapshotAfterReadd,
+           "optimization (#148): snapshot not updated by re-add",
+           ("check_invariants", RESULT, "selection_fails_only_when_nothing_is_admissible")),
+    mutant("stale_snapshot_after_remove", StaleSnapshotAfterRemove,
+           "optimization (#148): snapshot not updated by remove", ("check_invariants", RESULT)),
+    mutant("stale_snapshot_after_health_change", StaleSnapshotAfterHealthChange,
+           "optimization (#148): snapshot not updated by a health change",
+           ("check_invariants", RESULT, "selection_is_admissible")),
+    mutant("stale_total_weight_after_health_change", StaleTotalWeightAfterHealthChange,
+           "optimization (#160): cached total weight not updated by a health change",
+           ("check_invariants", RESULT, "weighted_round_robin_wheel_is_exact")),
+    mutant("stale_snapshot_after_metrics_change", StaleSnapshotAfterMetricsChange,
+           "optimization (#149, #165): cached minima / mean load not updated by a metrics change",
+           ("check_invariants", RESULT)),
+    mutant("stale_snapshot_after_circuit_change", StaleSnapshotAfterCircuitChange,
+           "optimization (#148): snapshot synced before the breaker opened or closed",
+           ("check_invariants", "selection_is_admissible", RESULT,
+            "selection_fails_only_when_nothing_is_admissible")),
+    mutant("stale_snapshot_after_time_passing", StaleSnapshotAfterTimePassing,
+           "optimization (#148): recovery windows elapsing never re-admit an endpoint",
+           (RESULT, "selection_fails_only_when_nothing_is_admissible")),
+    mutant("stale_snapshot_after_reservation", StaleSnapshotAfterReservation,
+           "optimization (#148): reaching the connection cap does not leave the snapshot",
+           ("check_invariants", RESULT, "selection_is_admissible")),
+    mutant("stale_snapshot_after_connection_release", StaleSnapshotAfterConnectionRelease,
+           "optimization (#148): a freed connection or closed circuit never re-enters the snapshot",
+           ("check_invariants", RESULT, "selection_fails_only_when_nothing_is_admissible")),
+)
+
+
+# -- benchmarks ------------------------------------------------------------------------------------
+
+def _bench_node(i: int) -> bytes:
+    return i.to_bytes(4, "little") + bytes(28)
+
+
+def _bench_select(strategy: M.Strategy) -> Callable[[type, int], Callable[[], Any]]:
+    def make(cls: type, size: int) -> Callable[[], Any]:
+        import random
+
+        config = M.LoadBalancerConfig(strategy=strategy)
+        lb = cls(config, clock=FakeClock(0), rng=random.Random(1))
+        healths = (M.HealthStatus.HEALTHY,) * 3 + (M.HealthStatus.DEGRADED,)
+        for i in range(size):
+            metrics = M.LoadMetrics(cpu_usage=(i % 10) / 20, avg_response_time_ms=float(i % 17))
+            lb.add_endpoint(M.Endpoint(_bench_node(i), weight=1 + i % 5, health=healths[i % 4],
+                                       zone=("z1", "z2")[i % 2], metrics=metrics))
+        contexts = itertools.cycle([M.RequestContext(routing_key=f"user-{k}", request_id=f"r{k}")
+                                    for k in range(64)])
+
+        def call() -> None:
+            sel = lb.select(next(contexts))
+            lb.record_completion(sel.node_id, True)
+        return call
+    return make
+
+
+BENCH = tuple(
+    BenchCase(f"select {s.name}", (10, 100, 1000), _bench_select(s),
+              min_ratio=100.0 if s is M.Strategy.CONSISTENT_HASH else 10.0)
+    for s in M.Strategy
+)
+
+COMPONENT = Component(
+    name="load_balancer",
+    summary="net-mesh 0.25.0 behavior/loadbalance.rs plus the fixes of §2.8: eleven strategies, "
+            "availability filter, zones, circuit breaker with a single half-open probe, FNV-1a ring.",
+    model_cls=M.LoadBalancer, impl_cls=ImplLB, subject_cls=LoadBalancerSubject,
+    machine_cls=LoadBalancerMachine, invariants=INVARIANTS, mutants=MUTANTS,
+    errors=(M.LoadBalancerError,), operations=OPERATIONS, bench=BENCH,
+)
