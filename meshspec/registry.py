@@ -15,6 +15,7 @@ COMPONENT_MODULES: dict[str, str] = {
     "group_coordinator": "properties.group_coordinator",
     "scheduler": "properties.scheduler",
     "daemon_host": "properties.daemon_host",
+    "capacity": "properties.capacity",
 }
 
 

@@ -1,0 +1,1097 @@
+"""Properties of the etcd-backed shard-lease coordinator and its capacity hint: the subject
+harness, invariants, lockstep machine, mutants and benchmark (issue 5 §3–§5).
+
+The harness (`CapacitySubject`) wraps one coordinator (model or impl) over its own KV
+with its own logical clock (`self.clock`, the coordinator's `clock`). The KV is the
+in-memory `model.etcd.EtcdModel` on both sides, unless `MESHSPEC_ETCD` is set (by
+`meshspec fuzz --etcd URL|auto`): then the IMPL side runs over `EtcdGateway` on that real
+server — each example under a fresh key prefix and lease-id base, every lease it granted
+revoked and its keys deleted at teardown — while the model side stays on `EtcdModel`.
+Lease ids are explicit (base + 1, base + 2, …) on both sides, so `abstract()` (which
+reports them relative to the base) compares equal across KVs.
+
+Two clocks (semantics.md §1.4). The logical clock moves only by `advance_clock`. etcd
+lease TTLs never run out during a run: the model KV's lease clock stays at 0 and real
+leases get a one-hour TTL; `expire_lease` stands in for a TTL expiry (the model KV's
+`expire_lease_now`, a revocation on a real server — both delete the attached owner key).
+
+Ghost state: every lease token handed out (rules name a token by its index, mostly a
+current one, and may forge it: stale or future fence, another worker, another tenant, a
+missing shard), the fences
+issued per shard, the fence last seen per shard, the root specs registered, the shard
+ids known per run, owner keys removed behind the coordinator's back (with the fence the
+record had then), and counters of what the interferer and the revocation fault did.
+
+What the machine reaches: several runs (one registered at init), every operation with
+valid and invalid arguments (bad manifests and op-id reuse, stale / future fences, wrong
+tenant on the call or on the token, terminal shards, already-leased shards, expired
+leases, cursor regressions and out-of-range keys, bad tilings and child limits), the
+logical clock on and around lease deadlines (and a worker's periodic `heartbeat`), etcd
+lease expiry, takeovers of shards whose owner key outlived its deadline, failing
+revocations, and an interfering writer that runs between an attempt's read and its txn.
+The interferer
+stays within what the impl's counters support (impl/capacity.py): it rewrites the
+record (or run record) with the same value (`rewrite`, forcing a CAS retry; on every
+attempt, exhaustion), re-binds the owner key to a fresh foreign etcd lease with the same
+value (`swap`, the §1.10 #2 situation), or deletes the owner key as a TTL expiry would
+(`drop`).
+
+Reads for invariants go to the raw KV (`view()`, decoded once per step), never through
+the coordinator, except `capacity_hint` itself (read once per step per run and shared by
+`hint_equals_full_scan` and the `capacity_hint` observation). Under the `dev` profile
+(40 examples) some multi-step witnesses (a takeover across a swapped owner lease, an
+unpark) are not reached on every seed; the `ci` profile reaches all of them.
+
+Benchmark: acquire + hint read on one run of 10 … 10,000 shards (seeded straight into the
+KV), model vs impl on the in-memory etcd; with `MESHSPEC_ETCD` set (e.g.
+`MESHSPEC_ETCD=auto meshspec bench capacity`) a second case on the real server, whose
+keys (under `/meshspec-bench/`) and one-hour leases are left to the server (`auto` stops
+it at exit).
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from collections import Counter
+from typing import Any, Callable, Optional
+
+import attrs
+from hypothesis import strategies as st
+from hypothesis.stateful import initialize, precondition, rule
+
+from meshspec.clock import FakeClock
+from meshspec.etcd_server import ETCD_ENV, etcd_url
+from meshspec.lockstep import BenchCase, Component, Subject, always, mutant, sometimes
+from meshspec.machine import LockstepMachine
+from model import capacity as M
+from model.etcd import EtcdModel, PutOp
+
+TENANT = bytes(range(32))
+OTHER_TENANT = bytes([0xEE]) * 32
+U64_MAX = M.U64_MAX
+SPAN = 1 << 16  # root shard i covers keys [i * SPAN, (i + 1) * SPAN), 4-byte big-endian
+KEY_WIDTH = 4
+TTL_S = 3600  # long enough that no real etcd lease runs out during a run
+MODEL_LEASE_BASE = 1 << 40
+REAL_LEASE_BASE = 1 << 62  # above every id the tests' unique_lease_id() hands out
+FOREIGN_LEASES = 1_000_000  # the interferer's leases: base + FOREIGN_LEASES + n
+RUNS = (1, 2, 3)
+DURATIONS = (1_000, 1_000, 50_000, U64_MAX)
+REASONS = tuple(M.ParkReason)
+
+_example_counter = itertools.count(1)
+
+
+def real_lease_base(n: int) -> int:
+    """Lease ids of the n-th real-etcd example of this process: 10**7 ids of its own
+    (granted ones from base + 1, the interferer's from base + FOREIGN_LEASES + 1)."""
+    return REAL_LEASE_BASE + (os.getpid() % 100_000) * 10**13 + (n % 10**6) * 10**7
+
+
+def key(n: int) -> bytes:
+    """A 4-byte big-endian key (keys order like the integers)."""
+    return max(0, min(n, 2**32 - 1)).to_bytes(KEY_WIDTH, "big")
+
+
+def num(k: bytes) -> int:
+    return int.from_bytes(k, "big")
+
+
+def root_spec(shard: int) -> M.ShardSpec:
+    return M.ShardSpec(key(shard * SPAN), key((shard + 1) * SPAN))
+
+
+@attrs.frozen
+class ShardView:
+    """One shard as the raw KV shows it (read without the coordinator)."""
+
+    record: M.ShardRecord
+    owner: Optional[tuple[int, int, int]]  # (worker, fence, etcd lease id)
+    marker: bool
+
+
+@attrs.frozen
+class KVView:
+    runs: dict[int, M.RunRecord]
+    shards: dict[tuple[int, int], ShardView]
+    run_markers: frozenset[int]
+    stray_owners: tuple[tuple[int, int], ...]
+
+
+class CapacitySubject(Subject):
+    """One coordinator over its own KV plus ghost state; one method per machine rule."""
+
+    def init(self, retries: int, max_children: int, shards: int, duration: int,
+             revocations_fail: bool) -> tuple:
+        url = etcd_url() if self.side == "impl" else None
+        n = next(_example_counter)
+        if url is None:
+            self.kv: Any = EtcdModel(clock=FakeClock(0))
+            root, self.lease_base = "/gossip/v1", MODEL_LEASE_BASE
+        else:
+            from impl.etcd_client import EtcdGateway
+
+            self.kv = EtcdGateway(url)
+            root = f"/meshspec-fuzz/{os.getpid()}-{n}"
+            self.lease_base = real_lease_base(n)
+        self.real = url is not None
+        self.keys = M.Keyspace(root)
+        self.options = M.CoordinatorOptions(
+            root_prefix=root, owner_lease_ttl_secs=TTL_S, optimistic_txn_retries=retries,
+            max_children_per_op=max_children, lease_id_base=self.lease_base)
+        self.sut = self.cls(self.kv, clock=self.clock, options=self.options,
+                            interferer=self._interfere, revoke_fault=self._revoke_fault)
+        self.leases: list[M.Lease] = []
+        self.issued: dict[tuple[int, int], list[int]] = {}
+        self.fence_seen: dict[tuple[int, int], int] = {}
+        self.roots: dict[tuple[int, int], M.ShardSpec] = {}
+        self.shards: dict[int, list[int]] = {}
+        self.orphaned: dict[tuple[int, int], int] = {}
+        self.foreign = 0
+        self.plan: list[tuple[str, str]] = []
+        self.wrote = 0
+        self.swapped = 0
+        self.revoking_fails = revocations_fail
+        self.events: Counter[str] = Counter()
+        self.violation: dict[str, str] = {}
+        self._view: Optional[KVView] = None
+        self._view_for: Any = None
+        self._hints: dict[int, Any] = {}
+        self._hints_for: Any = None
+        self._decoded: dict[bytes, Any] = {}
+        self._classified: dict[bytes, tuple[str, tuple]] = {}
+        out = [self.sut.create_run(TENANT, 1, M.RunConfig(duration))]
+        if shards:
+            out.append(self.register_shards(1, shards, "ok", 1, ""))
+        return tuple(out)
+
+    def observations(self) -> dict[str, Any]:
+        """The public hint of every run id (an error name for a missing run)."""
+        return {"capacity_hint": tuple(self._hint(run) for run in RUNS)}
+
+    def _hint(self, run: int) -> Any:
+        """`capacity_hint` now, or the name of the error it raised (read once per step)."""
+        if self._hints_for is not self.last:
+            self._hints, self._hints_for = {}, self.last
+        if run not in self._hints:
+            try:
+                self._hints[run] = self.sut.capacity_hint(TENANT, run)
+            except M.CoordinationError as exc:
+                self._hints[run] = type(exc).__name__
+        return self._hints[run]
+
+    def close(self) -> None:
+        """Release a real server's resources: revoke our leases, delete our keys."""
+        if not getattr(self, "real", False):
+            return
+        try:
+            low, high = self.lease_base, self.lease_base + FOREIGN_LEASES + self.foreign
+            for lease_id in self.kv.lease_leases().leases:
+                if low < lease_id <= high:
+                    self.kv.lease_revoke(lease_id)
+            self.kv.delete_prefix(self.keys.tenants_prefix())
+        except Exception:  # noqa: BLE001 - best effort; the keys are under a private prefix
+            pass
+        finally:
+            self.kv.close()
+            self.real = False
+
+    # -- the raw KV, read without the coordinator ---------------------------------------
+    def view(self) -> KVView:
+        """The decoded KV contents now (cached for the rest of the step)."""
+        if self._view is not None and self._view_for is self.last:
+            return self._view
+        runs: dict[int, M.RunRecord] = {}
+        records: dict[tuple[int, int], M.ShardRecord] = {}
+        owners: dict[tuple[int, int], tuple[int, int, int]] = {}
+        markers: set[tuple[int, int]] = set()
+        run_markers: set[int] = set()
+        for kv in self.kv.get_prefix(self.keys.tenants_prefix()).kvs:
+            kind, ident = self._classify(kv.key)
+            if kind == "run":
+                runs[ident[1]] = self._decode(M.decode_run, kv.value)
+            elif kind == "shard":
+                records[ident[1:]] = self._decode(M.decode_shard, kv.value)
+            elif kind == "owner":
+                owners[ident[1:]] = self._decode(M.decode_owner, kv.value) + (kv.lease,)
+            elif kind == "shard_marker":
+                markers.add(ident[1:])
+            elif kind == "run_marker":
+                run_markers.add(ident[1])
+        shards = {k: ShardView(r, owners.get(k), k in markers) for k, r in records.items()}
+        stray = tuple(sorted(set(owners) - set(records)))
+        self._view, self._view_for = KVView(runs, shards, frozenset(run_markers), stray), self.last
+        return self._view
+
+    def _classify(self, k: bytes) -> tuple[str, tuple]:
+        if k not in self._classified:
+            self._classified[k] = self.keys.classify(k)
+        return self._classified[k]
+
+    def _decode(self, decode: Callable[[bytes], Any], value: bytes) -> Any:
+        """Decoded values are immutable: memoized by their bytes (kinds never share bytes)."""
+        if value not in self._decoded:
+            if len(self._decoded) > 4096:
+                self._decoded.clear()
+            self._decoded[value] = decode(value)
+        return self._decoded[value]
+
+    def _shard_now(self, run: int, shard: int) -> Optional[ShardView]:
+        """One shard read directly (not cached: used inside rules)."""
+        kvs = self.kv.get(self.keys.shard_key(TENANT, run, shard)).kvs
+        if not kvs:
+            return None
+        owner = self.kv.get(self.keys.owner_key(TENANT, run, shard)).kvs
+        decoded = M.decode_owner(owner[0].value) + (owner[0].lease,) if owner else None
+        marker = bool(self.kv.get(self.keys.shard_marker_key(TENANT, run, shard)).count)
+        return ShardView(M.decode_shard(kvs[0].value), decoded, marker)
+
+    def live(self, v: Optional[ShardView]) -> bool:
+        """§1.4 owner_is_live_at, from the raw KV: owner key, record lease, now < deadline."""
+        return (v is not None and v.owner is not None and v.record.lease is not None
+                and self.clock() < v.record.lease.deadline)
+
+    # -- the interferer and the revocation fault -----------------------------------------
+    def _interfere(self, op: str, shard_key: bytes, attempt: int) -> None:
+        last = self.options.optimistic_txn_retries - 1
+        for kind, when in self.plan:
+            hit = {"0": attempt == 0, "01": attempt <= 1, "all": True, "last": attempt == last}[when]
+            if hit:
+                getattr(self, f"_interfere_{kind}")(shard_key)
+
+    def _interfere_rewrite(self, k: bytes) -> None:
+        kvs = self.kv.get(k).kvs
+        if kvs:
+            self.kv.put(k, kvs[0].value, kvs[0].lease)
+            self.wrote += 1
+
+    def _interfere_swap(self, k: bytes) -> None:
+        owner = self.kv.get(k + b"/owner").kvs
+        if owner:
+            self.foreign += 1
+            lease_id = self.kv.lease_grant(TTL_S, self.lease_base + FOREIGN_LEASES + self.foreign).id
+            self.kv.put(owner[0].key, owner[0].value, lease_id)
+            self.wrote += 1
+            self.swapped += 1
+
+    def _interfere_drop(self, k: bytes) -> None:
+        if self.kv.get(k + b"/owner").count:
+            self._orphan(k)
+            self.kv.delete(k + b"/owner")
+            self.wrote += 1
+
+    def _orphan(self, shard_key: bytes) -> None:
+        kind, ident = self.keys.classify(shard_key)
+        if kind == "shard":
+            rec = M.decode_shard(self.kv.get(shard_key).kvs[0].value)
+            self.orphaned[ident[1:]] = rec.fence_epoch
+
+    def _revoke_fault(self, lease_id: int) -> bool:
+        if self.revoking_fails:
+            self.events["revocation failed"] += 1
+        return self.revoking_fails
+
+    def _call(self, interference: str, fn: Callable[[], Any]) -> Any:
+        """One coordinator call with the interferer armed; ghost counters after it."""
+        self.plan = [tuple(p.split("@")) for p in interference.split("+") if p]  # type: ignore[misc]
+        self.wrote = self.swapped = 0
+        try:
+            out = fn()
+        except M.ContentionNotConverged:
+            self.events["exhausted"] += 1
+            raise
+        except M.BackendError as exc:
+            if exc.kind == "transient":
+                self.events["exhausted"] += 1
+            raise
+        except M.CoordinationError as exc:
+            self.events[type(exc).__name__] += 1
+            raise
+        finally:
+            self.plan = []
+        if self.wrote:
+            self.events["committed after retry"] += 1
+        return out
+
+    def _check_fence(self, run: int, shard: int) -> None:
+        v = self._shard_now(run, shard)
+        if v is None:
+            return
+        before = self.fence_seen.get((run, shard), 0)
+        if v.record.fence_epoch < before:
+            self.violation["fence"] = (f"shard {run}/{shard}: fence went back from {before} "
+                                       f"to {v.record.fence_epoch}")
+        self.fence_seen[(run, shard)] = v.record.fence_epoch
+
+    # -- rules: runs -------------------------------------------------------------------------
+    def create_run(self, run: int, duration: int) -> M.RunRecord:
+        return self.sut.create_run(TENANT, run, M.RunConfig(duration))
+
+    def register_shards(self, run: int, count: int, flavor: str, op_id: int,
+                        interference: str) -> Any:
+        entries = [M.ShardManifestEntry(i, root_spec(i)) for i in range(1, count + 1)]
+        if flavor == "duplicate" and entries:
+            entries.append(entries[0])
+        elif flavor == "inverted" and entries:
+            entries[-1] = M.ShardManifestEntry(count, M.ShardSpec(key(5), key(4)))
+        elif flavor == "too_many":
+            entries = [M.ShardManifestEntry(i, root_spec(i)) for i in range(1, 43)]
+        out = self._call(interference,
+                         lambda: self.sut.register_shards(TENANT, run, entries, op_id))
+        if not out.replayed:
+            self.shards[run] = [e.shard for e in entries]
+            self.roots.update({(run, e.shard): e.spec for e in entries})
+        return out
+
+    # -- rules: acquiring ----------------------------------------------------------------------
+    def acquire(self, run: int, shard: int, worker: int, tenant: str, interference: str) -> Any:
+        before = self._shard_now(run, shard)
+        who = TENANT if tenant == "own" else OTHER_TENANT
+        res = self._call(interference,
+                         lambda: self.sut.acquire_and_restore_into(who, run, shard, worker))
+        self._acquired(res, {shard: before})
+        return res
+
+    def claim(self, run: int, worker: int, interference: str) -> Any:
+        before = {s: self._shard_now(run, s) for s in self.shards.get(run, [])}
+        res = self._call(interference, lambda: self.sut.claim_next_available(TENANT, run, worker))
+        self._acquired(res, before)
+        return res
+
+    def _acquired(self, res: M.AcquireResult, before: dict[int, Optional[ShardView]]) -> None:
+        lease = res.lease
+        where = (lease.run, lease.shard)
+        prior = before.get(lease.shard)
+        if self.live(prior):
+            self.violation["owner"] = (f"shard {where}: acquired by worker {lease.owner} while "
+                                       f"the lease of worker {prior.record.lease.owner} was live")
+        if prior is not None and prior.owner is not None:
+            self.events["reacquired after logical expiry"] += 1
+            if self.swapped:
+                self.events["reacquired across a swapped owner lease"] += 1
+        if prior is not None and prior.record.parent is not None:
+            self.events["split child leased"] += 1
+        self.leases.append(lease)
+        self.issued.setdefault(where, []).append(lease.fence)
+        self._check_fence(*where)
+
+    # -- rules: lease-gated operations (a token by recency, possibly forged) --------------------
+    def _token(self, index: int, forge: str) -> tuple[bytes, M.Lease]:
+        lease = self.leases[index] if 0 <= index < len(self.leases) else M.Lease(TENANT, 1, 1, 1, 1, 1)
+        tenant = TENANT
+        if forge == "fence-1":
+            lease = attrs.evolve(lease, fence=lease.fence - 1)
+        elif forge == "fence+1":
+            lease = attrs.evolve(lease, fence=lease.fence + 1)
+        elif forge == "worker":
+            lease = attrs.evolve(lease, owner=lease.owner + 1)
+        elif forge == "token_tenant":
+            lease = attrs.evolve(lease, tenant=OTHER_TENANT)
+        elif forge == "call_tenant":
+            tenant = OTHER_TENANT
+        elif forge == "no_shard":
+            lease = attrs.evolve(lease, shard=lease.shard + 1000)
+        return tenant, lease
+
+    def _spec_of(self, lease: M.Lease) -> tuple[M.ShardSpec, M.Cursor]:
+        v = self._shard_now(lease.run, lease.shard)
+        if v is None:
+            return root_spec(lease.shard % 64), M.Cursor()
+        return v.record.spec, v.record.cursor
+
+    def _gated(self, lease: M.Lease, interference: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return self._call(interference, fn)
+        finally:
+            self._check_fence(lease.run, lease.shard)
+
+    def renew(self, index: int, forge: str, interference: str) -> M.RenewResult:
+        tenant, lease = self._token(index, forge)
+        return self._gated(lease, interference, lambda: self.sut.renew(tenant, lease))
+
+    def heartbeat(self, index: int, quarters: int, interference: str) -> tuple:
+        """A worker's periodic renew: `quarters`/4 of the run's lease duration pass, then renew."""
+        _, lease = self._token(index, "")
+        run = self.kv.get(self.keys.run_key(TENANT, lease.run)).kvs
+        duration = M.decode_run(run[0].value).config.lease_duration_ns if run else 0
+        now = self.clock.advance(min(duration, 10**9) * quarters // 4)
+        return now, self._gated(lease, interference, lambda: self.sut.renew(TENANT, lease))
+
+    def _cursor(self, lease: M.Lease, pos: str) -> M.Cursor:
+        spec, cur = self._spec_of(lease)
+        start, end = num(spec.key_range_start), num(spec.key_range_end)
+        at = num(cur.last_key) if cur.last_key is not None else start
+        where = {"next": at + 1, "same": at, "start": start, "last": end - 1, "regress": at - 1,
+                 "outside": end}.get(pos)
+        if pos == "none":
+            return M.Cursor(None, b"tok")
+        if pos == "huge":
+            return M.Cursor(b"\x00" * (M.MAX_CURSOR_KEY_SIZE + 1))
+        return M.Cursor(key(where), b"tok" if pos == "next" else None)
+
+    def checkpoint(self, index: int, forge: str, pos: str, op_id: int, interference: str) -> Any:
+        tenant, lease = self._token(index, forge)
+        cursor = self._cursor(lease, pos)
+        return self._gated(lease, interference,
+                           lambda: self.sut.checkpoint(tenant, lease, cursor, op_id))
+
+    def complete(self, index: int, forge: str, pos: str, op_id: int, interference: str) -> Any:
+        tenant, lease = self._token(index, forge)
+        cursor = self._cursor(lease, pos)
+        return self._gated(lease, interference,
+                           lambda: self.sut.complete(tenant, lease, cursor, op_id))
+
+    def park_shard(self, index: int, forge: str, reason: int, op_id: int, interference: str) -> Any:
+        tenant, lease = self._token(index, forge)
+        return self._gated(lease, interference,
+                           lambda: self.sut.park_shard(tenant, lease, REASONS[reason], op_id))
+
+    def split_replace(self, index: int, forge: str, parts: int, shape: str, op_id: int,
+                      interference: str) -> Any:
+        tenant, lease = self._token(index, forge)
+        spec, _ = self._spec_of(lease)
+        start, end = num(spec.key_range_start), num(spec.key_range_end)
+        cuts = [start + (end - start) * i // parts for i in range(parts + 1)]
+        if shape == "gap" and parts >= 2:
+            cuts.insert(2, cuts[1] + 1)
+        elif shape == "short":
+            cuts[-1] -= 1
+        pieces = list(zip(cuts, cuts[1:]))
+        if shape == "gap" and parts >= 2:
+            pieces = pieces[:1] + pieces[2:]
+        children = [M.ShardSpec(key(a), key(b)) for a, b in pieces]
+        out = self._gated(lease, interference,
+                          lambda: self.sut.split_replace(tenant, lease, children, op_id))
+        if not out.replayed:
+            self.shards.setdefault(lease.run, []).extend(out.value)
+        return out
+
+    def split_residual(self, index: int, forge: str, shape: str, op_id: int,
+                       interference: str) -> Any:
+        tenant, lease = self._token(index, forge)
+        spec, cur = self._spec_of(lease)
+        start, end = num(spec.key_range_start), num(spec.key_range_end)
+        mid = {"half": (start + end) // 2,
+               "after_cursor": (num(cur.last_key) + 1) if cur.last_key is not None else start + 1,
+               "at_start": start}.get(shape, (start + end) // 2)
+        residual_start = mid + 1 if shape == "gap" else mid
+        plan = M.SplitResidualPlan(M.ShardSpec(key(start), key(mid)),
+                                   M.ShardSpec(key(residual_start), key(end)))
+        out = self._gated(lease, interference,
+                          lambda: self.sut.split_residual(tenant, lease, plan, op_id))
+        if not out.replayed:
+            self.shards.setdefault(lease.run, []).append(out.value)
+        return out
+
+    # -- rules: admin, reads, time, etcd -------------------------------------------------------
+    def unpark_shard(self, run: int, shard: int, op_id: int, interference: str) -> Any:
+        out = self._call(interference, lambda: self.sut.unpark_shard(TENANT, run, shard, op_id))
+        if not out.replayed:
+            self.events["unparked"] += 1
+        self._check_fence(run, shard)
+        return out
+
+    def capacity_hint(self, run: int) -> M.CapacityHint:
+        return self.sut.capacity_hint(TENANT, run)
+
+    def advance_clock(self, ns: int) -> int:
+        return self.clock.advance(ns)
+
+    def expire_lease(self, run: int, shard: int) -> bool:
+        """The etcd lease bound to the shard's owner key runs out (TTL): the key vanishes."""
+        owner = self.kv.get(self.keys.owner_key(TENANT, run, shard)).kvs
+        if not owner:
+            return False
+        self._orphan(self.keys.shard_key(TENANT, run, shard))
+        if self.real:
+            self.kv.lease_revoke(owner[0].lease)  # revocation stands in for TTL expiry
+        else:
+            self.kv.expire_lease_now(owner[0].lease)
+        return True
+
+    def revocations_fail(self, failing: bool) -> bool:
+        self.revoking_fails = failing
+        return failing
+
+
+# -- invariants -----------------------------------------------------------------------------
+
+def full_scan_hint(s: CapacitySubject, run: int) -> M.CapacityHint:
+    """count_available_for_run recomputed here from the raw KV (independent of both classes)."""
+    now, available, deadlines = s.clock(), 0, []
+    for (r, _), v in s.view().shards.items():
+        if r != run or v.record.status is not M.ShardStatus.ACTIVE:
+            continue
+        if s.live(v):
+            deadlines.append(v.record.lease.deadline)  # type: ignore[union-attr]
+        else:
+            available += 1
+    return M.CapacityHint(available, min(deadlines, default=None))
+
+
+def hint_equals_full_scan(s: CapacitySubject) -> None:
+    """Every run's capacity_hint equals a full scan: Active shards without a live owner, min live deadline."""
+    for run in s.view().runs:
+        got = s._hint(run)
+        assert not isinstance(got, str), f"run {run}: capacity_hint raised {got}"
+        want = full_scan_hint(s, run)
+        assert got == want, f"run {run}: hint {got} but a full scan says {want}"
+
+
+def fences_strictly_increase(s: CapacitySubject) -> None:
+    """Per shard, acquired fences strictly increase and the record's fence never goes back."""
+    assert "fence" not in s.violation, s.violation.get("fence")
+    for where, fences in s.issued.items():
+        assert all(a < b for a, b in zip(fences, fences[1:])), f"shard {where}: fences {fences}"
+        v = s.view().shards.get(where)
+        if v is not None:
+            assert v.record.fence_epoch >= fences[-1], (
+                f"shard {where}: record fence {v.record.fence_epoch} < issued {fences[-1]}")
+
+
+def at_most_one_live_owner(s: CapacitySubject) -> None:
+    """No acquire succeeds while another lease of the shard is live; at most one issued token is live."""
+    assert "owner" not in s.violation, s.violation.get("owner")
+    view = s.view()
+    live: Counter[tuple[int, int]] = Counter()
+    for lease in set(s.leases):
+        v = view.shards.get((lease.run, lease.shard))
+        if s.live(v) and v is not None and v.owner is not None \
+                and v.owner[:2] == (lease.owner, lease.fence) and v.record.fence_epoch == lease.fence:
+            live[(lease.run, lease.shard)] += 1
+    assert all(n <= 1 for n in live.values()), f"several live tokens: {dict(live)}"
+
+
+def terminal_shards_hold_no_lease(s: CapacitySubject) -> None:
+    """Terminal ⇒ no lease, no owner key, no active marker; Active ⇔ marker; run marker ⇔ run Active."""
+    view = s.view()
+    for where, v in view.shards.items():
+        if v.record.status.is_terminal:
+            assert v.record.lease is None, f"shard {where} is {v.record.status} but leased"
+            assert v.owner is None, f"shard {where} is {v.record.status} but has an owner key"
+        assert v.marker == (v.record.status is M.ShardStatus.ACTIVE), (
+            f"shard {where}: status {v.record.status}, shards_active marker {v.marker}")
+    for run, rec in view.runs.items():
+        assert (run in view.run_markers) == (rec.status is M.RunStatus.ACTIVE), (
+            f"run {run}: status {rec.status}, runs_active marker {run in view.run_markers}")
+
+
+def owner_key_matches_record_lease(s: CapacitySubject) -> None:
+    """Owner key ⇔ record lease with its worker and fence (no owner key only once its etcd lease ran out)."""
+    view = s.view()
+    assert not view.stray_owners, f"owner keys without a shard record: {view.stray_owners}"
+    for where, v in view.shards.items():
+        holder = v.record.lease
+        if v.owner is not None:
+            worker, fence, lease_id = v.owner
+            assert holder is not None and (holder.owner, v.record.fence_epoch) == (worker, fence), (
+                f"shard {where}: owner key ({worker}, {fence}) but record lease {holder} "
+                f"fence {v.record.fence_epoch}")
+            assert lease_id != 0, f"shard {where}: owner key without an etcd lease"
+        elif holder is not None:
+            assert s.orphaned.get(where) == v.record.fence_epoch, (
+                f"shard {where}: record leased to {holder.owner} at fence {v.record.fence_epoch} "
+                f"but no owner key, and no etcd lease of that fence ran out")
+
+
+def _extent(view: KVView, run: int, shard: int, depth: int = 0) -> tuple[int, int]:
+    """The key range a shard and its descendants cover; asserts the pieces tile it."""
+    assert depth < 64, f"shard {run}/{shard}: spawn chain too deep (a cycle?)"
+    rec = view.shards[(run, shard)].record
+    pieces = [] if rec.status is M.ShardStatus.SPLIT else [
+        (num(rec.spec.key_range_start), num(rec.spec.key_range_end))]
+    for child in rec.spawned:
+        cv = view.shards.get((run, child))
+        assert cv is not None, f"shard {run}/{shard} spawned {child}, which has no record"
+        assert cv.record.parent == shard, f"child {child} names parent {cv.record.parent}, not {shard}"
+        pieces.append(_extent(view, run, child, depth + 1))
+    assert pieces, f"shard {run}/{shard} is Split without children"
+    pieces.sort()
+    for (_, a_end), (b_start, _) in zip(pieces, pieces[1:]):
+        assert a_end == b_start, f"shard {run}/{shard}: pieces {pieces} leave a gap or overlap"
+    return pieces[0][0], pieces[-1][1]
+
+
+def split_children_tile_parent(s: CapacitySubject) -> None:
+    """Split children (and residuals, with the narrowed parent) exactly tile the parent's original range."""
+    view = s.view()
+    for (run, shard), spec in s.roots.items():
+        if (run, shard) in view.shards:
+            got = _extent(view, run, shard)
+            want = (num(spec.key_range_start), num(spec.key_range_end))
+            assert got == want, f"root shard {run}/{shard}: descendants cover {got}, registered {want}"
+
+
+def _raised(s: CapacitySubject, name: str) -> bool:
+    return bool(s.last and s.last[2].error and s.last[2].error[0] == name)
+
+
+def commit_after_cas_retry(s: CapacitySubject) -> bool:
+    """An operation committed after the interferer made a compare fail."""
+    return s.events["committed after retry"] > 0
+
+
+def retry_budget_exhausted(s: CapacitySubject) -> bool:
+    """Contention on every attempt exhausted the retry budget."""
+    return s.events["exhausted"] > 0
+
+
+def expired_lease_reacquired(s: CapacitySubject) -> bool:
+    """A shard whose owner key outlived its logical deadline was acquired (prior lease revoked)."""
+    return s.events["reacquired after logical expiry"] > 0
+
+
+def reacquired_across_swapped_owner_lease(s: CapacitySubject) -> bool:
+    """An acquire committed after the owner key was re-bound to another etcd lease mid-attempt (§1.10 #2)."""
+    return s.events["reacquired across a swapped owner lease"] > 0
+
+
+def ttl_expiry_made_shard_available(s: CapacitySubject) -> bool:
+    """An Active shard's logical lease is still running but its owner key ran out: available."""
+    return any(v.owner is None and v.record.lease is not None and v.record.status is M.ShardStatus.ACTIVE
+               and s.clock() < v.record.lease.deadline for v in s.view().shards.values())
+
+
+def lease_at_its_deadline(s: CapacitySubject) -> bool:
+    """The clock sits exactly on a live-looking lease's deadline (the half-open boundary)."""
+    return any(v.owner is not None and v.record.lease is not None
+               and v.record.status is M.ShardStatus.ACTIVE
+               and v.record.lease.deadline == s.clock() for v in s.view().shards.values())
+
+
+def run_saturated_until_deadline(s: CapacitySubject) -> bool:
+    """A run's hint says back off: nothing available, some lease running out later."""
+    return any(h.available_count == 0 and h.earliest_deadline is not None
+               for h in (full_scan_hint(s, run) for run in s.view().runs))
+
+
+def revocation_failed(s: CapacitySubject) -> bool:
+    """A best-effort revocation of an etcd lease failed."""
+    return s.events["revocation failed"] > 0
+
+
+def split_child_leased(s: CapacitySubject) -> bool:
+    """A shard created by a split was acquired."""
+    return s.events["split child leased"] > 0
+
+
+def parked_shard_unparked(s: CapacitySubject) -> bool:
+    """An admin unpark returned a Parked shard to Active."""
+    return s.events["unparked"] > 0
+
+
+def stale_fence_refused(s: CapacitySubject) -> bool:
+    """A lease-gated call was refused with StaleFence."""
+    return _raised(s, "StaleFence")
+
+
+def expired_lease_refused(s: CapacitySubject) -> bool:
+    """A lease-gated call was refused with LeaseExpired."""
+    return _raised(s, "LeaseExpired")
+
+
+def already_leased_refused(s: CapacitySubject) -> bool:
+    """An acquire was refused with AlreadyLeased."""
+    return _raised(s, "AlreadyLeased")
+
+
+INVARIANTS = (
+    always(hint_equals_full_scan), always(fences_strictly_increase), always(at_most_one_live_owner),
+    always(terminal_shards_hold_no_lease), always(owner_key_matches_record_lease),
+    always(split_children_tile_parent),
+    sometimes(commit_after_cas_retry), sometimes(retry_budget_exhausted),
+    sometimes(expired_lease_reacquired), sometimes(reacquired_across_swapped_owner_lease),
+    sometimes(ttl_expiry_made_shard_available), sometimes(lease_at_its_deadline),
+    sometimes(run_saturated_until_deadline), sometimes(revocation_failed),
+    sometimes(split_child_leased), sometimes(parked_shard_unparked),
+    sometimes(stale_fence_refused), sometimes(expired_lease_refused),
+    sometimes(already_leased_refused),
+)
+
+
+# -- the machine ----------------------------------------------------------------------------
+
+INTERFERENCE = st.sampled_from([""] * 14 + ["rewrite@0", "rewrite@01", "rewrite@all", "swap@0",
+                                            "swap@0", "drop@0", "rewrite@all+drop@last"])
+# Re-binding the owner key's etcd lease matters only when an acquire finds an owner key.
+ACQUIRE_INTERFERENCE = INTERFERENCE | st.just("swap@0")
+FORGE = st.sampled_from([""] * 12 + ["fence-1", "fence+1", "worker", "token_tenant",
+                                    "call_tenant", "no_shard"])
+OP_IDS = st.integers(1, 3) | st.integers(4, 10**6)  # small ids collide: replays and conflicts
+WORKERS = st.integers(1, 4)
+CURSOR_POS = st.sampled_from(["next", "next", "same", "start", "last", "regress", "outside",
+                              "none", "huge"])
+
+
+class CapacityMachine(LockstepMachine):
+    """Model and impl coordinator in lockstep; every rule is one `self.step`."""
+
+    @initialize(retries=st.sampled_from([1, 3, 8]), max_children=st.sampled_from([8, 8, 2]),
+                shards=st.sampled_from([4, 6, 2, 1, 0, 3, 5]), duration=st.sampled_from(DURATIONS),
+                revocations_fail=st.booleans())
+    def init(self, retries: int, max_children: int, shards: int, duration: int,
+             revocations_fail: bool) -> None:
+        self.step("init", retries, max_children, shards, duration, revocations_fail)
+
+    def teardown(self) -> None:
+        for subject in (self.ls.model, self.ls.impl):
+            close = getattr(subject, "close", None)
+            if callable(close):
+                close()
+        super().teardown()
+
+    def _run(self, data: Any, status: Optional[M.RunStatus] = M.RunStatus.ACTIVE) -> int:
+        """Mostly a run in the wanted status (when there is one), sometimes any run id."""
+        runs = self.ls.model.view().runs
+        good = sorted(r for r, rec in runs.items() if status is None or rec.status is status)
+        if good and data.draw(st.sampled_from([True] * 5 + [False]), label="a run in that status"):
+            return data.draw(st.sampled_from(good), label="run")
+        return data.draw(st.sampled_from(RUNS), label="run")
+
+    def _shard(self, data: Any, run: int, prefer: Callable[[ShardView], bool]) -> int:
+        """A shard of the run (often one matching `prefer`), or an unknown id."""
+        shards = self.ls.model.view().shards
+        known = sorted(s for (r, s) in shards if r == run) or [1]
+        liked = sorted(s for (r, s), v in shards.items() if r == run and prefer(v))
+        pools = [known] * 4 + [liked] * 3 * bool(liked) + [[99]]
+        return data.draw(st.sampled_from(data.draw(st.sampled_from(pools), label="pool")),
+                         label="shard")
+
+    def _lease(self, data: Any) -> int:
+        """Index of a handed-out lease token: mostly a current one (its shard Active at its
+        fence with a live owner), sometimes any (stale, expired, terminal); -1 when none."""
+        subject = self.ls.model
+        shards = subject.view().shards
+        current = [i for i, t in enumerate(subject.leases)
+                   if (v := shards.get((t.run, t.shard))) is not None and v.record.fence_epoch == t.fence
+                   and v.record.status is M.ShardStatus.ACTIVE and subject.live(v)]
+        pools = [current] * 6 * bool(current) + [list(range(len(subject.leases))) or [-1]]
+        return data.draw(st.sampled_from(data.draw(st.sampled_from(pools), label="pool")),
+                         label="lease")
+
+    def _owned(self, data: Any) -> tuple[int, int]:
+        """A shard whose owner key exists (when there is one)."""
+        owned = sorted(w for w, v in self.ls.model.view().shards.items() if v.owner is not None)
+        return data.draw(st.sampled_from(owned or [(1, 1)]), label="owned shard")
+
+    @rule(run=st.sampled_from(RUNS), duration=st.sampled_from(DURATIONS))
+    def create_run(self, run: int, duration: int) -> None:
+        self.step("create_run", run, duration)
+
+    @rule(data=st.data(), count=st.integers(0, 5),
+          flavor=st.sampled_from(["ok", "ok", "ok", "ok", "duplicate", "inverted", "too_many"]),
+          op_id=OP_IDS, interference=INTERFERENCE)
+    def register_shards(self, data: Any, count: int, flavor: str, op_id: int, interference: str) -> None:
+        self.step("register_shards", self._run(data, M.RunStatus.INITIALIZING), count, flavor, op_id,
+                  interference)
+
+    @rule(data=st.data(), worker=WORKERS, tenant=st.sampled_from(["own"] * 7 + ["other"]),
+          interference=ACQUIRE_INTERFERENCE)
+    def acquire(self, data: Any, worker: int, tenant: str, interference: str) -> None:
+        run = self._run(data)
+        subject = self.ls.model  # prefer shards whose owner key outlived the logical deadline
+        shard = self._shard(data, run, lambda v: v.owner is not None and not subject.live(v))
+        self.step("acquire", run, shard, worker, tenant, interference)
+
+    @precondition(lambda self: any(v.owner is not None and not self.ls.model.live(v)
+                                   for v in self.ls.model.view().shards.values()))
+    @rule(data=st.data(), worker=WORKERS,
+          interference=st.sampled_from(["swap@0", "swap@0", "", "", "rewrite@0", "drop@0"]))
+    def take_over(self, data: Any, worker: int, interference: str) -> None:
+        """Another worker takes a shard whose owner key outlived its logical deadline."""
+        subject = self.ls.model
+        stale = sorted(w for w, v in subject.view().shards.items()
+                       if v.owner is not None and not subject.live(v))
+        run, shard = data.draw(st.sampled_from(stale), label="stale shard")
+        self.step("acquire", run, shard, worker, "own", interference)
+
+    @rule(data=st.data(), worker=WORKERS, interference=ACQUIRE_INTERFERENCE)
+    def claim(self, data: Any, worker: int, interference: str) -> None:
+        self.step("claim", self._run(data), worker, interference)
+
+    @precondition(lambda self: bool(self.ls.model.leases))
+    @rule(data=st.data(), forge=FORGE, interference=INTERFERENCE)
+    def renew(self, data: Any, forge: str, interference: str) -> None:
+        self.step("renew", self._lease(data), forge, interference)
+
+    @precondition(lambda self: bool(self.ls.model.leases))
+    @rule(data=st.data(), quarters=st.sampled_from([1, 2, 3, 3, 4]), interference=INTERFERENCE)
+    def heartbeat(self, data: Any, quarters: int, interference: str) -> None:
+        self.step("heartbeat", self._lease(data), quarters, interference)
+
+    @precondition(lambda self: bool(self.ls.model.leases))
+    @rule(data=st.data(), forge=FORGE, pos=CURSOR_POS, op_id=OP_IDS, interference=INTERFERENCE)
+    def checkpoint(self, data: Any, forge: str, pos: str, op_id: int, interference: str) -> None:
+        self.step("checkpoint", self._lease(data), forge, pos, op_id, interference)
+
+    @precondition(lambda self: bool(self.ls.model.leases))
+    @rule(data=st.data(), forge=FORGE, pos=CURSOR_POS, op_id=OP_IDS, interference=INTERFERENCE)
+    def complete(self, data: Any, forge: str, pos: str, op_id: int, interference: str) -> None:
+        self.step("complete", self._lease(data), forge, pos, op_id, interference)
+
+    @precondition(lambda self: bool(self.ls.model.leases))
+    @rule(data=st.data(), forge=FORGE, reason=st.integers(0, len(REASONS) - 1), op_id=OP_IDS,
+          interference=INTERFERENCE)
+    def park_shard(self, data: Any, forge: str, reason: int, op_id: int, interference: str) -> None:
+        self.step("park_shard", self._lease(data), forge, reason, op_id, interference)
+
+    @rule(data=st.data(), op_id=OP_IDS, interference=INTERFERENCE)
+    def unpark_shard(self, data: Any, op_id: int, interference: str) -> None:
+        run = self._run(data)
+        shard = self._shard(data, run, lambda v: v.record.status is M.ShardStatus.PARKED)
+        self.step("unpark_shard", run, shard, op_id, interference)
+
+    @precondition(lambda self: bool(self.ls.model.leases))
+    @rule(data=st.data(), forge=FORGE, parts=st.sampled_from([2, 2, 2, 3, 1, 9]),
+          shape=st.sampled_from(["tile"] * 4 + ["gap", "short"]), op_id=OP_IDS,
+          interference=INTERFERENCE)
+    def split_replace(self, data: Any, forge: str, parts: int, shape: str, op_id: int,
+                      interference: str) -> None:
+        self.step("split_replace", self._lease(data), forge, parts, shape, op_id, interference)
+
+    @precondition(lambda self: bool(self.ls.model.leases))
+    @rule(data=st.data(), forge=FORGE,
+          shape=st.sampled_from(["half", "half", "after_cursor", "after_cursor", "at_start", "gap"]),
+          op_id=OP_IDS, interference=INTERFERENCE)
+    def split_residual(self, data: Any, forge: str, shape: str, op_id: int, interference: str) -> None:
+        self.step("split_residual", self._lease(data), forge, shape, op_id, interference)
+
+    @rule(data=st.data())
+    def capacity_hint(self, data: Any) -> None:
+        self.step("capacity_hint", self._run(data, None))
+
+    @rule(data=st.data(), ns=st.sampled_from([1, 10, 100, 250, 250, 499, 500, 999, 1_000, 1_001,
+                                              25_000, 50_000, 10**6]))
+    def advance_clock(self, data: Any, ns: int) -> None:
+        subject = self.ls.model
+        now = subject.clock()
+        ahead = sorted({v.record.lease.deadline - now for v in subject.view().shards.values()
+                        if subject.live(v) and v.record.lease.deadline < U64_MAX})
+        if ahead and data.draw(st.sampled_from([False, False, True]), label="near a deadline"):
+            ns = data.draw(st.sampled_from(ahead), label="to deadline") + data.draw(
+                st.sampled_from([0, 0, -1, 1]), label="off by")  # around the half-open boundary
+        self.step("advance_clock", ns)
+
+    @precondition(lambda self: any(v.owner is not None for v in self.ls.model.view().shards.values()))
+    @rule(data=st.data())
+    def expire_lease(self, data: Any) -> None:
+        self.step("expire_lease", *self._owned(data))
+
+    @rule(failing=st.booleans())
+    def revocations_fail(self, failing: bool) -> None:
+        self.step("revocations_fail", failing)
+
+
+OPERATIONS = (
+    "create_run", "register_shards", "acquire_and_restore_into", "renew", "checkpoint", "complete",
+    "park_shard", "unpark_shard", "split_replace", "split_residual", "claim_next_available",
+    "capacity_hint", "abstract",
+)
+
+
+# -- mutants: the counter bugs of issue 5 §4 (semantics.md §1.7, §1.9, §1.10) ----------------
+
+from impl.capacity import EtcdCoordinator as ImplCoordinator  # noqa: E402
+
+
+class CasFailureBumpsCounter(ImplCoordinator):
+    """A failed compare bumps the available counter (deltas applied per attempt, not per commit)."""
+
+    def _cas_failed(self, op: str, tenant: bytes, run: int, shard: int) -> None:
+        rs = self._runs.get((tenant, run))
+        if rs is not None:
+            rs.available += 1
+
+
+class RevokeDecrements(ImplCoordinator):
+    """Revoking the prior etcd lease after an acquire takes the shard out of the leased set."""
+
+    def _lease_revoked(self, tenant: bytes, run: int, shard: int, lease_id: int,
+                       prior: bool, ok: bool) -> None:
+        rs = self._runs.get((tenant, run))
+        if rs is not None and prior:
+            rs.deadlines.pop(shard, None)
+            self._make_available(rs, shard)
+
+
+class ExpiryNeverDetected(ImplCoordinator):
+    """Neither logical expiry nor owner keys deleted by etcd are ever noticed."""
+
+    def _detect_expired(self, rs: Any, now: int) -> None:
+        pass
+
+    def _detect_vanished_owners(self) -> None:
+        pass
+
+
+class VanishedOwnerNotDetected(ImplCoordinator):
+    """Owner keys deleted by etcd (TTL expiry) are not noticed; logical expiry is."""
+
+    def _detect_vanished_owners(self) -> None:
+        pass
+
+
+class ExpiryOffByOne(ImplCoordinator):
+    """Logical expiry detected only once now > deadline (the lease is live while now < deadline)."""
+
+    def _detect_expired(self, rs: Any, now: int) -> None:
+        super()._detect_expired(rs, now - 1 if now > 0 else now)
+
+
+class SplitAddsNoChildren(ImplCoordinator):
+    """split_replace retires the parent but does not count its children as available."""
+
+    def _committed_split_replace(self, tenant: bytes, run: int, parent: int,
+                                 children: tuple[int, ...]) -> None:
+        rs = self._run_for_delta(tenant, run)
+        if rs is not None:
+            self._drop(rs, parent)
+
+
+class TerminalKeepsDeadline(ImplCoordinator):
+    """complete / park leave the shard's deadline among the live ones."""
+
+    def _committed_terminal(self, tenant: bytes, run: int, shard: int) -> None:
+        pass
+
+
+class RenewKeepsOldDeadline(ImplCoordinator):
+    """renew does not move the shard's deadline in the counters."""
+
+    def _committed_renew(self, tenant: bytes, run: int, shard: int, deadline: int) -> None:
+        pass
+
+
+class ResidualNotCounted(ImplCoordinator):
+    """split_residual's new shard is not counted as available."""
+
+    def _committed_split_residual(self, tenant: bytes, run: int, parent: int, residual: int) -> None:
+        pass
+
+
+class UnparkNotCounted(ImplCoordinator):
+    """unpark returns the shard to Active without counting it available."""
+
+    def _committed_unpark(self, tenant: bytes, run: int, shard: int) -> None:
+        pass
+
+
+class LightweightCount(ImplCoordinator):
+    """count_available_lightweight (§1.7): a present owner key counts as owned, no earliest deadline."""
+
+    def _detect_expired(self, rs: Any, now: int) -> None:
+        pass
+
+    def _earliest(self, rs: Any) -> None:
+        return None
+
+
+class OwnerGuardWithoutLeaseId(ImplCoordinator):
+    """The owner guard compares presence and value but not the etcd lease id (§1.10 #2)."""
+
+    def _owner_compares(self, owner_key: bytes, owner: Optional[M.OwnerKey]) -> list:
+        return super()._owner_compares(owner_key, owner)[:2]
+
+
+HINT_CHECKS = ("hint_equals_full_scan", "check_invariants", "*result", "capacity_hint observation",
+               "abstract state")
+MUTANTS = (
+    mutant("cas_failure_bumps_counter", CasFailureBumpsCounter,
+           "§1.9: deltas must apply once, on the committed attempt", HINT_CHECKS),
+    mutant("revoke_decrements", RevokeDecrements,
+           "§1.9 / issue: a revocation never decrements (it is best-effort)", HINT_CHECKS),
+    mutant("expiry_never_detected", ExpiryNeverDetected,
+           "§1.9: expired leases must be detected on the next read", HINT_CHECKS),
+    mutant("ttl_expiry_not_detected", VanishedOwnerNotDetected,
+           "§1.4: an owner key deleted by etcd makes the shard available", HINT_CHECKS),
+    mutant("expiry_off_by_one", ExpiryOffByOne,
+           "§1.3: a lease is live while now < deadline (half-open)", HINT_CHECKS),
+    mutant("split_adds_no_children", SplitAddsNoChildren,
+           "§1.9: split_replace adds N available children", HINT_CHECKS),
+    mutant("terminal_keeps_deadline", TerminalKeepsDeadline,
+           "§1.9: complete / park remove the shard's deadline", HINT_CHECKS),
+    mutant("renew_keeps_old_deadline", RenewKeepsOldDeadline,
+           "§1.9: renew replaces the shard's deadline", HINT_CHECKS),
+    mutant("residual_not_counted", ResidualNotCounted,
+           "§1.9: split_residual adds one available shard", HINT_CHECKS),
+    mutant("unpark_not_counted", UnparkNotCounted, "§1.9: unpark adds one available shard",
+           HINT_CHECKS),
+    mutant("count_available_lightweight", LightweightCount,
+           "§1.7: the B-version lightweight count (expired owner counted owned, no deadline)",
+           HINT_CHECKS),
+    mutant("owner_guard_without_lease_id", OwnerGuardWithoutLeaseId,
+           "§1.10 #2: the A-version owner guard without Compare::lease", ("abstract state", "*result")),
+)
+
+
+# -- benchmarks -----------------------------------------------------------------------------
+
+BENCH_DURATION = 1_000
+
+
+def _seed_run(kv: Any, keys: M.Keyspace, size: int) -> None:
+    """A run of `size` Active, unleased shards written straight into the KV (register_shards
+    takes at most 41 shards per run; the coordinator adopts the run on first use). The run
+    record lists at most 41 roots, as register_shards would write it; the other shards
+    stand for descendants of splits."""
+    roots = tuple(range(min(size, M.MAX_SHARDS_PER_ETCD_TXN)))
+    run_rec = M.RunRecord(TENANT, 1, M.RunConfig(BENCH_DURATION), M.RunStatus.ACTIVE, 0, None,
+                          roots, ())
+    ops = [PutOp(keys.run_key(TENANT, 1), M.encode_run(run_rec)),
+           PutOp(keys.run_marker_key(TENANT, 1), b"")]
+    for shard in range(size):
+        rec = M.new_shard(TENANT, 1, shard, M.ShardSpec(key(shard * SPAN), key((shard + 1) * SPAN)), None)
+        ops += [PutOp(keys.shard_key(TENANT, 1, shard), M.encode_shard(rec)),
+                PutOp(keys.shard_marker_key(TENANT, 1, shard), b"")]
+    for i in range(0, len(ops), 128):
+        kv.txn([], ops[i:i + 128])
+
+
+def _acquire_and_hint(kv: Any, root: str, lease_base: int, cls: type, size: int) -> Callable[[], Any]:
+    keys = M.Keyspace(root)
+    _seed_run(kv, keys, size)
+    clock = FakeClock(1)
+    coord = cls(kv, clock=clock, options=M.CoordinatorOptions(
+        root_prefix=root, owner_lease_ttl_secs=TTL_S, lease_id_base=lease_base))
+    coord.capacity_hint(TENANT, 1)
+    shards = itertools.cycle(range(size))
+
+    def cycle() -> Any:
+        clock.advance(BENCH_DURATION)  # every earlier lease has run out logically
+        coord.acquire_and_restore_into(TENANT, 1, next(shards), 1)
+        return coord.capacity_hint(TENANT, 1)
+    return cycle
+
+
+def _bench_in_memory(cls: type, size: int) -> Callable[[], Any]:
+    return _acquire_and_hint(EtcdModel(clock=FakeClock(0)), "/gossip/v1", MODEL_LEASE_BASE, cls, size)
+
+
+def _bench_real(cls: type, size: int) -> Callable[[], Any]:
+    from impl.etcd_client import EtcdGateway
+
+    url = etcd_url()
+    assert url is not None, f"{ETCD_ENV} is not set"
+    n = next(_example_counter)
+    return _acquire_and_hint(EtcdGateway(url), f"/meshspec-bench/{os.getpid()}-{n}",
+                             real_lease_base(n), cls, size)
+
+
+BENCH_SIZES = (10, 100, 1_000, 10_000)
+BENCH = (
+    BenchCase("acquire+hint (in-memory etcd)", BENCH_SIZES, _bench_in_memory, min_ratio=100.0),
+    # The real-etcd case exists only when MESHSPEC_ETCD is set (URL or `auto`), e.g.
+    # `MESHSPEC_ETCD=auto meshspec bench capacity`; without it there is no server to time.
+    *((BenchCase("acquire+hint (real etcd)", BENCH_SIZES, _bench_real, min_ratio=10.0),)
+      if os.environ.get(ETCD_ENV) else ()),
+)
+
+COMPONENT = Component(
+    name="capacity",
+    summary="gossip-coordination-etcd shard-lease coordinator: per-run CapacityHint counters "
+            "(impl) against count_available_for_run's full scan (model), over the etcd model "
+            "or a real etcd (`meshspec fuzz capacity --etcd URL|auto`).",
+    model_cls=M.EtcdCoordinator, impl_cls=ImplCoordinator, subject_cls=CapacitySubject,
+    machine_cls=CapacityMachine, invariants=INVARIANTS, mutants=MUTANTS,
+    errors=(M.CoordinationError,), operations=OPERATIONS, bench=BENCH,
+)
