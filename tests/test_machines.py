@@ -1,7 +1,8 @@
 """Every registered component's lockstep machine, under the profile CI chooses.
 
-- against its impl: no divergence, no violated invariant, every rule ran and every
-  sometimes-witness was reached (otherwise the generator is too weak to mean anything);
+- against its impl: no divergence, no violated invariant, every rule ran and (under the ci
+  and nightly budgets) every sometimes-witness was reached, otherwise the generator is too
+  weak to mean anything;
 - against the model itself: the specification satisfies its own invariants.
 """
 from __future__ import annotations
@@ -27,6 +28,9 @@ def test_impl_agrees_with_model_and_keeps_every_invariant(name, fuzz_profile, fu
     never_ran = [r for r in rules_of(comp) if result.rule_hits.get(r, 0) == 0]
     assert not never_ran, f"rules that never ran: {never_ran}"
     unreached = [n for n in sometimes_names(comp) if result.reached.get(n, 0) == 0]
+    if fuzz_profile == "dev" and unreached:
+        pytest.skip(f"dev budget too small to promise every witness; unreached: {unreached} "
+                    "(the ci profile asserts them)")
     assert not unreached, f"sometimes-properties never reached: {unreached}"
 
 
