@@ -17,40 +17,43 @@ endpoints in insertion order (a re-added id keeps its place); every invariant he
 stated without reference to any order except where the spec itself is an order (round
 robin, first-on-ties), and there the model's insertion order is what the impl must copy.
 
-What the machine reaches: all eleven strategies (chosen in `init`), connection caps of 1,
-2, 3 and 10,000, recovery windows of 0 (clamped), 1 ms, 10 ms and 30 s, zone_aware and
-zone_fallback on and off, an rr counter started at 0, just below 2^53 or just below 2^64
-(the documented `_rr_counter` hook), and a ring built from the real FNV-1a or from a hash
-reduced mod 1024 (the `_key_hash` / `_vnode_hashes` hooks) so that ring collisions are
-certain.  Endpoints (ids from a pool of six) with weights 0, 1, 2, 3, 100 and u32::MAX,
-every health (so effective weights of x1, x0.5, x0.25 and 0), zones, tags, disabled
-ones; metrics with NaN (both signs) and infinities; re-adds of present ids; removals,
-updates and completions of absent ids; selects with every kind of context (routing key,
-session, request id only, none, client zone with and without a match, one or several
-required tags); completions that succeed, fail (five in a row open the circuit) or match
-nothing; time steps around the recovery window; selects where a "concurrent caller"
-(the `_interleave` hook, calling `_try_reserve` first) steals the chosen endpoint, which
-is the only single-threaded way into the four-attempt retry loop (#39, failed-selection
-counting, probe release on a failed reservation); and one full wheel of (weighted)
-round robin with completions, whose shares must be exact.
+What the machine reaches: all eleven strategies (drawn in `init`, switched by `restart`,
+which builds a new balancer over the same endpoints, and tried by `shadow`, a fresh
+balancer of another strategy serving a few overlapping requests over the current
+endpoints), connection caps of 1, 2, 3 and 10,000, recovery windows of 0 (clamped), 1 ms,
+10 ms and 30 s, zone_aware and zone_fallback on and off, an rr counter started at 0, just
+below 2^53 or just below 2^64 (the documented `_rr_counter` hook), and a ring built from
+the real FNV-1a or from hashes reduced mod 1024 (the `_key_hash` / `_vnode_hashes` hooks)
+so that ring collisions are certain.  Endpoints (ids from a pool of six) with weights 0,
+1, 2, 3, 100 and u32::MAX, every health (so effective weights of x1, x0.5, x0.25 and 0),
+zones, tags, disabled ones; metrics with NaN (either sign) and infinities; re-adds of
+present ids; removals, updates and completions of absent ids; selects with every kind of
+context (routing key, session, request id only, none, client zone with and without a
+match, one or several required tags); completions that succeed, fail (`outage`: five in a
+row, then the recovery window passes) or match nothing; requests whose callers never
+complete (abandoned connections and probes, as `route_event` does), overlapping
+requests, traffic that flows until it reaches a recovering endpoint, time steps around
+the recovery window; selects where a concurrent actor (the `_interleave` hook) beats the
+first attempts, by reserving the chosen endpoint's free slots or probe (`_try_reserve`)
+or by re-adding it, the only single-threaded way into the four-attempt retry loop (#39,
+failed-selection counting, the probe release of a failed reservation); and one full wheel
+of (weighted) round robin with completions, whose shares must be exact.
 
-Bugs of semantics.md §2.6 that are NOT registered as mutants, and why:
-- #4 `random_f64` reaching 1.0: effective weights are multiples of 1/4 below 2^33, so every
-  cumulative sum is exact and a draw of exactly 1.0 (target = total) picks the same
-  endpoint as the largest draw below 1.0 (the last one of positive weight).  Through the
-  balancer the bug is unobservable; the pytest property test pins the draw's range.
-- #14 / #115 the NaN total-weight guard: effective weights are u32 x {1, .5, .25, 0}, never
-  NaN, so `total <= 0` and `!(total > 0)` agree on every reachable state.
-- #5 (cap race) and #8 (strict half-open under concurrent selectors) need threads: a
-  later issue.  #9 (the RAII probe guard) and #15 (getrandom abort) have no counterpart
-  in a panic-free, injected-RNG Python balancer.  #17 (metrics read by lock + clone) is
-  a performance item; its observable side, "a metrics update is visible to the next
-  selection", is the `stale_snapshot_after_metrics_change` mutant.
+Harness notes.  The SUT is a subclass of the class under test (`harness_class`) whose
+`_vnode_hashes` hook is memoized (a pure function of the id; it keeps the model's
+per-select ring build and the impl's self-check affordable) and, for the weak ring,
+reduced mod 1024; the benchmark uses the classes as they are.  Metrics values never mix
+NaNs of both signs, or a NaN with both infinities: `load_score` sums the fields, and the
+sign of NaN + NaN depends on the operand order CPython's (specializing) interpreter uses,
+so the first few calls and later ones can disagree and a total_cmp ordering by such a
+load score is nondeterministic (the impl caches the score, the model recomputes it).
+
 """
 from __future__ import annotations
 
 import itertools
 import math
+import random
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from functools import lru_cache
@@ -78,6 +81,7 @@ NEG_NAN = math.copysign(math.nan, -1.0)
 NO_EXTRA_ADVANCE = frozenset(M.Strategy) - {M.Strategy.CONSISTENT_HASH, M.Strategy.POWER_OF_TWO,
                                              M.Strategy.ADAPTIVE}
 WHEEL_LIMIT = 128
+RING_STRATEGIES = (M.Strategy.CONSISTENT_HASH, M.Strategy.ADAPTIVE)
 BAD_METRICS = M.LoadMetrics(cpu_usage=1.0, memory_usage=1.0, avg_response_time_ms=5000.0, error_rate=1.0)
 MEMBERSHIP_RULES = frozenset({"init", "add_endpoint", "remove_endpoint", "restart"})
 RACERS = 3
@@ -528,11 +532,11 @@ class LoadBalancerSubject(Subject):
                           f"{[r.node[:1].hex() for r in same]} in its zone were admissible")
         self.seen.add("zone_fallback_crossed")
 
-    def _check_ring_choice(self, sel: M.Selection, ctx: M.RequestContext, rows: list[Row],
-                           cands: list[Row]) -> None:
+    def _check_clockwise(self, lb: Any, sel: M.Selection, ctx: M.RequestContext,
+                         rows: list[Row], cands: list[Row]) -> None:
         key = ctx.hash_key()
-        ring = self.sut._ring_entries()
-        h = self.sut._key_hash(key)
+        ring = lb._ring_entries()
+        h = lb._key_hash(key)
         expected = first_clockwise(ring, h, {c.node for c in cands})
         if expected != sel.node_id:
             self._violate("consistent_hash_picks_first_available_clockwise",
@@ -540,6 +544,11 @@ class LoadBalancerSubject(Subject):
                           f"admissible endpoint clockwise is {expected and expected[:1].hex()}")
         if first_clockwise(ring, h, {r.node for r in rows}) != sel.node_id:
             self.seen.add("consistent_hash_walked_past_owner")
+
+    def _check_ring_choice(self, sel: M.Selection, ctx: M.RequestContext, rows: list[Row],
+                           cands: list[Row]) -> None:
+        self._check_clockwise(self.sut, sel, ctx, rows, cands)
+        key = ctx.hash_key()
         sig = (key, frozenset(r.node for r in rows), tuple(c.node for c in cands))
         if len(self.ch_memo) > 512:
             self.ch_memo.clear()
@@ -627,26 +636,41 @@ class LoadBalancerSubject(Subject):
 
     def shadow(self, strategy: str, request_id: Optional[str], session_id: Optional[str],
                client_zone: Optional[str], tags: list, routing_key: Optional[str],
-               count: int) -> tuple:
+               count: int, counter: Optional[int] = None) -> tuple:
         """What another strategy would answer over the current endpoints: a fresh balancer
-        (same config otherwise, rr counter where this one's is) serves `count` overlapping
-        requests; then the last endpoint chosen reports bad metrics and one more request
-        follows.  The answer includes the fresh balancer's self-check verdict."""
+        (same config otherwise, rr counter at `counter` or where this one's is) serves `count`
+        overlapping requests; then the last endpoint chosen reports bad metrics and one more
+        request follows.  The answer includes the fresh balancer's self-check verdict."""
         ctx = self._context(request_id, session_id, client_zone, tags, routing_key)
-        lb = self._fresh(M.Strategy(strategy))
-        picks = [_attempt_select(lb, ctx) for _ in range(count)]
+        lb = self._fresh(M.Strategy(strategy), counter)
+        if strategy in ("weighted_round_robin", "adaptive") and lb._rr_counter >= 2**53:
+            self.seen.add("weighted_rr_counter_past_2_53")
+        ring_based = M.Strategy(strategy) in RING_STRATEGIES
+        picks = [self._shadow_select(lb, ctx, ring_based) for _ in range(count)]
         chosen = [p for p in picks if isinstance(p, bytes)]
         if chosen:
             lb.update_metrics(chosen[-1], BAD_METRICS)
-            picks.append(_attempt_select(lb, ctx))
+            picks.append(self._shadow_select(lb, ctx, ring_based))
         return (tuple(picks), _self_check(lb))
 
-    def _fresh(self, strategy: M.Strategy) -> Any:
-        """A fresh balancer like this one but for `strategy`, rr counter where this one's is,
-        given the current endpoints (as they are now, in order)."""
+    def _shadow_select(self, lb: Any, ctx: M.RequestContext, ring_based: bool) -> Any:
+        """One select on a fresh balancer; a consistent-hash answer is checked against the ring."""
+        rows = rows_of(lb.abstract()) if ring_based else []
+        try:
+            sel = lb.select(ctx)
+        except M.LoadBalancerError as exc:
+            return type(exc).__name__
+        if ring_based and sel.reason is M.SelectionReason.CONSISTENT_HASH:
+            cands = spec_candidates(rows, ctx, self.config, self.clock(), self.recovery)
+            self._check_clockwise(lb, sel, ctx, rows, cands)
+        return sel.node_id
+
+    def _fresh(self, strategy: M.Strategy, counter: Optional[int] = None) -> Any:
+        """A fresh balancer like this one but for `strategy`, rr counter at `counter` (default:
+        where this one's is), given the current endpoints (as they are now, in order)."""
         lb = harness_class(self.cls, self.modulus is not None)(
             attrs.evolve(self.config, strategy=strategy), clock=self.clock, rng=self.rng)
-        lb._rr_counter = self.sut._rr_counter
+        lb._rr_counter = self.sut._rr_counter if counter is None else counter
         for endpoint in self.sut.endpoints():
             lb.add_endpoint(endpoint)
         return lb
@@ -692,17 +716,12 @@ class LoadBalancerSubject(Subject):
                           f"{ {n[:1].hex(): c for n, c in units.items()} }")
         if len(units) > 1 and s is M.Strategy.WEIGHTED_ROUND_ROBIN:
             self.seen.add("weighted_wheel_checked")
+            if abstract[1] >= 2**53:
+                self.seen.add("weighted_rr_counter_past_2_53")
         return tuple(picks) + ((_self_check(lb),) if not main else ())
 
     def advance_time(self, ns: int) -> int:
         return self.clock.advance(ns)
-
-
-def _attempt_select(lb: Any, ctx: M.RequestContext) -> Any:
-    try:
-        return lb.select(ctx).node_id
-    except M.LoadBalancerError as exc:
-        return type(exc).__name__
 
 
 def _self_check(lb: Any) -> str:
@@ -723,7 +742,7 @@ def _clean(s: LoadBalancerSubject, name: str) -> None:
 
 
 def selection_is_admissible(s: LoadBalancerSubject) -> None:
-    """A selection is enabled, receives traffic, has every required tag, was under the cap and admitted by its circuit."""
+    """A selection was enabled, took traffic, had every required tag, was under the cap, its circuit admitted it."""
     _clean(s, "selection_is_admissible")
 
 
@@ -781,7 +800,7 @@ def consistent_hash_picks_first_available_clockwise(s: LoadBalancerSubject) -> N
 
 
 def consistent_hash_stable(s: LoadBalancerSubject) -> None:
-    """Keys stay put while membership and availability do; adding moves keys only to the new endpoint, removing only the removed one's."""
+    """A key keeps its endpoint while nothing changes; add/remove move only keys to/from that endpoint."""
     _clean(s, "consistent_hash_stable")
 
 
@@ -830,55 +849,93 @@ INVARIANTS = (
 
 # -- the machine -------------------------------------------------------------------------------
 
-IDX = st.integers(0, len(POOL) - 1)
-WEIGHTS = st.sampled_from([1, 1, 1, 2, 3, 0, 0, 100, U32_MAX])
-HEALTHS = st.sampled_from(["healthy", "healthy", "healthy", "degraded", "degraded", "unhealthy",
-                           "unknown"])
-TAGS = st.lists(st.sampled_from(["a", "b", "c"]), unique=True, max_size=3)
-ZONES = st.sampled_from([None, "z1", "z1", "z2"])
-VALUES = st.sampled_from([0.0, 0.1, 0.5, 0.9, 1.0, 2000.0, math.nan, math.nan, "-nan", math.inf,
-                          -math.inf])
-METRICS = st.tuples(VALUES, VALUES, st.sampled_from([0, 100, 20000]), VALUES, VALUES) \
-    | st.just((0.0, 0.0, 0, 0.0, 0.0))
-BODY = st.tuples(WEIGHTS, HEALTHS, TAGS, st.sampled_from([True, True, True, True, False]), ZONES, METRICS)
-# 3 to 6 distinct ids (a permutation, not rejection sampling: cheap to generate and to shrink)
-ENDPOINT_LISTS = st.tuples(st.permutations(range(len(POOL))), st.lists(BODY, min_size=3, max_size=6)).map(
-    lambda t: [(idx, *body) for idx, body in zip(t[0], t[1])])
+WEIGHTS = [1, 1, 1, 2, 3, 0, 0, 100, U32_MAX]
+HEALTHS = ["healthy", "healthy", "healthy", "degraded", "degraded", "unhealthy", "unknown"]
+TAG_SETS = [[], [], ["a"], ["b"], ["c"], ["a", "b"], ["c", "a"], ["b", "c"], ["a", "b", "c"]]
+ENABLED = [True, True, True, True, False]
+ZONES = [None, "z1", "z1", "z2"]
+# Every value an endpoint can be added with, but its id and metrics (weighted by repetition).
+BODIES = list(itertools.product(WEIGHTS, HEALTHS, TAG_SETS, ENABLED, ZONES))
+
+
+def _metrics_values() -> list[tuple]:
+    """Metrics values: all zero first, then a fixed sample with one kind of non-finite value
+    each.  load_score sums the fields, and when two NaN operands of different signs (or a NaN
+    and the NaN that inf + -inf makes) meet, the sign of the result depends on the operand
+    order the interpreter happens to use (CPython's specialized float add differs from the
+    generic one), so total_cmp ordering by such a load score would be nondeterministic."""
+    g = random.Random(0x1B)
+    finite = [0.0, 0.1, 0.5, 0.9, 1.0, 2000.0]
+    out = [(0.0, 0.0, 0, 0.0, 0.0)] * 40
+    for extra in ([], [math.nan], ["-nan"], [math.inf, -math.inf]):
+        for _ in range(60):
+            v = [g.choice(finite + extra * 3) for _ in range(4)]
+            out.append((v[0], v[1], g.choice([0, 100, 20000]), v[2], v[3]))
+    return out
+
+
+METRICS = _metrics_values()
+CONTEXTS = list(itertools.product(
+    [None, "r1", "r2"], [None, None, "s1", "s2"], [None, None, "z1", "z2", "z3"],
+    [[], [], [], ["a"], ["b"], ["a", "b"], ["c", "a"]], [None, None, "k1", "k2", "k3", ""]))
 # the strategies with the most logic (and the most mutants) of their own are drawn more often
 INTRICATE = ("weighted_round_robin", "weighted_round_robin", "consistent_hash", "adaptive",
              "power_of_two", "least_latency", "least_load", "weighted_least_connections",
              "weighted_least_connections")
 STRATEGIES = st.sampled_from(STRATEGY_NAMES + INTRICATE)
-CONTEXT = dict(
-    request_id=st.sampled_from([None, "r1", "r2"]),
-    session_id=st.sampled_from([None, None, "s1", "s2"]),
-    client_zone=st.sampled_from([None, None, "z1", "z2", "z3"]),
-    tags=st.sampled_from([[], [], [], ["a"], ["b"], ["a", "b"], ["c", "a"]]),
-    routing_key=st.sampled_from([None, None, "k1", "k2", "k3", ""]),
-)
+COUNTERS = st.sampled_from([None, None, 2**53 - 1, 2**53 + 1, 2**64 - 2])  # None: the balancer's own
+
+# Rules draw their arguments inside `st.data()`, composite values as ONE pick from a list
+# (never through `st.tuples` or keyword strategies): each draw costs shrinking time, and
+# Hypothesis' explain phase replays a failing trace up to 500 times per tuple element or
+# keyword argument; drawn field by field, shrinking was the bulk of the mutant tier's time.
+
+
+METRICS_ST, BODIES_ST, CONTEXTS_ST = map(st.sampled_from, (METRICS, BODIES, CONTEXTS))
+
+
+def draw_metrics(data: Any) -> tuple:
+    return data.draw(METRICS_ST, label="metrics")
+
+
+def draw_body(data: Any) -> tuple:
+    """Everything of an endpoint but its id: weight, health, tags, enabled, zone, metrics."""
+    return (*data.draw(BODIES_ST, label="endpoint"), draw_metrics(data))
+
+
+def draw_context(data: Any) -> tuple:
+    """request_id, session_id, client_zone, required tags, routing_key."""
+    return data.draw(CONTEXTS_ST, label="context")
 
 
 class LoadBalancerMachine(LockstepMachine):
     """Model and impl balancer in lockstep; every rule is one `self.step`."""
 
-    @initialize(strategy=STRATEGIES, cap=st.sampled_from([1, 2, 3, 10_000, 10_000]),
-                zone_aware=st.sampled_from([True, True, False]), zone_fallback=st.booleans(),
-                recovery_ns=st.sampled_from([0, MS, 10 * MS, 30 * SEC]),
-                rr_start=st.sampled_from([0, 0, 2**53 - 2, 2**64 - 3]), weak=st.booleans(),
-                endpoints=ENDPOINT_LISTS)
-    def init(self, strategy: str, cap: int, zone_aware: bool, zone_fallback: bool, recovery_ns: int,
-             rr_start: int, weak: bool, endpoints: list) -> None:
+    @initialize(data=st.data())
+    def init(self, data: Any) -> None:
+        d = data.draw
+        strategy = d(STRATEGIES, label="strategy")
+        cap = d(st.sampled_from([1, 2, 3, 10_000, 10_000]), label="cap")
+        zone_aware = d(st.sampled_from([True, True, False]), label="zone_aware")
+        zone_fallback = d(st.booleans(), label="zone_fallback")
+        recovery_ns = d(st.sampled_from([0, 0, MS, 10 * MS, 30 * SEC]), label="recovery_ns")
+        rr_start = d(st.sampled_from([0, 0, 2**53 - 2, 2**64 - 3]), label="rr_start")
+        weak = d(st.sampled_from([True, True, False]), label="weak ring")
+        # 3 to 6 distinct ids (a permutation, not rejection sampling: cheap to draw and shrink)
+        ids = d(st.permutations(range(len(POOL))), label="ids")
+        count = d(st.integers(3, len(POOL)), label="endpoints")
+        endpoints = [(idx, *draw_body(data)) for idx in ids[:count]]
         self.recovery = max(recovery_ns, MS)
         self.step("init", strategy, cap, zone_aware, zone_fallback, recovery_ns, rr_start, weak,
                   endpoints)
 
-    @rule(data=st.data(), body=BODY)
-    def add_endpoint(self, data: Any, body: tuple) -> None:
+    @rule(data=st.data())
+    def add_endpoint(self, data: Any) -> None:
         present = [POOL.index(e.node_id) for e in self.ls.model.sut.endpoints()]
         absent = [i for i in range(len(POOL)) if i not in present]
         pools = [absent, absent, absent, present] if absent and present else [absent or present]
         idx = data.draw(st.sampled_from(data.draw(st.sampled_from(pools), label="pool")), label="idx")
-        self.step("add_endpoint", idx, *body)
+        self.step("add_endpoint", idx, *draw_body(data))
 
     def _idx(self, data: Any) -> int:
         """Mostly a present endpoint (the interesting case), sometimes any id of the pool."""
@@ -891,23 +948,29 @@ class LoadBalancerMachine(LockstepMachine):
     def remove_endpoint(self, data: Any) -> None:
         self.step("remove_endpoint", self._idx(data))
 
-    @rule(data=st.data(), health=HEALTHS)
-    def update_health(self, data: Any, health: str) -> None:
-        self.step("update_health", self._idx(data), health)
+    @rule(data=st.data())
+    def update_health(self, data: Any) -> None:
+        self.step("update_health", self._idx(data), data.draw(st.sampled_from(HEALTHS), label="health"))
 
-    @rule(data=st.data(), metrics=METRICS)
-    def update_metrics(self, data: Any, metrics: tuple) -> None:
-        self.step("update_metrics", self._idx(data), metrics)
+    @rule(data=st.data())
+    def update_metrics(self, data: Any) -> None:
+        self.step("update_metrics", self._idx(data), draw_metrics(data))
 
-    @rule(data=st.data(), success=st.booleans(), times=st.sampled_from([1, 1, 5]))
-    def record_completion(self, data: Any, success: bool, times: int) -> None:
-        self.step("record_completion", self._idx(data), success, times)
+    @rule(data=st.data())
+    def record_completion(self, data: Any) -> None:
+        self.step("record_completion", self._idx(data), data.draw(st.booleans(), label="success"),
+                  data.draw(st.sampled_from([1, 1, 5]), label="times"))
 
     @rule(data=st.data())
     def traffic_until(self, data: Any) -> None:
-        down = [POOL.index(r.node) for r in self.ls.model._rows() if r.opened_at is not None]
-        idx = data.draw(st.sampled_from(down), label="idx") if down else self._idx(data)
-        self.step("traffic_until", idx, data.draw(st.booleans(), label="wait"))
+        rows = self.ls.model._rows()
+        down = [POOL.index(r.node) for r in rows if r.opened_at is not None]
+        probing = [POOL.index(r.node) for r in rows if r.probe]  # (a probe whose caller vanished)
+        pools = [pool for pool in (probing, probing, down) if pool]
+        pool = data.draw(st.sampled_from(pools), label="pool") if pools else None
+        idx = data.draw(st.sampled_from(pool), label="idx") if pool else self._idx(data)
+        waits = [True, True, False] if pool is probing else [True, False]
+        self.step("traffic_until", idx, data.draw(st.sampled_from(waits), label="wait"))
 
     @rule(data=st.data())
     def outage(self, data: Any) -> None:
@@ -919,29 +982,33 @@ class LoadBalancerMachine(LockstepMachine):
     def drain_requests(self) -> None:
         self.step("drain_requests")
 
-    @rule(**CONTEXT, steals=st.sampled_from([0, 0, 0, 1, 2, 4, 4]),
-          race=st.sampled_from(["reserve", "reserve", "readd"]))
-    def select(self, request_id: Any, session_id: Any, client_zone: Any, tags: list,
-               routing_key: Any, steals: int, race: str) -> None:
-        self.step("select", request_id, session_id, client_zone, tags, routing_key, steals, race)
+    @rule(data=st.data())
+    def select(self, data: Any) -> None:
+        ctx = draw_context(data)
+        steals = data.draw(st.sampled_from([0, 0, 0, 1, 2, 4, 4]), label="steals")
+        race = data.draw(st.sampled_from(["reserve", "reserve", "readd"]), label="race")
+        self.step("select", *ctx, steals, race)
 
-    @rule(**CONTEXT, success=st.sampled_from([True, False, None]))
-    def request(self, request_id: Any, session_id: Any, client_zone: Any, tags: list,
-                routing_key: Any, success: bool) -> None:
-        self.step("request", request_id, session_id, client_zone, tags, routing_key, success)
+    @rule(data=st.data())
+    def request(self, data: Any) -> None:
+        ctx = draw_context(data)
+        self.step("request", *ctx, data.draw(st.sampled_from([True, False, None]), label="success"))
 
-    @rule(strategy=STRATEGIES)
-    def restart(self, strategy: str) -> None:
-        self.step("restart", strategy)
+    @rule(data=st.data())
+    def restart(self, data: Any) -> None:
+        self.step("restart", data.draw(STRATEGIES, label="strategy"))
 
-    @rule(strategy=STRATEGIES, **CONTEXT, count=st.sampled_from([3, 5]))
-    def shadow(self, strategy: str, request_id: Any, session_id: Any, client_zone: Any, tags: list,
-               routing_key: Any, count: int) -> None:
-        self.step("shadow", strategy, request_id, session_id, client_zone, tags, routing_key, count)
+    @rule(data=st.data())
+    def shadow(self, data: Any) -> None:
+        strategy = data.draw(STRATEGIES, label="strategy")
+        ctx = draw_context(data)
+        count = data.draw(st.sampled_from([4, 6]), label="count")
+        self.step("shadow", strategy, *ctx, count, data.draw(COUNTERS, label="counter"))
 
-    @rule(count=st.sampled_from([2, 3, 5, 5]), success=st.sampled_from([True, True, False]))
-    def overlapping_requests(self, count: int, success: bool) -> None:
-        self.step("overlapping_requests", count, success)
+    @rule(data=st.data())
+    def overlapping_requests(self, data: Any) -> None:
+        self.step("overlapping_requests", data.draw(st.sampled_from([2, 3, 5, 8]), label="count"),
+                  data.draw(st.sampled_from([True, True, False]), label="success"))
 
     @rule()
     def full_wheel(self) -> None:
@@ -1252,86 +1319,83 @@ class StaleSnapshotAfterConnectionRelease(ImplLB):
 
 
 RESULT = "*result"
+# What a wrong selection trips, whichever comes first on a given trace: the generic
+# selection invariants, a result that differs from the model's, or the state it leaves
+# behind; plus, per mutant, the invariant about its own subject.
+SELECT_CHECKS = ("selection_is_admissible", "selection_fails_only_when_nothing_is_admissible",
+                 "rr_counter_advances_once_per_select", RESULT, "abstract state")
+ZONE, PROBE, WHEEL = "zone_affinity_respected", "one_half_open_probe_per_recovery_cycle", \
+    "weighted_round_robin_wheel_is_exact"
+CLOCKWISE, STABLE = "consistent_hash_picks_first_available_clockwise", "consistent_hash_stable"
+SNAPSHOT_CHECKS = ("check_invariants", *SELECT_CHECKS, ZONE, PROBE, WHEEL, CLOCKWISE, STABLE)
+RING_CHECKS = ("ring_has_150_distinct_entries_per_endpoint", "check_invariants")
+
+
+def checks(*specific: str) -> tuple[str, ...]:
+    return (*specific, *SELECT_CHECKS)
+
+
 MUTANTS = (
     mutant("ring_walk_in_map_order", RingWalkInMapOrder,
-           "#1: consistent hash iterated the ring in DashMap order",
-           ("consistent_hash_picks_first_available_clockwise", RESULT)),
+           "#1: consistent hash iterated the ring in DashMap order", checks(CLOCKWISE, STABLE)),
     mutant("least_latency_nan_panics", LeastLatencyNanPanics,
            "#2: partial_cmp().unwrap() panicked on a NaN latency", "impl raised"),
     mutant("least_load_nan_panics", LeastLoadNanPanics,
            "#2: partial_cmp().unwrap() panicked on a NaN load score", "impl raised"),
     mutant("zone_fallback_ignored", ZoneFallbackIgnored, "#3: zone_fallback was never read",
-           ("zone_affinity_respected", RESULT)),
+           checks(ZONE)),
     mutant("filter_scan_claims_probe", FilterScanClaimsProbe,
-           "#101 (item 7): the filter scan claimed probe slots",
-           ("abstract state", "check_invariants", RESULT,
-            "selection_fails_only_when_nothing_is_admissible")),
+           "#101 (item 7): the filter scan claimed probe slots", SNAPSHOT_CHECKS),
     mutant("non_strict_half_open", NonStrictHalfOpen,
-           "#6 (item 6): recovery expiry let every request through",
-           ("one_half_open_probe_per_recovery_cycle", "selection_is_admissible", RESULT,
-            "abstract state")),
+           "#6 (item 6): recovery expiry let every request through", checks(PROBE)),
     mutant("completion_underflows", CompletionUnderflows,
            "#10: an unmatched completion underflowed connections to u32::MAX",
            ("connections_within_cap", "check_invariants")),
     mutant("counter_advanced_per_retry", CounterAdvancedPerRetry,
-           "#39 (item 11): the rr counter advanced once per reservation retry",
-           ("rr_counter_advances_once_per_select", "abstract state", RESULT)),
+           "#39 (item 11): the rr counter advanced once per reservation retry", checks()),
     mutant("weighted_lc_weight_collapse", WeightedLcWeightCollapse,
-           "#12: weighted LC divided by max(weight, 1.0)", RESULT),
+           "#12: weighted LC divided by max(weight, 1.0)", checks()),
     mutant("weighted_rr_float_modulus", WeightedRrFloatModulus,
-           "#13: weighted RR took counter as f64 % wheel", (RESULT, "weighted_round_robin_wheel_is_exact")),
+           "#13: weighted RR took counter as f64 % wheel", checks(WHEEL)),
     mutant("ring_collision_last_write_wins", RingCollisionLastWriteWins,
-           "#16: a ring collision silently replaced the other vnode",
-           ("ring_has_150_distinct_entries_per_endpoint", "check_invariants")),
+           "#16: a ring collision silently replaced the other vnode", RING_CHECKS),
     mutant("abandoned_probe_never_reclaimed", AbandonedProbeNeverReclaimed,
-           "2.8-a (#14): an abandoned half-open probe stayed claimed forever",
-           (RESULT, "selection_fails_only_when_nothing_is_admissible")),
+           "2.8-a (#14): an abandoned half-open probe stayed claimed forever", checks(PROBE)),
     mutant("readd_leaks_vnodes", ReaddLeaksVnodes, "2.8-b (#15): re-adding an id leaked its old vnodes",
-           ("ring_has_150_distinct_entries_per_endpoint", "check_invariants")),
+           RING_CHECKS),
     mutant("ring_collision_destructive_probe", RingCollisionDestructiveProbe,
-           "2.8-c (#29): the collision probe clobbered another node's vnode first",
-           ("ring_has_150_distinct_entries_per_endpoint", "check_invariants")),
+           "2.8-c (#29): the collision probe clobbered another node's vnode first", RING_CHECKS),
     mutant("weighted_rr_ceil_total_wheel", WeightedRrCeilTotalWheel,
-           "2.8-d (#33): weighted RR wheel of ceil(total) starved fractional weights",
-           (RESULT, "weighted_round_robin_wheel_is_exact")),
+           "2.8-d (#33): weighted RR wheel of ceil(total) starved fractional weights", checks(WHEEL)),
     mutant("recovery_zero_not_clamped", RecoveryZeroNotClamped,
-           "2.8-e: circuit_recovery_time 0 collapsed the breaker",
-           ("selection_is_admissible", "one_half_open_probe_per_recovery_cycle", RESULT)),
+           "2.8-e: circuit_recovery_time 0 collapsed the breaker", checks(PROBE)),
     mutant("required_tags_any_not_all", RequiredTagsAnyNotAll,
-           "optimization: only the first required tag's stratum is consulted",
-           ("selection_is_admissible", RESULT, "abstract state")),
+           "optimization: only the first required tag's stratum is consulted", checks()),
     mutant("ring_search_skips_equal_hash", RingSearchSkipsEqualHash,
-           "optimization (#150): bisection past vnodes whose hash equals the key's",
-           ("consistent_hash_picks_first_available_clockwise", RESULT, "abstract state")),
-    mutant("stale_snapshot_after_add", StaleSnapshotAfterAdd, "optimization (#148): snapshot not updated by add",
-           ("check_invariants", RESULT, "selection_fails_only_when_nothing_is_admissible")),
-    mutant("stale_snapshot_after_readd", StaleSnapshotAfterReadd,
-           "optimization (#148): snapshot not updated by re-add",
-           ("check_invariants", RESULT, "selection_fails_only_when_nothing_is_admissible")),
-    mutant("stale_snapshot_after_remove", StaleSnapshotAfterRemove,
-           "optimization (#148): snapshot not updated by remove", ("check_invariants", RESULT)),
-    mutant("stale_snapshot_after_health_change", StaleSnapshotAfterHealthChange,
-           "optimization (#148): snapshot not updated by a health change",
-           ("check_invariants", RESULT, "selection_is_admissible")),
+           "optimization (#150): bisection past vnodes whose hash equals the key's", checks(CLOCKWISE, STABLE)),
+    *(mutant(f"stale_snapshot_after_{kind}", cls, f"optimization (#148): {what}", SNAPSHOT_CHECKS)
+      for kind, cls, what in (
+          ("add", StaleSnapshotAfterAdd, "snapshot not updated by add"),
+          ("readd", StaleSnapshotAfterReadd, "snapshot not updated by re-add"),
+          ("remove", StaleSnapshotAfterRemove, "snapshot not updated by remove"),
+          ("health_change", StaleSnapshotAfterHealthChange, "snapshot not updated by a health change"),
+      )),
     mutant("stale_total_weight_after_health_change", StaleTotalWeightAfterHealthChange,
-           "optimization (#160): cached total weight not updated by a health change",
-           ("check_invariants", RESULT, "weighted_round_robin_wheel_is_exact")),
+           "optimization (#160): cached total weight not updated by a health change", SNAPSHOT_CHECKS),
     mutant("stale_snapshot_after_metrics_change", StaleSnapshotAfterMetricsChange,
            "optimization (#149, #165): cached minima / mean load not updated by a metrics change",
-           ("check_invariants", RESULT)),
-    mutant("stale_snapshot_after_circuit_change", StaleSnapshotAfterCircuitChange,
-           "optimization (#148): snapshot synced before the breaker opened or closed",
-           ("check_invariants", "selection_is_admissible", RESULT,
-            "selection_fails_only_when_nothing_is_admissible")),
-    mutant("stale_snapshot_after_time_passing", StaleSnapshotAfterTimePassing,
-           "optimization (#148): recovery windows elapsing never re-admit an endpoint",
-           (RESULT, "selection_fails_only_when_nothing_is_admissible")),
-    mutant("stale_snapshot_after_reservation", StaleSnapshotAfterReservation,
-           "optimization (#148): reaching the connection cap does not leave the snapshot",
-           ("check_invariants", RESULT, "selection_is_admissible")),
-    mutant("stale_snapshot_after_connection_release", StaleSnapshotAfterConnectionRelease,
-           "optimization (#148): a freed connection or closed circuit never re-enters the snapshot",
-           ("check_invariants", RESULT, "selection_fails_only_when_nothing_is_admissible")),
+           SNAPSHOT_CHECKS),
+    *(mutant(f"stale_snapshot_after_{kind}", cls, f"optimization (#148): {what}", SNAPSHOT_CHECKS)
+      for kind, cls, what in (
+          ("circuit_change", StaleSnapshotAfterCircuitChange,
+           "snapshot synced before the breaker opened or closed"),
+          ("time_passing", StaleSnapshotAfterTimePassing,
+           "recovery windows elapsing never re-admit an endpoint"),
+          ("reservation", StaleSnapshotAfterReservation,
+           "reaching the connection cap does not leave the snapshot"),
+          ("connection_release", StaleSnapshotAfterConnectionRelease,
+           "a freed connection or closed circuit never re-enters the snapshot"),
+      )),
 )
 
 
@@ -1343,8 +1407,6 @@ def _bench_node(i: int) -> bytes:
 
 def _bench_select(strategy: M.Strategy) -> Callable[[type, int], Callable[[], Any]]:
     def make(cls: type, size: int) -> Callable[[], Any]:
-        import random
-
         config = M.LoadBalancerConfig(strategy=strategy)
         lb = cls(config, clock=FakeClock(0), rng=random.Random(1))
         healths = (M.HealthStatus.HEALTHY,) * 3 + (M.HealthStatus.DEGRADED,)
@@ -1362,9 +1424,14 @@ def _bench_select(strategy: M.Strategy) -> Callable[[type, int], Callable[[], An
     return make
 
 
+# Targets (at 1,000 endpoints, the largest size): the issue asks for >= 10x on the select
+# path and ~100x for ConsistentHash at 100 endpoints.  LeastConnections and its weighted
+# form still take a minimum over the available endpoints (connection counts change on every
+# select), so they only shed the filter walk; the ring strategies shed a sort of 150n vnodes.
+SCAN_STRATEGIES = (M.Strategy.LEAST_CONNECTIONS, M.Strategy.WEIGHTED_LEAST_CONNECTIONS)
 BENCH = tuple(
     BenchCase(f"select {s.name}", (10, 100, 1000), _bench_select(s),
-              min_ratio=100.0 if s is M.Strategy.CONSISTENT_HASH else 10.0)
+              min_ratio=10.0 if s in SCAN_STRATEGIES else 1000.0 if s in RING_STRATEGIES else 100.0)
     for s in M.Strategy
 )
 
