@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 
@@ -23,17 +23,53 @@ from meshspec.lockstep import Component, Lockstep, LockstepFailure, canon
 
 
 @attrs.frozen
+class Bound:
+    """One named bound: a depth, and optionally its own inits and alphabet (else the Exploration's)."""
+
+    depth: int
+    inits: tuple[tuple, ...] | None = None
+    actions: tuple[tuple[str, tuple], ...] | None = None
+
+
+@attrs.frozen
 class Exploration:
-    """A bounded configuration: initial steps, the finite step alphabet, bounds by name."""
+    """A bounded configuration: initial steps, the finite step alphabet, bounds by name.
+
+    - `inits`: argument tuples for the subject's `init` rule (one initial state each).
+    - `actions`: the finite alphabet, `(rule, args)` pairs applied in every state.
+    - `bounds`: bound name -> `Bound` (or a bare depth); at least `small` (seconds, CI) and
+      `large` (minutes, nightly).
+    - `view`: the identity of a state (TLC's VIEW), a function of the model `Subject`
+      returning a hashable value; None means the default (abstract state, ghost state,
+      clock, RNG state).  Leave out what no invariant or future step can observe, e.g.
+      an absolute timestamp when only differences to `now` matter.
+    - `symmetry`: optional; maps a view value to the canonical representative of its
+      class under a permutation of interchangeable ids.
+    - `mutant_bounds`: mutant name -> the bound that finds it, or "unreachable: <reason>"
+      for a mutant no finite bound of this configuration can reach.
+    """
 
     inits: tuple[tuple, ...]
     actions: tuple[tuple[str, tuple], ...]
-    bounds: dict[str, int]  # bound name → depth
+    bounds: dict[str, Any]
+    view: Callable[[Any], Any] | None = None
+    symmetry: Callable[[Any], Any] | None = None
+    mutant_bounds: dict[str, str] = attrs.field(factory=dict)
+
+    def bound(self, name: str) -> Bound:
+        if name not in self.bounds:
+            raise KeyError(f"unknown bound {name!r} (known: {', '.join(self.bounds)})")
+        b = self.bounds[name]
+        return b if isinstance(b, Bound) else Bound(int(b))
 
     def depth(self, bound: str) -> int:
-        if bound not in self.bounds:
-            raise KeyError(f"unknown bound {bound!r} (known: {', '.join(self.bounds)})")
-        return self.bounds[bound]
+        return self.bound(bound).depth
+
+    def inits_for(self, bound: str) -> tuple[tuple, ...]:
+        return self.bound(bound).inits or self.inits
+
+    def actions_for(self, bound: str) -> tuple[tuple[str, tuple], ...]:
+        return self.bound(bound).actions or self.actions
 
 
 @attrs.frozen
