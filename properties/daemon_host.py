@@ -80,6 +80,7 @@ RESTORES = ("restore", "restore_crafted", "from_snapshot")
 OVERFLOW_ERROR = ("ProcessFailed", str(M.ProcessFailed(M.SEQUENCE_OVERFLOW)))
 
 
+@functools.lru_cache(maxsize=None)
 def side_module(cls: type) -> ModuleType:
     """The module whose chain / horizon / hash / validation code goes with a host class."""
     names = ("CausalChainBuilder", "ObservedHorizon", "compute_parent_hash", "validate_chain_link")
@@ -148,10 +149,19 @@ def _or_value_error(call: Callable[[], Any]) -> Any:
 
 
 class DaemonHostSubject(Subject):
-    """One daemon host, a standalone horizon of the same side, and the ghost chain."""
+    """One daemon host, a standalone horizon of the same side, and the ghost chain.
+
+    Deepcopy-safe (the explorer snapshots a state by copying the model and impl subjects
+    with one memo): it stores no module object (`mod` is computed) and no lambda; the
+    host's clock and daemon are this subject's own `FakeClock` and `ScriptedDaemon`.
+    """
+
+    @property
+    def mod(self) -> ModuleType:
+        """The module of this side's chain / horizon / hash / validation code."""
+        return side_module(self.cls)
 
     def init(self, origin: int, start_seq: Optional[int], head_size: int, stateful: bool) -> None:
-        self.mod = side_module(self.cls)
         self.chain_cls = getattr(self.cls, "_chain_cls", self.mod.CausalChainBuilder)
         self.horizon_cls = getattr(self.cls, "_horizon_cls", self.mod.ObservedHorizon)
         self.origin = origin

@@ -40,6 +40,7 @@ import attrs
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, rule
 
+from meshspec.explore import Bound, Exploration
 from meshspec.lockstep import BenchCase, Component, Subject, always, mutant, sometimes
 from meshspec.machine import LockstepMachine
 from model import scheduler as M
@@ -660,11 +661,70 @@ def _bench_pick(cls: type, size: int) -> Callable[[], Any]:
 
 BENCH = (BenchCase("pick_best_candidate", (10, 100, 1000), _bench_pick),)
 
+# -- exploration (meshspec explore) ---------------------------------------------------------
+
+def scheduler_view(s: SchedulerSubject) -> tuple:
+    """The model's abstract state alone (TLC's VIEW): the ghost records are left out.
+
+    Sound: the scheduler has no clock and draws no randomness, so the successors of a state
+    depend on its abstract state only. Each ghost record (`pick`, `fast`, `locality`,
+    `migration`) is read by invariants that look at that record and the constant `local`
+    alone, never at the node list; a record is checked on the edge that writes it and
+    keeps its verdict until the next such edge overwrites it. Queries are self-loops.
+    """
+    return s.sut.abstract()
+
+
+_X = (1, 2, U64_MAX)  # the initial index: the local node 1, a remote 2, u64::MAX; 0 is not a target
+_TIE = ((1, 0.5), (2, 0.5 + 1e-12), (U64_MAX, 0.5))  # three candidates that tie only as f32
+_RTT = ((2, 3), (U64_MAX, 1))
+_INIT_NODES = ((1, ("a", "b", "gpu", MIG)), (2, ("a", MIG)), (U64_MAX, ("a", "b", CAUSAL, MIG)), (0, ("gpu",)))
+
+SCHEDULER_MUTATIONS: tuple[tuple[str, tuple], ...] = (
+    ("add_node", (3, ("a", MIG))), ("add_node", (2, ("b",))), ("add_node", (U64_MAX + 1, ())),
+    ("add_node", (-1, ("a",))), ("remove_node", (2,)), ("remove_node", (1,)), ("remove_node", (7,)),
+    ("remove_node", (-1,)), ("add_tag", (2, "gpu")), ("add_tag", (7, "a")), ("add_tag", (U64_MAX + 1, "a")),
+    ("remove_tag", (2, "a")), ("remove_tag", (1, MIG)), ("remove_tag", (7, "a")),
+    ("set_local_caps", ((),)), ("set_local_caps", (("a", "b", "gpu", MIG),)),
+    ("set_drained", (True,)), ("set_drained", (False,)),
+)
+SCHEDULER_QUERIES: tuple[tuple[str, tuple], ...] = (
+    ("inspect", ()), ("can_run_locally", (("a", "b"),)), ("query_candidates", (("a", MIG),)),
+    ("pin", (U64_MAX,)), ("pin", (U64_MAX + 1,)), ("find_subprotocol_nodes", (0x0400,)),
+    ("find_subprotocol_nodes", (0xFFFF,)), ("find_subprotocol_nodes", (0x10000,)),
+    ("find_migration_targets", ((), 1)), ("find_migration_targets", (("a",), -1)),
+    ("tie_break_compare", (1, 2, ((1, 2), (2, 1)))), ("tie_break_compare", (2, U64_MAX, _RTT[:1])),
+    ("place", (("a",),)), ("place", (("gpu", "b", CAUSAL),)),
+    ("place_with_locality", (("a",), None)), ("place_with_locality", (("a",), True)),
+    ("place_with_locality", (("gpu",), False)),
+    ("place_migration", ((), 1)), ("place_migration", ((), 2)), ("place_migration", (("gpu",), U64_MAX + 1)),
+    ("select_migration_target", ((), 2, ((1, None), (U64_MAX, 1.0)), 0.5, None)),   # local vetoed
+    ("select_migration_target", ((), 2, ((1, 0.25), (U64_MAX, 1.0)), 0.5, _RTT)),   # local fast path
+    ("select_migration_target", (("a",), 2, ((1, math.nan),), None, None)),         # NaN local: not a veto
+    ("place_migration_v2", ((), 1)), ("place_migration_v2", (("b",), 3)),
+    ("select_member_node", (("a",), (1,), _TIE, None, _RTT)),
+    ("select_member_node", (("a",), (), ((2, math.inf), (U64_MAX, 1e300)), -0.0, None)),
+    ("select_promotion_target", (_X + (U64_MAX + 1,), (), 1.0, None)),
+    ("select_promotion_target", (_X, ((1, -0.0), (2, 0.0)), None, None)),
+    ("pick_best_candidate", ((2, 1), ((1, math.nan), (2, 0.5)), None, None)),
+    ("pick_best_candidate", (_X, _TIE, None, None)),
+    ("pick_best_candidate", (_X + _X, ((1, 3.4e38), (2, -math.inf)), None, _RTT)),
+    ("pick_best_candidate", (_X, (), None, None)), ("pick_best_candidate", ((), (), 1.0, None)),
+)
+
+EXPLORATION = Exploration(
+    inits=((1, ("a", MIG), _INIT_NODES, False), (0, (), (), True)),
+    actions=SCHEDULER_MUTATIONS + SCHEDULER_QUERIES,
+    bounds={"small": Bound(2), "large": Bound(4)},
+    view=scheduler_view,
+    mutant_bounds={m.name: "small" for m in MUTANTS},
+)
+
 COMPONENT = Component(
     name="scheduler",
     summary="net-mesh 0.25.0 compute/scheduler.rs and placement tie_break_compare: capability "
             "queries, locality/migration/member placement, pick_best_candidate.",
     model_cls=M.Scheduler, impl_cls=ImplScheduler, subject_cls=SchedulerSubject,
     machine_cls=SchedulerMachine, invariants=INVARIANTS, mutants=MUTANTS,
-    errors=(M.SchedulerError,), operations=OPERATIONS, bench=BENCH,
+    errors=(M.SchedulerError,), operations=OPERATIONS, bench=BENCH, exploration=EXPLORATION,
 )
