@@ -96,10 +96,22 @@ from model.load_balancer import (  # noqa: F401  (re-exported API values)
 
 
 class _AnyKey:
-    """Stratum key component meaning "any zone" / "no tag"."""
+    """Stratum key component meaning "any zone" / "no tag".
+
+    A singleton compared by identity: copies and pickles resolve to the one `_ANY`, so a
+    deep-copied balancer (the explorer's snapshots) still finds its strata."""
 
     def __repr__(self) -> str:
         return "ANY"
+
+    def __copy__(self) -> "_AnyKey":
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "_AnyKey":
+        return self
+
+    def __reduce__(self) -> str:
+        return "_ANY"
 
 
 _ANY = _AnyKey()

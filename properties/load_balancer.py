@@ -64,7 +64,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, rule
 
 from meshspec.clock import NS_PER_MS, NS_PER_SEC, FakeClock
-from meshspec.lockstep import BenchCase, Component, Subject, always, mutant, sometimes
+from meshspec.explore import Bound, Exploration
+from meshspec.lockstep import BenchCase, Component, Subject, always, canon, mutant, sometimes
 from meshspec.machine import LockstepMachine
 from model import load_balancer as M
 
@@ -1399,6 +1400,89 @@ MUTANTS = (
 )
 
 
+# -- the bounded exploration (meshspec explore) -----------------------------------------------
+#
+# State identity (the view, TLC's VIEW).  Absolute time is unbounded, but nothing can observe
+# it beyond the breaker's timestamps relative to now: every circuit and probe test is
+# `now - t >= recovery` (model, impl, oracle), so a timestamp is kept as how long ago it was,
+# saturated at the recovery window (older is indistinguishable from exactly the window, and
+# stays so as time only grows).  The ghost state adds nothing a future step can observe:
+# `outstanding` equals the rows' connection counts in every state that passed
+# connections_within_cap; `key_map` is a function of the membership and the ring;
+# `violations` is empty in every state that passed the invariants; `seen` only feeds the
+# witnesses (evaluated on every edge before deduplication); `ch_memo` repeats the clockwise
+# oracle (a key's owner is a function of the ring, the key's hash and the candidates, all
+# checked on every consistent-hash select); `selected_row` lives within one step.  Only the
+# live half-open admissions of each endpoint's current cycle are kept (older cycles and
+# admissions past the window are never consulted again).  The RNG state stays: the random
+# strategies draw from it.
+
+def _ago(t: Optional[int], now: int, window: int) -> Optional[int]:
+    """How long ago `t` was, saturated at `window` (None stays None)."""
+    return None if t is None else min(now - t, window)
+
+
+def explore_view(s: LoadBalancerSubject) -> tuple:
+    """The explorer's state identity: abstract state with times made relative, ring, RNG, probes."""
+    now, window = s.clock(), s.recovery
+    config, counter, total, failed, rows = s.sut.abstract()
+    relative = tuple((e, conns, t, f, consec, _ago(opened, now, window), probe, _ago(probe_at, now, window))
+                     for e, conns, t, f, consec, opened, probe, probe_at in rows)
+    opened_at = {e[0]: opened for e, *_, opened, _probe, _at in rows}
+    probes = tuple(sorted((node, tuple(sorted(now - t for t in times if now - t < window)))
+                          for (node, opened), times in s.admissions.items()
+                          if opened_at.get(node) == opened))
+    return canon((config, counter, total, failed, relative, s.modulus, s.rng.getstate(), probes))
+
+
+ZERO = (0.0, 0.0, 0, 0.0, 0.0)
+NAN_LATENCY = (0.5, 0.5, 0, math.nan, 0.1)
+RECOVERY = 10 * MS
+TRIO = ((0, 1, "healthy", ["a"], True, "z1", ZERO), (1, 2, "degraded", ["a", "b"], True, "z2", ZERO),
+        (2, 1, "healthy", [], True, "z1", ZERO))
+
+
+def lb_init(strategy: str, cap: int = 2, zone_fallback: bool = True, recovery: int = RECOVERY,
+            rr_start: int = 0, weak: bool = True, endpoints: tuple = TRIO) -> tuple:
+    """The init arguments of one explored balancer (zone aware, 10 ms recovery, a weak ring)."""
+    return (strategy, cap, True, zone_fallback, recovery, rr_start, weak, list(endpoints))
+
+
+def plain(steals: int = 0, race: str = "reserve", key: Optional[str] = None) -> tuple:
+    """A select with no context but the routing key, `steals` attempts lost to `race`."""
+    return ("select", (None, None, None, [], key, steals, race))
+
+
+ACTIONS = (
+    ("add_endpoint", (3, 1, "healthy", [], True, "z2", ZERO)),          # a fresh id
+    ("add_endpoint", (0, 3, "unknown", ["a"], True, "z1", ZERO)),       # re-add, other weight
+    ("remove_endpoint", (1,)), ("remove_endpoint", (5,)),               # present, absent
+    ("update_health", (0, "unhealthy")), ("update_health", (2, "degraded")),
+    ("update_metrics", (1, NAN_LATENCY)),
+    plain(), plain(key="k1"), plain(steals=4), plain(steals=1, race="readd", key="k2"),
+    ("select", (None, None, "z2", ["a"], None, 0, "reserve")),          # zone + tag filter
+    ("select", (None, None, None, ["c"], None, 0, "reserve")),          # no endpoint has "c"
+    ("request", ("r1", None, None, [], None, False)),                   # a failing request
+    ("request", (None, "s1", "z1", [], None, None)),                    # a caller that vanishes
+    ("record_completion", (0, False, 4)),                               # one below the threshold
+    ("record_completion", (0, False, 5)),                               # exactly the threshold
+    ("record_completion", (2, True, 1)),                                # unmatched: no connection
+    ("outage", (1,)),                                                   # open, then to the window
+    ("advance_time", (1,)), ("advance_time", (RECOVERY - 1,)), ("advance_time", (RECOVERY,)),
+    ("traffic_until", (0, True)), ("drain_requests", ()), ("overlapping_requests", (3, True)),
+    ("full_wheel", ()), ("restart", ("least_connections",)),
+    ("shadow", ("power_of_two", None, None, None, [], None, 4, None)),
+)
+
+EXPLORATION = Exploration(
+    inits=(lb_init("weighted_round_robin"), lb_init("consistent_hash")),
+    actions=ACTIONS,
+    bounds={"small": Bound(2),
+            "large": Bound(3, inits=tuple(lb_init(s) for s in STRATEGY_NAMES))},
+    view=explore_view,
+)
+
+
 # -- benchmarks ------------------------------------------------------------------------------------
 
 def _bench_node(i: int) -> bytes:
@@ -1441,5 +1525,5 @@ COMPONENT = Component(
             "availability filter, zones, circuit breaker with a single half-open probe, FNV-1a ring.",
     model_cls=M.LoadBalancer, impl_cls=ImplLB, subject_cls=LoadBalancerSubject,
     machine_cls=LoadBalancerMachine, invariants=INVARIANTS, mutants=MUTANTS,
-    errors=(M.LoadBalancerError,), operations=OPERATIONS, bench=BENCH,
+    errors=(M.LoadBalancerError,), operations=OPERATIONS, bench=BENCH, exploration=EXPLORATION,
 )
