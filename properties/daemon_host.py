@@ -48,6 +48,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, rule
 
 from meshspec.clock import FakeClock
+from meshspec.explore import Bound, Exploration
 from meshspec.lockstep import BenchCase, Component, Subject, always, mutant, sometimes
 from meshspec.machine import LockstepMachine
 from model import daemon_host as M
@@ -872,11 +873,75 @@ BENCH = (
     BenchCase("compute_parent_hash (payload bytes)", (64, 1024), _bench_parent_hash),
 )
 
+# -- exploration (meshspec explore) ---------------------------------------------------------
+
+def daemon_host_view(s: DaemonHostSubject) -> tuple:
+    """What decides a state's future (TLC's VIEW): no clock, no timestamps, no last-step records.
+
+    Sound, because:
+    - the clock only stamps events (`received_at` of deliver outputs and of reads); the
+      abstract state, the chain head, snapshots and horizons hold no timestamp, and every
+      invariant compares a stamp only with the clock read in the same step (framing,
+      malformed reads), so no invariant or later step observes the absolute time;
+    - the last-step records (`appended`, `overflow`, `no_output`, `emitted_horizon`,
+      `restored`, `hash_check`, `frame`, `malformed`, `probe`, `last`) are checked on the
+      edge that writes them; the invariants that keep reading one in later states pair it
+      only with itself, the chain head (unchanged until the next deliver, restore or fork
+      replaces the record) or the standalone horizon (in the view);
+    - what steers the future stays: the model's abstract state, the standalone horizon,
+      the ghost chain head `pred`, the expected counters, the snapshots restores pick
+      from, the scripted daemon's state, and the RNG state (a hash of its 624 words):
+      the payload and link bytes later steps draw; so equal views have equal successors
+      and the counts do not depend on the order states are explored in.
+    """
+    daemon = s.daemon
+    return (s.sut.abstract(), s.horizon.state(), s.pred, tuple(s.expected), tuple(s.snapshots),
+            daemon.stateful, daemon.calls, hash(s.rng.getstate()[1]))
+
+
+_E = _entry_sets()
+_E1, _E4, _E16, _E20 = _E[2], _E[5], _E[9], _E[13]
+_HOST_ORIGIN = 0xABCD_0000_1234
+
+DAEMON_HOST_ACTIONS: tuple[tuple[str, tuple], ...] = (
+    ("deliver", (0xAAAA, 1, ())), ("deliver", (0xAAAA, 0, (0,))), ("deliver", (U64_MAX, U64_MAX, (31, 32, 33))),
+    ("deliver", (0xBBBB, 7, (8192,))), ("deliver", (1, 2, "error")), ("deliver", (2, 3, "raise")),
+    ("advance_time", (1,)), ("inspect", ()), ("take_snapshot", ()),
+    ("restore", (0, False, False)), ("restore", (1, True, False)), ("restore", (0, False, True)),
+    ("restore_crafted", (U64_MAX, 33, 8, True, _E16, U64_MAX, False)),
+    ("restore_crafted", (5, 0, 3, False, (), 0, False)),
+    ("restore_crafted", (U64_MAX - 1, 1, 0, True, _E20, U64_MAX - 1, True)),
+    ("from_snapshot", (0, False)), ("from_snapshot", (0, True)),
+    ("fork", (U64_MAX - 1, 1, False)), ("fork", (5, 0, True)),
+    ("parent_hash", (0, 0)), ("parent_hash", (31, 1)), ("parent_hash", (32, U64_MAX)),
+    ("parent_hash", (33, U64_MAX - 1)), ("parent_hash", (65, 2**32)),
+    *(("validate", (t,)) for t in ("none", "origin", "sequence_repeated", "parent", "payload")),
+    ("horizon_observe", (0xAAAA, 1)), ("horizon_observe", (0xCCCC, 0)), ("horizon_observe", (U64_MAX, U64_MAX)),
+    ("horizon_merge", (_E16, U64_MAX)), ("horizon_merge", (_E1, U64_MAX - 1)),
+    ("horizon_from_state", (_E20, U64_MAX)), ("horizon_from_state", ((), 0)),
+    ("horizon_query", (0xAAAA, 1)), ("horizon_query", (UNSEEN_ORIGINS[0], 0)),
+    ("potentially_concurrent", (0xAAAA, 0xBBBB, _E4)),
+    # framing limits: 32 + 33 = 65 fits exactly, 64 is one below, 66 one above; counts and limits past u16/u32
+    ("write_read", ((0, 33), 65, 2, 0)), ("write_read", ((33,), 64, 1, 3)), ("write_read", ((33, 1), 66, 1, 0)),
+    ("write_read", ((1,), U32_MAX, U16_MAX, 0)), ("write_read", ((1,), U32_MAX + 1, 1, 0)),
+    ("write_read", ((0,), 31, U16_MAX + 1, 0)),
+    *(("read_malformed", ((0, 33), cut, (1,))) for cut in sorted(MALFORMED)),
+)
+
+EXPLORATION = Exploration(
+    # a fresh chain with a stateful daemon; origin u64::MAX one below the last sequence, stateless
+    inits=((_HOST_ORIGIN, None, 0, True), (U64_MAX, U64_MAX - 1, 33, False)),
+    actions=DAEMON_HOST_ACTIONS,
+    bounds={"small": Bound(2), "large": Bound(3)},
+    view=daemon_host_view,
+    mutant_bounds={m.name: "small" for m in MUTANTS},
+)
+
 COMPONENT = Component(
     name="daemon_host",
     summary="net-mesh 0.25.0 compute/host.rs, state/causal.rs and state/horizon.rs: deliver, the "
             "causal chain and its framing, the observed horizon bloom, snapshots and restores.",
     model_cls=M.DaemonHost, impl_cls=ImplHost, subject_cls=DaemonHostSubject,
     machine_cls=DaemonHostMachine, invariants=INVARIANTS, mutants=MUTANTS,
-    errors=(M.DaemonError, M.ChainError), operations=OPERATIONS, bench=BENCH,
+    errors=(M.DaemonError, M.ChainError), operations=OPERATIONS, bench=BENCH, exploration=EXPLORATION,
 )
