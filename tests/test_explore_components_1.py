@@ -1,0 +1,107 @@
+"""Exploration of `scheduler` and `daemon_host`: deepcopy-safe subjects, pinned counts of
+bound `small`, the correct impl clean there, and every curated mutant found at its bound."""
+from __future__ import annotations
+
+import copy
+import inspect
+from typing import Any, Sequence
+
+import pytest
+
+from meshspec import registry
+from meshspec.explore import explore
+from meshspec.lockstep import Lockstep, Subject
+
+Steps = Sequence[tuple[str, tuple]]
+
+SCHEDULER_PREFIX: Steps = (
+    ("init", (1, ("a",), ((1, ("a", "subprotocol:0x0500")), (2, ("a", "subprotocol:0x0500"))), False)),
+    ("add_node", (3, ("a", "b"))),
+    ("pick_best_candidate", ((1, 2), ((1, 0.5), (2, 0.5)), None, None)),
+)
+SCHEDULER_A: Steps = (("remove_node", (2,)), ("set_drained", (True,)), ("place_with_locality", (("a",), None)),
+                      ("select_member_node", (("a",), (1,), (), 1.0, None)))
+SCHEDULER_B: Steps = (("add_tag", (2, "gpu")), ("remove_tag", (3, "a")), ("place", (("a",),)),
+                      ("select_migration_target", ((), 2, ((1, None),), 0.5, None)))
+
+DAEMON_PREFIX: Steps = (
+    ("init", (0xABCD, None, 0, True)),
+    ("deliver", (0xAAAA, 1, (33,))),
+    ("take_snapshot", ()),
+    ("advance_time", (1,)),
+)
+DAEMON_A: Steps = (("advance_time", (5,)), ("deliver", (0xBBBB, 2, (1, 64))), ("horizon_observe", (7, 1)),
+                   ("restore", (0, False, False)), ("write_read", ((0, 33), 65, 2, 0)))
+DAEMON_B: Steps = (("deliver", (0xCCCC, 4, "error")), ("advance_time", (1_000,)), ("deliver", (1, 1, (8,))),
+                   ("fork", (2**64 - 2, 1, False)), ("read_malformed", ((0,), "below_32", (1,))))
+
+
+def _replayed(component_name: str, steps: Steps) -> Lockstep:
+    ls = Lockstep(registry.get_component(component_name))
+    ls.run(steps)
+    return ls
+
+
+def _copied(ls: Lockstep) -> Lockstep:
+    """A Lockstep over deep copies of both subjects, taken with one memo."""
+    twin = Lockstep(ls.component)
+    twin.model, twin.impl = copy.deepcopy((ls.model, ls.impl))
+    twin.steps = list(ls.steps)
+    return twin
+
+
+def _plain(value: Any) -> Any:
+    """A comparable form of ghost state: clocks, RNGs, daemons and horizons by their contents."""
+    if isinstance(value, type):
+        return value
+    if hasattr(value, "getstate") and hasattr(value, "getrandbits"):
+        return ("rng", value.getstate())
+    if callable(value) and hasattr(value, "advance"):
+        return ("clock", value())
+    if hasattr(value, "state") and hasattr(value, "encode"):
+        return ("horizon", value.state(), value.encode())
+    if hasattr(value, "script") and hasattr(value, "calls"):
+        return ("daemon", value.stateful, value.calls, value.script, value.reject)
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+def ghost(subject: Subject) -> dict[str, Any]:
+    """Everything the subject holds beside the SUT, including the last step's outcome."""
+    return {k: _plain(v) for k, v in vars(subject).items() if k not in ("sut", "cls", "side")}
+
+
+def _assert_same(ls: Lockstep, fresh: Lockstep) -> None:
+    for mine, theirs in ((ls.model, fresh.model), (ls.impl, fresh.impl)):
+        assert mine.abstract() == theirs.abstract()
+        assert ghost(mine) == ghost(theirs)
+        assert mine.observations() == theirs.observations()
+
+
+@pytest.mark.parametrize("name, prefix, cont_a, cont_b", [
+    ("scheduler", SCHEDULER_PREFIX, SCHEDULER_A, SCHEDULER_B),
+    ("daemon_host", DAEMON_PREFIX, DAEMON_A, DAEMON_B),
+])
+def test_a_deep_copied_state_is_independent_and_behaves_like_a_fresh_replay_of_its_path(
+        name: str, prefix: Steps, cont_a: Steps, cont_b: Steps) -> None:
+    original = _replayed(name, prefix)
+    twin = _copied(original)
+    fresh_a, fresh_b = _replayed(name, prefix), _replayed(name, prefix)
+    for step_a, step_b in zip(cont_a, cont_b):  # interleaved, so any shared object shows
+        for ls, (rule, args) in ((original, step_a), (twin, step_b), (fresh_a, step_a), (fresh_b, step_b)):
+            ls.step(rule, *args)
+        _assert_same(original, fresh_a)
+        _assert_same(twin, fresh_b)
+    assert original.model.abstract() != twin.model.abstract()
+
+
+def test_a_copied_daemon_host_stamps_events_with_its_own_clock_and_daemon() -> None:
+    original = _replayed("daemon_host", DAEMON_PREFIX)
+    twin = _copied(original)
+    twin.step("advance_time", 1_000)
+    for side in (twin.model, twin.impl):
+        assert side.sut._clock is side.clock and side.sut._daemon is side.daemon
+        assert side.clock() == original.model.clock() + 1_000
+    events = twin.step("deliver", 0xAAAA, 2, (1,))
+    assert [e.received_at for e in events] == [twin.model.clock()]
