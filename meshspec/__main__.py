@@ -1,6 +1,4 @@
-"""`python -m meshspec` is the `meshspec` command."""
-import sys
+"""`python -m meshspec` is the `meshspec` command (see meshspec.entry)."""
+from meshspec.entry import run
 
-from meshspec.cli import main
-
-sys.exit(main())
+run()

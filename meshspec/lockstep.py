@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import random
+import site
+import sys
+import sysconfig
 import traceback
 from collections import Counter
 from typing import Any, Callable, Iterable, Sequence
@@ -130,6 +134,17 @@ class Component:
 
     def missing_operations(self, cls: type) -> list[str]:
         return [op for op in self.operations if not callable(getattr(cls, op, None))]
+
+
+class EnvironmentUnavailable(Exception):
+    """Something outside the code under test failed (e.g. a real etcd server went away).
+
+    Never a counterexample: the lockstep core re-raises it unchanged and the CLI ends the
+    run with exit 2 and one line.
+    """
+
+
+ENVIRONMENT_ERRORS: tuple[type[BaseException], ...] = (EnvironmentUnavailable,)
 
 
 class LockstepFailure(AssertionError):
@@ -320,6 +335,37 @@ def load_impl(spec: str) -> type:
     if not isinstance(obj, type):
         raise ImplLoadError(f"--impl {spec!r}: {qualname!r} is not a class")
     return obj
+
+
+def impl_search_path(cls: type) -> str | None:
+    """The directory to put on sys.path so that `cls`'s module imports in another process.
+
+    None when no such directory is needed: the module is installed (site-packages, the
+    standard library) or lives next to meshspec itself, or it has no file.
+    """
+    return module_search_path(cls.__module__)
+
+
+def module_search_path(module_name: str) -> str | None:
+    """`impl_search_path` by the name of an already imported module (None when not imported)."""
+    top = sys.modules.get(module_name.partition(".")[0])
+    origin = getattr(top, "__file__", None)
+    if not origin:
+        return None
+    origin_path = os.path.realpath(origin)
+    if os.path.basename(origin_path) == "__init__.py":
+        origin_path = os.path.dirname(origin_path)
+    directory = os.path.dirname(origin_path)
+    return None if directory in _installed_dirs() else directory
+
+
+def _installed_dirs() -> set[str]:
+    """Directories whose modules import anywhere: site-packages, stdlib, meshspec's own root."""
+    paths = sysconfig.get_paths()
+    dirs = {paths[k] for k in ("purelib", "platlib", "stdlib", "platstdlib") if k in paths}
+    dirs.update(site.getsitepackages() + [site.getusersitepackages()])
+    dirs.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return {os.path.realpath(d) for d in dirs}
 
 
 def impl_path(cls: type) -> str:

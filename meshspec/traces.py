@@ -18,13 +18,16 @@ import inspect
 import json
 import math
 import os
+import stat
 import tempfile
+
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from meshspec.lockstep import Component, Lockstep, LockstepFailure
+from meshspec.lockstep import Component, Lockstep, LockstepFailure, module_search_path
+
 
 FORMAT = "meshspec-trace"
 VERSION = 1
@@ -129,11 +132,16 @@ def parse(doc: Any, where: str = "trace") -> Trace:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temporary file in the same directory, then rename."""
+    """Write `text` to `path` via a temporary file in the same directory, then rename.
+
+    The file keeps the mode it had; a new file gets the usual 0666 & ~umask (not
+    mkstemp's 0600)."""
+    mode = target_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -141,13 +149,39 @@ def atomic_write(path: Path, text: str) -> None:
         raise
 
 
+def target_mode(path: Path) -> int:
+    """The permission bits `path` has, or 0666 & ~umask when it does not exist yet."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    """The process umask (read from /proc when possible: os.umask has to set it to read it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def check_export_dir(directory: str | Path) -> Path:
-    """Create the export directory if needed and prove it is writable, or raise OSError."""
+    """Prove the export directory can be written (it, or the nearest existing ancestor that
+    would hold it), or raise OSError. Creates nothing: `export` makes the directory."""
     path = Path(directory)
-    path.mkdir(parents=True, exist_ok=True)
-    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"export directory {str(path)!r}: {str(existing)!r} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
         raise PermissionError(f"export directory {str(path)!r} is not writable")
-    probe = tempfile.NamedTemporaryFile(dir=path, prefix=".probe.", delete=True)
+    probe = tempfile.NamedTemporaryFile(dir=existing, prefix=".probe.", delete=True)
     probe.close()
     return path
 
@@ -155,6 +189,7 @@ def check_export_dir(directory: str | Path) -> Path:
 def export(trace: Trace, directory: str | Path) -> tuple[Path, Path]:
     """Write `<component>-<hash>.json` and `test_<component>_<hash>.py`; return both paths."""
     path = check_export_dir(directory)
+    path.mkdir(parents=True, exist_ok=True)
     digest = trace.digest()
     json_path = path / f"{trace.component}-{digest}.json"
     py_path = path / f"test_{trace.component}_{digest}.py"
@@ -176,6 +211,16 @@ def py_literal(value: Any) -> str:
     return repr(value)
 
 
+def import_path_lines(impl: str) -> list[str]:
+    """Lines that put the impl's directory on sys.path, when it is not installed (as `fuzz`
+    found it: e.g. the working directory of `--impl mymodule:Class`)."""
+    directory = module_search_path(impl.partition(":")[0] if ":" in impl else impl.rpartition(".")[0])
+    if directory is None:
+        return []
+    return ["import sys", "", f"if {directory!r} not in sys.path:",
+            f"    sys.path.insert(0, {directory!r})", ""]
+
+
 def render_pytest(trace: Trace, digest: str) -> str:
     """A standalone pytest file that replays the steps with no Hypothesis involved."""
     fail = trace.failure
@@ -186,6 +231,7 @@ def render_pytest(trace: Trace, digest: str) -> str:
         f"Recorded failure: {what}".replace('"""', "'''"),
         f"Seed {trace.seed}, profile {trace.profile}. Run with plain pytest; it fails while the bug is there.",
         '"""',
+        *import_path_lines(trace.impl),
         "from meshspec.lockstep import Lockstep, load_impl",
         "from meshspec.registry import get_component",
         "",

@@ -60,7 +60,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, precondition, rule
 
 from meshspec.clock import FakeClock
-from meshspec.etcd_server import ETCD_ENV, etcd_url
+from meshspec.etcd_server import ETCD_ENV, etcd_url, open_gateway
 from meshspec.lockstep import BenchCase, Component, Subject, always, mutant, sometimes
 from meshspec.machine import LockstepMachine
 from model import capacity as M
@@ -129,9 +129,7 @@ class CapacitySubject(Subject):
             self.kv: Any = EtcdModel(clock=FakeClock(0))
             root, self.lease_base = "/gossip/v1", MODEL_LEASE_BASE
         else:
-            from impl.etcd_client import EtcdGateway
-
-            self.kv = EtcdGateway(url)
+            self.kv = open_gateway(url)  # a lost server raises EtcdServerLost (exit 2)
             root = f"/meshspec-fuzz/{os.getpid()}-{n}"
             self.lease_base = real_lease_base(n)
         self.real = url is not None
@@ -1068,12 +1066,10 @@ def _bench_in_memory(cls: type, size: int) -> Callable[[], Any]:
 
 
 def _bench_real(cls: type, size: int) -> Callable[[], Any]:
-    from impl.etcd_client import EtcdGateway
-
     url = etcd_url()
     assert url is not None, f"{ETCD_ENV} is not set"
     n = next(_example_counter)
-    return _acquire_and_hint(EtcdGateway(url), f"/meshspec-bench/{os.getpid()}-{n}",
+    return _acquire_and_hint(open_gateway(url), f"/meshspec-bench/{os.getpid()}-{n}",
                              real_lease_base(n), cls, size)
 
 

@@ -18,8 +18,11 @@ SEED = resolve_seed()
 os.environ["MESHSPEC_SEED"] = str(SEED)
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    return f"meshspec: hypothesis profile {PROFILE}, seed {SEED} (set MESHSPEC_SEED to change)"
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    from meshspec.etcd_server import find_etcd_binary
+
+    return [f"meshspec: hypothesis profile {PROFILE}, seed {SEED} (set MESHSPEC_SEED to change)",
+            f"meshspec: etcd binary {find_etcd_binary() or 'not found (real-etcd tests skip)'}"]
 
 
 @pytest.fixture(scope="session")

