@@ -37,7 +37,8 @@ from hypothesis.stateful import initialize, rule
 
 import impl.scheduler as impl_scheduler
 import model.scheduler as model_scheduler
-from meshspec.lockstep import Component, Subject, always, sometimes
+from meshspec.explore import Bound, Exploration
+from meshspec.lockstep import Component, Subject, always, canon, sometimes
 from meshspec.machine import LockstepMachine
 from model import group_coordinator as M
 from model.load_balancer import HealthStatus, LoadBalancerConfig, RequestContext, Strategy
@@ -891,11 +892,79 @@ BENCH = (
     BenchCase("route_event (round robin)", (10, 100, 255), _bench_route),
 )
 
+# -- the bounded exploration (meshspec explore) ---------------------------------------------
+#
+# State identity (the view).  No rule moves the clock (the coordinator's LB breaker never
+# sees time pass), so the clock needs no abstraction.  The view is the abstract state
+# (coordinator, LB, scheduler), the RNG (the random strategies draw from it) and the ghost
+# state a later step reads: the registry, the next origin and entity seeds, the entities
+# seen (in order: the observation samples by position), the members added unhealthy whose
+# LB endpoint is still Healthy, the cap.  Left out: `routes` (equal to the LB connection
+# counts in every state that passed route_slots_never_released), the violation messages
+# (None in every state that passed the invariants), `flags` (witnesses only, evaluated on
+# every edge before deduplication) and the per-step memo.
+
+def explore_view(s: GroupCoordinatorSubject) -> tuple:
+    """The explorer's state identity: abstract state, RNG and the ghost state later steps read."""
+    return canon((s.abstract(), s.rng.getstate(), frozenset(s.registry), s.next_origin, s.next_entity,
+                  tuple(s.entities_seen), frozenset(s.unsynced), s.cap))
+
+
+ALL_NODES = NODES + (DEAD_NODE,)
+VETO_ALL = tuple((n, None) for n in NODES)
+
+
+def gc_init(strategy: str = "round_robin", cap: int = 2, prefill: int = 2, down: int = 1) -> tuple:
+    """Init arguments: `prefill` members (the first `down` unhealthy) over nodes 1-4 with tags."""
+    return (strategy, cap, prefill, down, (3, 1, 2, 0, -1), 1)
+
+
+ACTIONS = (
+    ("add_member", (2, 3, 2, True)), ("add_member", (5, 1, 3, False)),  # dense; index gap, unhealthy
+    ("add_member", (2, 1, 0, True)),                                    # duplicate entity: refused
+    ("remove_last", ()),
+    ("route_event", ("plain", "a")), ("route_event", ("tagged", "a")),  # no member has the tag
+    ("origin_hash_for_entity_id", (0,)), ("origin_hash_for_entity_id", (STRANGER,)),
+    ("mark_healthy", (0,)), ("mark_unhealthy", (1,)), ("mark_healthy", (2,)),  # (2: past a gap)
+    ("mark_healthy", (99,)), ("mark_unhealthy", (255,)),                     # out of range
+    ("update_member_placement", (0, 3, 4)), ("update_member_placement", (1, 2, 0)),  # fresh; duplicate
+    ("on_node_recovery", (1,)), ("on_node_recovery", (DEAD_NODE,)),
+    ("node_failure", (2, True)), ("node_failure", (1, False)),
+    ("register_origin", (origin_of(0),)), ("unregister_origin", (origin_of(0),)),
+    ("health", ()), ("healthy_count", ()), ("member_count", ()), ("members_on_node", (1,)),
+    ("members", ()),
+    ("place_with_spread", (0, ())), ("place_with_spread", (0, (1,))), ("place_with_spread", (0, ALL_NODES)),
+    ("place_member", (0, (2,), ((1, 0.1), (2, 0.9), (3, 0.5)), 0.5, None)),  # the best excluded
+    ("place_member", (0, (), VETO_ALL, None, None)),                    # every node vetoed
+    ("set_node", (4, 3)), ("remove_node", (2,)), ("set_local_caps", (3,)),
+)
+
+EXPLORATION = Exploration(
+    inits=(gc_init(),),
+    actions=ACTIONS,
+    bounds={"small": Bound(2),
+            "large": Bound(3, inits=(gc_init(), gc_init("random", cap=1), gc_init(prefill=4, down=2))),
+            # 257 members (u8 saturation); the 256 LB endpoints make each state costly
+            "saturated": Bound(1, inits=(gc_init(prefill=257, down=0), gc_init(prefill=257, down=1)),
+                               actions=(("health", ()), ("member_count", ()), ("mark_unhealthy", (0,))))},
+    view=explore_view,
+    mutant_bounds={
+        "spread_fallback_to_excluded": "small", "index_drift_after_update": "small",
+        "index_stale_after_remove": "small", "health_by_index_scan": "small",
+        "health_without_guard": "small", "healthy_count_drift_on_placement": "small",
+        "healthy_count_drift_on_repeated_mark": "small", "counts_wrap_u8": "saturated",
+        "health_compares_saturated_counts": "saturated", "route_releases_slot": "small",
+        "health_flag_without_lb": "small", "recovery_ignores_registry": "small",
+        "spread_reason_not_narrowed": "small", "place_member_ignores_exclusion": "small",
+    },
+)
+
+
 COMPONENT = Component(
     name="group_coordinator",
     summary="net-mesh 0.25.0 compute/group_coord.rs: group members routed through the load "
             "balancer, health, placement updates, node recovery, spread placement.",
     model_cls=M.GroupCoordinator, impl_cls=ImplCoordinator, subject_cls=GroupCoordinatorSubject,
     machine_cls=GroupCoordinatorMachine, invariants=INVARIANTS, mutants=MUTANTS,
-    errors=(M.GroupError,), operations=OPERATIONS, bench=BENCH,
+    errors=(M.GroupError,), operations=OPERATIONS, bench=BENCH, exploration=EXPLORATION,
 )
