@@ -908,9 +908,9 @@ DAEMON_HOST_ACTIONS: tuple[tuple[str, tuple], ...] = (
     ("deliver", (0xBBBB, 7, (8192,))), ("deliver", (1, 2, "error")), ("deliver", (2, 3, "raise")),
     ("advance_time", (1,)), ("inspect", ()), ("take_snapshot", ()),
     ("restore", (0, False, False)), ("restore", (1, True, False)), ("restore", (0, False, True)),
-    ("restore_crafted", (U64_MAX, 33, 8, True, _E16, U64_MAX, False)),
+    ("restore_crafted", (U64_MAX - 1, 33, 8, True, _E16, U64_MAX, False)),  # then a deliver of 3 overflows
     ("restore_crafted", (5, 0, 3, False, (), 0, False)),
-    ("restore_crafted", (U64_MAX - 1, 1, 0, True, _E20, U64_MAX - 1, True)),
+    ("restore_crafted", (U64_MAX, 1, 0, True, _E20, U64_MAX - 1, True)),
     ("from_snapshot", (0, False)), ("from_snapshot", (0, True)),
     ("fork", (U64_MAX - 1, 1, False)), ("fork", (5, 0, True)),
     ("parent_hash", (0, 0)), ("parent_hash", (31, 1)), ("parent_hash", (32, U64_MAX)),

@@ -712,10 +712,20 @@ SCHEDULER_QUERIES: tuple[tuple[str, tuple], ...] = (
     ("pick_best_candidate", (_X, (), None, None)), ("pick_best_candidate", ((), (), 1.0, None)),
 )
 
+# `large`: more ids (0, 7, u64::MAX - 1, the 0x1111 pair) and tag edits, so the index holds
+# up to eight nodes with mixed tag sets; the small alphabet's reachable space closes at depth 6.
+SCHEDULER_MORE_MUTATIONS: tuple[tuple[str, tuple], ...] = (
+    ("add_node", (0, ("a", "b", MIG))), ("add_node", (7, (CAUSAL, MIG, "a"))), ("add_node", (U64_MAX - 1, ("gpu", MIG))),
+    ("add_node", (0x1111, ("a", "b"))), ("add_node", (0x2222, ("b", "gpu"))), ("remove_node", (U64_MAX,)),
+    ("remove_node", (0,)), ("add_tag", (0, MIG)), ("add_tag", (U64_MAX, "gpu")), ("remove_tag", (U64_MAX, CAUSAL)),
+    ("remove_tag", (2, MIG)), ("set_local_caps", ((CAUSAL, MIG, "a"),)),
+)
+
 EXPLORATION = Exploration(
     inits=((1, ("a", MIG), _INIT_NODES, False), (0, (), (), True)),
     actions=SCHEDULER_MUTATIONS + SCHEDULER_QUERIES,
-    bounds={"small": Bound(2), "large": Bound(4)},
+    bounds={"small": Bound(3), "full-small-alphabet": Bound(7),
+            "large": Bound(5, actions=SCHEDULER_MUTATIONS + SCHEDULER_MORE_MUTATIONS + SCHEDULER_QUERIES)},
     view=scheduler_view,
     mutant_bounds={m.name: "small" for m in MUTANTS},
 )
