@@ -7,7 +7,9 @@ failure as a `Trace`. `run_mutants` runs it once per mutant and reports what cau
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import attrs
@@ -17,7 +19,8 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from meshspec import machine as machine_mod
 from meshspec.lockstep import ENVIRONMENT_ERRORS, Component, LockstepFailure, Mutant, impl_path
-from meshspec.profiles import settings_for, shrink_budget
+from meshspec.profiles import fixed_constants, settings_for, shrink_budget
+from meshspec.minimize import minimize
 from meshspec.traces import Failure, Trace
 
 
@@ -58,6 +61,12 @@ def sometimes_names(component: Component) -> list[str]:
     return [i.name for i in component.invariants if i.kind == "sometimes"]
 
 
+def component_modules(component: Component, impl_cls: type) -> list[ModuleType]:
+    """The modules whose constants Hypothesis may draw for this run: the component's own."""
+    classes = (component.model_cls, component.impl_cls, component.machine_cls, impl_cls)
+    return [sys.modules[c.__module__] for c in classes if c.__module__ in sys.modules]
+
+
 def _database_key(component: Component, impl_cls: type) -> str:
     return f"{component.name}/{impl_path(impl_cls).replace(':', '.')}"
 
@@ -68,17 +77,18 @@ def run_fuzz(component: Component, impl_cls: type, *, profile: str, seed: int,
     """Run the lockstep machine once; never raises for a finding (it is in the result)."""
     machine_cls = hypothesis_seed(seed)(component.machine_for(impl_cls))
     key = _database_key(component, impl_cls) if use_database else None
-    settings = settings_for(profile, database_key=key, max_examples=max_examples, shrink=shrink)
+    # Hypothesis' shrinker is capped by wall-clock time; the deterministic minimiser
+    # (meshspec.minimize) replaces it, so the same seed exports the same trace anywhere.
+    settings = settings_for(profile, database_key=key, max_examples=max_examples, shrink=False)
     stats = machine_mod.reset_stats()
     trace, error = None, None
     try:
-        with shrink_budget(profile):
+        with shrink_budget(profile), fixed_constants(component_modules(component, impl_cls)):
             run_state_machine_as_test(machine_cls, settings=settings)
     except ENVIRONMENT_ERRORS:
         raise  # a lost etcd server is not a finding: the CLI exits 2
     except LockstepFailure as exc:
-        trace = Trace(component.name, impl_path(impl_cls), seed, profile,
-                      tuple(exc.steps[: exc.step + 1]), Failure.of(exc))
+        trace = failure_trace(component, impl_cls, exc, seed=seed, profile=profile, minimise=shrink)
     except Flaky as exc:
         error = f"flaky failure (nondeterministic component?): {exc}"
     except Exception as exc:  # noqa: BLE001 - the machine itself broke; report, don't crash
@@ -90,6 +100,20 @@ def run_fuzz(component: Component, impl_cls: type, *, profile: str, seed: int,
         first_failure_examples=stats.first_failure_examples,
         first_failure_seconds=stats.first_failure_seconds, error=error,
     )
+
+
+def failure_trace(component: Component, impl_cls: type, exc: LockstepFailure, *, seed: int | None,
+                  profile: str | None, minimise: bool = True) -> Trace:
+    """The trace of a failure: the first failing example, minimised when asked (1-minimal,
+    arguments simplified; see meshspec.minimize for why this is deterministic)."""
+    steps, failure = tuple(exc.steps[: exc.step + 1]), exc
+    if minimise:
+        try:
+            result = minimize(component, impl_cls, steps, exc.kind, exc.name)
+            steps, failure = result.steps, result.failure
+        except ValueError:  # the failure does not replay (a nondeterministic class): keep it raw
+            pass
+    return Trace(component.name, impl_path(impl_cls), seed, profile, steps, Failure.of(failure))
 
 
 @attrs.frozen

@@ -10,7 +10,9 @@ rule, and any ghost state its invariants need (ids handed out, callbacks fired, 
 """
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import math
 import os
 import random
@@ -19,13 +21,21 @@ import sys
 import sysconfig
 import traceback
 from collections import Counter
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import attrs
 
 from meshspec.clock import FakeClock
 
 RNG_SEED = 0x6D657368  # both sides get the same seed, so their draws line up
+
+#: Python frames every step may use below the frame that calls `Lockstep.step`. The
+#: recursion limit is set relative to the caller for each step, so an infinite recursion
+#: in a model or impl stops at the same depth under Hypothesis' generation, its shrinker,
+#: `replay` and the minimiser: a deterministic counterexample, never a "flaky failure".
+RECURSION_HEADROOM = 2000
+
+T = TypeVar("T")
 
 
 class Subject:
@@ -148,16 +158,21 @@ ENVIRONMENT_ERRORS: tuple[type[BaseException], ...] = (EnvironmentUnavailable,)
 
 
 class LockstepFailure(AssertionError):
-    """A step where model and impl disagree, an invariant fails, or something raised."""
+    """A step where model and impl disagree, an invariant fails, or something raised.
+
+    `state_diff` lists, one line per field, where the model's and the impl's abstract
+    states differed when the failure was found (empty when they agree or cannot be read).
+    """
 
     def __init__(self, kind: str, name: str, message: str, step: int,
-                 steps: list[tuple[str, tuple]]) -> None:
+                 steps: list[tuple[str, tuple]], state_diff: Sequence[str] = ()) -> None:
         super().__init__(f"[{kind}: {name}] at step {step} ({steps[step][0]}): {message}")
         self.kind = kind
         self.name = name
         self.message = message
         self.step = step
         self.steps = list(steps)
+        self.state_diff = tuple(state_diff)
 
 
 def canon(value: Any) -> Any:
@@ -192,6 +207,12 @@ def show(value: Any, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def one_line(exc: BaseException) -> str:
+    """`TypeName: message` of an exception, on one line."""
+    text = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    return " ".join(text.split())
+
+
 @attrs.frozen
 class Outcome:
     """What one side did for one step: returned `value` or raised `error` (type name, message)."""
@@ -220,8 +241,44 @@ class Outcome:
         return f"returned {show(self.value)}"
 
 
+@functools.lru_cache(maxsize=None)
+def rule_signature(subject_cls: type, rule: str) -> inspect.Signature | None:
+    """The signature of a Subject rule method without `self`, or None when it is no rule."""
+    method = getattr(subject_cls, rule, None)
+    if rule.startswith("_") or not callable(method):
+        return None
+    params = list(inspect.signature(method).parameters.values())[1:]
+    return inspect.Signature(params)
+
+
+def bind_args(subject_cls: type, rule: str, args: Sequence[Any],
+              kwargs: Mapping[str, Any]) -> tuple:
+    """Positional and keyword arguments of a rule as the positional tuple a trace records."""
+    sig = rule_signature(subject_cls, rule)
+    if sig is None:
+        raise ValueError(f"unknown rule {rule!r}")
+    if not kwargs:
+        return tuple(args)
+    bound = sig.bind(*args, **kwargs)
+    return tuple(bound.args) + tuple(bound.kwargs.values())
+
+
+def _frame_depth() -> int:
+    frame, depth = sys._getframe(1), 0
+    while frame is not None:
+        frame, depth = frame.f_back, depth + 1
+    return depth
+
+
 class Lockstep:
-    """Drives a model subject and an impl subject through the same steps."""
+    """Drives a model subject and an impl subject through the same steps.
+
+    Every call into model or impl code (the rule, `abstract()`, `observations()`, the
+    invariants, `self_check()`) runs guarded: whatever it raises becomes a
+    LockstepFailure of kind "exception" naming the side and the place ("impl raised in
+    observations"), so a fuzz run shrinks, exports and replays it like any other finding.
+    Only ENVIRONMENT_ERRORS and BaseExceptions (Ctrl-C) pass through unchanged.
+    """
 
     def __init__(self, component: Component, impl_cls: type | None = None) -> None:
         self.component = component
@@ -232,37 +289,70 @@ class Lockstep:
         self._always = [i for i in component.invariants if i.kind == "always"]
         self._sometimes = [i for i in component.invariants if i.kind == "sometimes"]
 
-    def step(self, rule: str, *args: Any) -> Any:
-        """Apply `rule(*args)` to both sides; raise LockstepFailure on any disagreement."""
-        self.steps.append((rule, tuple(args)))
+    def step(self, rule: str, *args: Any, **kwargs: Any) -> Any:
+        """Apply `rule(*args, **kwargs)` to both sides; raise LockstepFailure on any disagreement."""
+        if rule_signature(self.component.subject_cls, rule) is None:
+            raise ValueError(f"unknown rule {rule!r} for component {self.component.name}")
+        if not self.steps and rule != "init":
+            raise ValueError(f"the first step must be 'init', not {rule!r}")
+        args = bind_args(self.component.subject_cls, rule, args, kwargs)
+        self.steps.append((rule, args))
+        saved = sys.getrecursionlimit()
+        sys.setrecursionlimit(_frame_depth() + RECURSION_HEADROOM)
+        try:
+            return self._step(rule, args)
+        finally:
+            sys.setrecursionlimit(saved)
+
+    def _step(self, rule: str, args: tuple) -> Any:
         model_out = self._apply(self.model, rule, args)
         impl_out = self._apply(self.impl, rule, args)
         self._check(rule, model_out, impl_out)
         for inv in self._sometimes:
-            if inv.fn(self.model):
+            if self._guarded(self.model, f"sometimes {inv.name}", inv.fn, self.model):
                 self.reached[inv.name] += 1
         return model_out.value
 
     def run(self, steps: Iterable[tuple[str, Sequence[Any]]]) -> None:
         for rule, args in steps:
-            self.step(rule, *args)
+            if isinstance(args, Mapping):
+                self.step(rule, **args)
+            else:
+                self.step(rule, *args)
 
     def _apply(self, subject: Subject, rule: str, args: Sequence[Any]) -> Outcome:
-        method = getattr(subject, rule, None)
-        if rule.startswith("_") or not callable(method):
-            raise ValueError(f"unknown rule {rule!r} for component {self.component.name}")
+        method = getattr(subject, rule)
         try:
             outcome = Outcome(value=method(*args))
+        except ENVIRONMENT_ERRORS:
+            raise
         except self.component.errors as exc:
             outcome = Outcome(error=(type(exc).__name__, str(exc)))
         except Exception as exc:  # noqa: BLE001 - any other exception is a finding
-            tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            outcome = Outcome(unexpected=tb)
+            outcome = Outcome(unexpected=one_line(exc))
         subject.last = (rule, tuple(args), outcome)
         return outcome
 
     def _fail(self, kind: str, name: str, message: str) -> None:
-        raise LockstepFailure(kind, name, message, len(self.steps) - 1, self.steps)
+        raise LockstepFailure(kind, name, message, len(self.steps) - 1, self.steps, self._state_diff())
+
+    def _state_diff(self) -> list[str]:
+        """Field-level differences of the two abstract states, if both can be read."""
+        try:
+            return diff_lines(self.model.abstract(), self.impl.abstract())
+        except Exception:  # noqa: BLE001 - the failure itself is what gets reported
+            return []
+
+    def _guarded(self, subject: Subject, where: str, fn: Callable[..., T], *args: Any) -> T:
+        """Call model or impl code; anything it raises is a finding named after `where`."""
+        value, error = _call(fn, *args)
+        if error is not None:
+            self._raised(subject, where, error)
+        return value  # type: ignore[return-value]
+
+    def _raised(self, subject: Subject, where: str, error: Exception) -> None:
+        self._fail("exception", f"{subject.side} raised in {where}",
+                   f"{subject.side} {where}: {one_line(error)}")
 
     def _check(self, rule: str, model_out: Outcome, impl_out: Outcome) -> None:
         if model_out.unexpected:
@@ -271,44 +361,113 @@ class Lockstep:
             self._fail("exception", "impl raised", f"impl {rule}: {impl_out.unexpected}")
         self._check_invariants(self.model)
         self._check_invariants(self.impl)
-        try:
-            self.impl.self_check()
-        except AssertionError as exc:
-            self._fail("invariant", "check_invariants", str(exc) or "impl.check_invariants() failed")
-        if not model_out.same_as(impl_out):
+        self._self_check()
+        self._compare_results(rule, model_out, impl_out)
+        self._compare_abstract()
+        self._compare_observations()
+
+    def _self_check(self) -> None:
+        _, error = _call(self.impl.self_check)
+        if isinstance(error, AssertionError):
+            self._fail("invariant", "check_invariants", str(error) or "impl.check_invariants() failed")
+        if error is not None:
+            self._raised(self.impl, "check_invariants", error)
+
+    def _compare_results(self, rule: str, model_out: Outcome, impl_out: Outcome) -> None:
+        if not self._guarded(self.impl, "result comparison", model_out.same_as, impl_out):
             self._fail("divergence", f"{rule} result",
                        f"model {model_out.describe()}, impl {impl_out.describe()}")
-        model_abs, impl_abs = self.model.abstract(), self.impl.abstract()
-        if not (model_abs == impl_abs or canon(model_abs) == canon(impl_abs)):
+
+    def _compare_abstract(self) -> None:
+        model_abs = self._guarded(self.model, "abstract", self.model.abstract)
+        impl_abs = self._guarded(self.impl, "abstract", self.impl.abstract)
+        same = self._guarded(self.impl, "abstract comparison", _same_state, model_abs, impl_abs)
+        if not same:
             self._fail("divergence", "abstract state", abstract_diff(model_abs, impl_abs))
-        model_obs, impl_obs = self.model.observations(), self.impl.observations()
+
+    def _compare_observations(self) -> None:
+        model_obs = self._guarded(self.model, "observations", self.model.observations)
+        impl_obs = self._guarded(self.impl, "observations", self.impl.observations)
         for key, model_val in model_obs.items():
-            if not Outcome(value=model_val).same_as(Outcome(value=impl_obs.get(key))):
+            impl_val = impl_obs.get(key)
+            if not self._guarded(self.impl, "observation comparison",
+                                 Outcome(value=model_val).same_as, Outcome(value=impl_val)):
                 self._fail("divergence", f"{key} observation",
-                           f"model {show(model_val)}, impl {show(impl_obs.get(key))}")
+                           f"model {show(model_val)}, impl {show(impl_val)}")
 
     def _check_invariants(self, subject: Subject) -> None:
         for inv in self._always:
-            try:
-                ok = inv.fn(subject)
-            except AssertionError as exc:
-                self._fail("invariant", inv.name, f"{subject.side}: {exc}")
+            ok, error = _call(inv.fn, subject)
+            if isinstance(error, AssertionError):
+                self._fail("invariant", inv.name, f"{subject.side}: {error}")
+            if error is not None:
+                self._raised(subject, f"invariant {inv.name}", error)
             if ok is False:
                 self._fail("invariant", inv.name, f"{subject.side}: {inv.doc}")
 
 
+def _call(fn: Callable[..., T], *args: Any) -> tuple[T | None, Exception | None]:
+    """(value, None), or (None, what it raised). The failure is raised by the caller outside
+    this handler, so it carries no __context__ whose location could vary between runs
+    (Hypothesis would call two depths of one RecursionError two different bugs)."""
+    try:
+        return fn(*args), None
+    except (LockstepFailure, *ENVIRONMENT_ERRORS):
+        raise
+    except Exception as exc:  # noqa: BLE001 - RecursionError and MemoryError included
+        return None, exc
+
+
+def _same_state(model_abs: Any, impl_abs: Any) -> bool:
+    return bool(model_abs == impl_abs or canon(model_abs) == canon(impl_abs))
+
+
+def _fields(value: Any) -> dict[str, Any] | None:
+    """Named parts of a structured value (attrs class, named tuple, dict), else None."""
+    if attrs.has(type(value)):
+        return {a.name: getattr(value, a.name) for a in attrs.fields(type(value))}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return dict(zip(value._fields, value))
+    if isinstance(value, dict):
+        return {repr(k): v for k, v in value.items()}
+    return None
+
+
+_MISSING = "<missing>"
+
+
+def _diffs(a: Any, b: Any, path: str, depth: int = 0) -> Iterable[tuple[str, Any, Any]]:
+    """(path, model part, impl part) for every differing leaf, fields named where known."""
+    if canon(a) == canon(b):
+        return
+    fa, fb = _fields(a), _fields(b)
+    if depth < 12 and fa is not None and fb is not None and type(a) is type(b):
+        sep = "" if isinstance(a, dict) else "."
+        for key in list(fa) + [k for k in fb if k not in fa]:
+            where = f"{path}[{key}]" if isinstance(a, dict) else f"{path}{sep}{key}"
+            yield from _diffs(fa.get(key, _MISSING), fb.get(key, _MISSING), where, depth + 1)
+        return
+    if depth < 12 and isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)) \
+            and len(a) == len(b) and fa is None and fb is None:
+        for i, (x, y) in enumerate(zip(a, b)):
+            yield from _diffs(x, y, f"{path}[{i}]", depth + 1)
+        return
+    yield (path, a, b)
+
+
+def diff_lines(model_abs: Any, impl_abs: Any, limit: int = 12) -> list[str]:
+    """One line per differing field of two abstract states: `path: model X, impl Y`."""
+    found = list(_diffs(model_abs, impl_abs, ""))
+    lines = [f"{path or '<root>'}: model {show(a, 160)}, impl {show(b, 160)}" for path, a, b in found[:limit]]
+    if len(found) > limit:
+        lines.append(f"... and {len(found) - limit} more differing fields")
+    return lines
+
+
 def abstract_diff(model_abs: Any, impl_abs: Any) -> str:
-    """Point at the first differing component of two abstract states."""
-    path: list[str] = []
-    a, b = model_abs, impl_abs
-    while isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b):
-        idx = next((i for i, (x, y) in enumerate(zip(a, b)) if canon(x) != canon(y)), None)
-        if idx is None:
-            break
-        path.append(str(idx))
-        a, b = a[idx], b[idx]
-    where = "/".join(path) or "<root>"
-    return f"abstract() differs at [{where}]: model {show(a)} vs impl {show(b)}"
+    """The differing fields of two abstract states, on one line."""
+    lines = diff_lines(model_abs, impl_abs, limit=4) or ["<root>: equal under canon"]
+    return "abstract() differs at " + "; ".join(lines)
 
 
 class ImplLoadError(Exception):
