@@ -61,7 +61,8 @@ from hypothesis.stateful import initialize, precondition, rule
 
 from meshspec.clock import FakeClock
 from meshspec.etcd_server import ETCD_ENV, etcd_url, open_gateway
-from meshspec.lockstep import BenchCase, Component, Subject, always, mutant, sometimes
+from meshspec.explore import Bound, Exploration
+from meshspec.lockstep import BenchCase, Component, Subject, always, canon, mutant, sometimes
 from meshspec.machine import LockstepMachine
 from model import capacity as M
 from model.etcd import EtcdModel, PutOp
@@ -1082,6 +1083,81 @@ BENCH = (
       if os.environ.get(ETCD_ENV) else ()),
 )
 
+# -- the bounded exploration (meshspec explore), on the embedded etcd model only -------------
+#
+# State identity (the view).  The logical clock stays in it: lease deadlines, a run's
+# created_at and the hint's earliest deadline are absolute and observable, and a deadline
+# saturated at u64::MAX (duration u64::MAX) is not invariant under a time shift, so states
+# at different times are different states; the alphabet keeps time finite (a few advances
+# per path).  The view is the abstract state (decoded KV, hints, live leases), the clock,
+# the model's lease ordinal (the next owner key's etcd lease id) and the ghost state later
+# steps read: the lease tokens handed out, fences issued and seen, root specs, shard ids per
+# run, orphaned owner keys, the interferer's lease count and the revocation fault.  Left
+# out: the per-step caches (`_view`, `_hints`, decode memos), the per-call interferer plan
+# and counters, the violation messages (empty in every state that passed the invariants)
+# and `events` (witness counters only, evaluated on every edge before deduplication).
+
+def explore_view(s: CapacitySubject) -> Any:
+    """The explorer's state identity: abstract state, clock and the ghost state later steps read."""
+    return canon((s.abstract(), s.clock(), getattr(s.sut, "_lease_ordinal", None), tuple(s.leases),
+                  s.issued, s.fence_seen, s.roots, s.shards, s.orphaned, s.foreign, s.revoking_fails))
+
+
+LEASE_NS = 1_000
+
+
+def cap_init(shards: int = 2, retries: int = 3, duration: int = LEASE_NS) -> tuple:
+    """Init arguments: run 1 (lease duration `duration`) with `shards` root shards, revocations succeed."""
+    return (retries, 8, shards, duration, False)
+
+
+def own(shard: int, worker: int = 1, interference: str = "") -> tuple:
+    return ("acquire", (1, shard, worker, "own", interference))
+
+
+ACQUIRE_FIRST = own(1)
+TAKE_OVER_SWAPPED = own(1, 2, "swap@0")  # the prior owner key re-bound to a foreign etcd lease
+ACTIONS = (
+    ACQUIRE_FIRST, TAKE_OVER_SWAPPED, own(2, 1, "rewrite@0"),            # a CAS retry, then commit
+    ("acquire", (1, 2, 1, "other", "")), own(99),                         # wrong tenant, no shard
+    ("claim", (1, 3, "")), ("claim", (1, 3, "rewrite@all")),              # exhausted: a failed txn
+    ("renew", (0, "", "")), ("renew", (0, "fence-1", "")),                # current, stale fence
+    ("heartbeat", (0, 3, "")),
+    ("checkpoint", (0, "", "next", 11, "")), ("checkpoint", (0, "", "regress", 12, "")),
+    ("complete", (0, "", "next", 13, "")), ("park_shard", (0, "", 0, 14, "")),
+    ("unpark_shard", (1, 1, 15, "")),
+    ("split_replace", (0, "", 2, "tile", 16, "")), ("split_replace", (0, "", 2, "gap", 17, "")),
+    ("split_residual", (0, "", "half", 18, "")),
+    ("create_run", (2, LEASE_NS)), ("register_shards", (2, 2, "ok", 19, "")),
+    ("register_shards", (1, 1, "duplicate", 20, "")),                    # run 1 is no longer initializing
+    ("capacity_hint", (1,)), ("capacity_hint", (3,)),                     # a run, a missing run
+    ("advance_clock", (1,)), ("advance_clock", (LEASE_NS - 1,)),          # to and one tick past a deadline
+    ("advance_clock", (LEASE_NS,)), ("advance_clock", (LEASE_NS + 1,)),
+    ("expire_lease", (1, 1)), ("revocations_fail", (True,)),
+)
+
+EXPLORATION = Exploration(
+    inits=(cap_init(),),
+    actions=ACTIONS,
+    bounds={"small": Bound(2),
+            "large": Bound(3, inits=(cap_init(), cap_init(shards=1, retries=1))),
+            # the three-step bugs, on a focused alphabet: park then unpark; a takeover
+            # across a swapped owner lease after the deadline passed
+            "lifecycle": Bound(3, actions=(ACQUIRE_FIRST, ("park_shard", (0, "", 0, 14, "")),
+                                           ("unpark_shard", (1, 1, 15, "")), TAKE_OVER_SWAPPED,
+                                           ("advance_clock", (LEASE_NS,)), ("capacity_hint", (1,))))},
+    view=explore_view,
+    mutant_bounds={
+        "cas_failure_bumps_counter": "small", "revoke_decrements": "lifecycle",
+        "expiry_never_detected": "small", "ttl_expiry_not_detected": "small",
+        "expiry_off_by_one": "small", "split_adds_no_children": "small",
+        "terminal_keeps_deadline": "small", "renew_keeps_old_deadline": "small",
+        "residual_not_counted": "small", "unpark_not_counted": "lifecycle",
+        "count_available_lightweight": "small", "owner_guard_without_lease_id": "lifecycle",
+    },
+)
+
+
 COMPONENT = Component(
     name="capacity",
     summary="gossip-coordination-etcd shard-lease coordinator: per-run CapacityHint counters "
@@ -1089,5 +1165,5 @@ COMPONENT = Component(
             "or a real etcd (`meshspec fuzz capacity --etcd URL|auto`).",
     model_cls=M.EtcdCoordinator, impl_cls=ImplCoordinator, subject_cls=CapacitySubject,
     machine_cls=CapacityMachine, invariants=INVARIANTS, mutants=MUTANTS,
-    errors=(M.CoordinationError,), operations=OPERATIONS, bench=BENCH,
+    errors=(M.CoordinationError,), operations=OPERATIONS, bench=BENCH, exploration=EXPLORATION,
 )
