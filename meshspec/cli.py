@@ -72,7 +72,17 @@ def build_parser() -> Parser:
     b.add_argument("--impl", help="module:Class to benchmark in place of the impl" + IMPL_HELP)
     e = sub.add_parser("explore", help="exhaustive bounded breadth-first exploration")
     e.add_argument("component", metavar="COMPONENT")
-    e.add_argument("--bound", default="small", help="small | medium (depth bound)")
+    e.add_argument("--bound", default="small",
+                   help="a bound the component declares (small: CI, large: nightly; default small)")
+    e.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="explore with N processes (same counts and counterexample for any N)")
+    e.add_argument("--coverage", action="store_true",
+                   help="also run the ci fuzz profile over the same alphabet and report the "
+                        "fraction of the bound's reachable states it visits")
+    e.add_argument("--mutants", action="store_true",
+                   help="explore every curated mutant at its configured bound")
+    e.add_argument("--record", action="store_true",
+                   help="with --mutants: store the results in docs/explore-results.json (REPORT.md reads it)")
     e.add_argument("--impl", help="module:Class to step along every edge instead of the impl"
                    + IMPL_HELP)
     e.add_argument("--export", default=DEFAULT_EXPORT, metavar="DIR")
@@ -297,33 +307,89 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
-    from meshspec.explore import explore
-    from meshspec.traces import Failure, Trace, check_export_dir, export
+    from meshspec.traces import check_export_dir
 
-    comp = components_of([args.component])[0]
-    if comp.exploration is None:
-        raise UsageError(f"component {comp.name!r} has no bounded exploration configured")
+    comp = explorable(args.component)
     impl_cls = impl_for(args.impl, [comp]) or comp.impl_cls
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, not {args.workers}")
+    if args.record and not args.mutants:
+        raise UsageError("--record needs --mutants")
     try:
-        depth = comp.exploration.depth(args.bound)
+        comp.exploration.bound(args.bound)
         check_export_dir(args.export)
     except KeyError as exc:
         raise UsageError(str(exc.args[0])) from None
     except OSError as exc:
         raise UsageError(f"cannot use export directory {args.export!r}: {exc.strerror or exc}") from None
-    r = explore(comp, impl_cls, comp.exploration, depth)
-    print(f"== {comp.name} against {impl_cls.__module__}:{impl_cls.__qualname__}, bound {args.bound} "
-          f"(depth {depth}): {r.states} distinct states, {r.edges} edges, depth reached {r.depth}, "
-          f"{r.seconds:.1f} s, {r.states_per_second:,.0f} states/s")
-    if r.failure is None:
-        return 0
-    f = r.failure
-    trace = Trace(comp.name, f"{impl_cls.__module__}:{impl_cls.__qualname__}", None, f"explore-{args.bound}",
-                  tuple(f.steps[: f.step + 1]), Failure.of(f))
+    if args.mutants:
+        return explore_mutants(comp, args.workers, args.record)
+    return explore_bound(comp, impl_cls, args)
+
+
+def explorable(name: str) -> Component:
+    """The named component, if it offers an Exploration (else UsageError naming those that do)."""
+    comp = components_of([name])[0]
+    if comp.exploration is None:
+        having = [c.name for c in components_of([]) if c.exploration is not None]
+        raise UsageError(f"component {comp.name!r} has no bounded exploration configured "
+                         f"(explorable: {', '.join(having) or 'none'})")
+    return comp
+
+
+def explore_bound(comp: Component, impl_cls: type, args: argparse.Namespace) -> int:
+    from meshspec.explore import explore, fuzz_coverage
+    from meshspec.lockstep import impl_path
+
+    ex = comp.exploration
+    r = explore(comp, impl_cls, ex, bound=args.bound, workers=args.workers, keep_visited=args.coverage)
+    print(f"== {comp.name} against {impl_path(impl_cls)}, bound {args.bound} (depth "
+          f"{ex.depth(args.bound)}), {args.workers} worker(s): {r.states:,} distinct states, "
+          f"{r.edges:,} edges, depth reached {r.depth}, {r.seconds:.1f} s, "
+          f"{r.states_per_second:,.0f} states/s")
+    print(f"   sometimes reached: {', '.join(sorted(r.reached)) or '-'}")
+    print(f"   sometimes unreachable at bound {args.bound}: {', '.join(r.unreached) or '-'}")
+    if args.coverage and r.visited is not None:
+        fraction = fuzz_coverage(comp, impl_cls, ex, args.bound, r.visited)
+        print(f"   fuzz coverage (ci profile, same alphabet): {fraction:.1%} of {r.states:,} states")
+    print(f"   verdict: {r.verdict}")
+    return 0 if r.failure is None else export_explore_failure(comp, impl_cls, args, r.failure)
+
+
+def export_explore_failure(comp: Component, impl_cls: type, args: argparse.Namespace, f) -> int:
+    from meshspec.lockstep import impl_path
+    from meshspec.traces import Failure, Trace, export
+
+    trace = Trace(component=comp.name, impl=impl_path(impl_cls), seed=None,
+                  profile=f"explore-{args.bound}", steps=tuple(f.steps[: f.step + 1]),
+                  failure=Failure.of(f))
     json_path, py_path = export(trace, args.export)
     print(f"   FAILED (shortest path, {len(trace.steps)} steps): {f.kind} {f.name!r}: {f.message}")
-    print(f"   trace: {json_path}\n   pytest file: {py_path}")
+    print(f"   trace: {json_path}\n   pytest file: {py_path}\n   replay with: meshspec replay {json_path}")
     return 1
+
+
+def explore_mutants(comp: Component, workers: int, record: bool) -> int:
+    from meshspec.explore import record_results, run_mutant
+
+    runs = []
+    for m in comp.mutants:
+        run = run_mutant(comp, m, workers)
+        runs.append(run)
+        secs = "-" if run.seconds is None else f"{run.seconds:.1f}"
+        print(f"   {m.name}: bound {run.bound}, {run.verdict} ({secs} s)", flush=True)
+    print(tabulate([[r.mutant, r.bound, r.verdict, r.depth, r.seconds and round(r.seconds, 1)]
+                    for r in runs], headers=["mutant", "bound", "verdict", "depth", "seconds"],
+                   tablefmt="github"))
+    if record:
+        from meshspec import explore as explore_mod
+
+        record_results(comp.name, runs)
+        print(f"recorded in {explore_mod.RESULTS_PATH}")
+    missed = [r.mutant for r in runs if not r.found]
+    print(f"== {comp.name}: {len(runs) - len(missed)}/{len(runs)} mutants found or explained"
+          + (f"; not found: {', '.join(missed)}" if missed else ""))
+    return 1 if missed else 0
 
 
 def cmd_prove(_: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ pushes into draining shards.
 """
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from typing import Any
@@ -73,8 +74,9 @@ class ShardMapperSubject(Subject):
         self.finalize_violation: str | None = None
         self.collect_violation: str | None = None
         self.floor_violation: str | None = None
-        self.sut.set_on_shard_created(lambda sid: self._on_created(sid, reentrant))
-        self.sut.set_on_shard_removed(lambda sid: self._on_removed(sid, reentrant))
+        # partials of bound methods, not lambdas: deepcopy and pickle rebind them to the copy
+        self.sut.set_on_shard_created(functools.partial(self._on_created, reentrant=reentrant))
+        self.sut.set_on_shard_removed(functools.partial(self._on_removed, reentrant=reentrant))
 
     def observations(self) -> dict[str, Any]:
         """What a cache could get wrong while the shard list agrees: routing and advice."""
@@ -944,20 +946,91 @@ BENCH = (
     BenchCase("evaluate_scaling", (4, 64, 1024), _bench_evaluate, min_ratio=0.0),
 )
 
-from meshspec.explore import Exploration  # noqa: E402
+from meshspec.explore import Bound, Exploration  # noqa: E402
 
-# Two boot shards (min 1, max 3, ring of 8), and an empty mapper whose allocator sits just
-# below the sentinel; a small alphabet of concrete steps over ids 0–2 and 65532–65534.
+# -- bounded exploration --------------------------------------------------------------------
+#
+# The view (TLC's VIEW) replaces every absolute time by its age, saturated just past the
+# largest threshold any comparison uses. Sound because every comparison of time in the
+# model, the impl, the harness and the invariants is of an age (`now - t`) against the
+# cooldown or the 100 ms drain grace (`<`, `>=`, `>` and `<=`), time never goes
+# backwards, and no value is divided by a duration: two states whose ages agree up to
+# the cap answer every future comparison alike, and ages past the cap stay past it.
+# Left out: the clock reading, each collector's window start and each metrics sample's
+# `last_updated` stamp (written, returned, compared model vs impl on the edge, never read
+# by a decision), and the subject's record of the last step.
+
+
+def _age(now: int, t: int | None, cap: int) -> int | None:
+    return None if t is None else min(now - t, cap)
+
+
+def _shard_view(shard: tuple, now: int, cap: int) -> tuple:
+    sid, state, drain_started, activated_at, sample, collector = shard
+    metrics = attrs.astuple(attrs.evolve(sample, last_updated=0))
+    return (sid, state, _age(now, drain_started, cap), _age(now, activated_at, cap), metrics,
+            collector[:7] + collector[8:])  # collector[7] is the window start
+
+
+def explore_view(s: ShardMapperSubject) -> tuple:
+    """The mapper and its ghost state with ages in place of absolute times."""
+    policy, next_id, last_scaling, shards = s.sut.abstract()
+    now, cap = s.clock(), max(policy.cooldown_ns, M.DRAIN_GRACE_NS) + 1
+    ghost = (tuple(s.allocated), tuple(s.became_active), tuple(s.stopped), tuple(s.created_log),
+             tuple(s.removed_log), tuple(sorted((k, _age(now, t, cap)) for k, t in s.drain_started.items())),
+             tuple(sorted(s.pushes.items())), tuple(sorted(s.collected.items())),
+             _age(now, s.last_stamp, cap), tuple(sorted(s.tick_decisions)), tuple(s.removed),
+             (s.gate_violation, s.finalize_violation, s.collect_violation, s.floor_violation))
+    samples = tuple(sorted((k, tuple(v)) for k, v in s.latency.items()))
+    return (policy, next_id, _age(now, last_scaling, cap),
+            tuple(_shard_view(x, now, cap) for x in shards), ghost, samples)
+
+
+def latency_order_symmetry(view: tuple) -> tuple:
+    """The latency samples of one window are interchangeable: only their sum and count are read."""
+    samples = tuple((sid, tuple(sorted(v))) for sid, v in view[5])
+    return view[:5] + (samples,)
+
+
+HOUR = 3600 * SEC
+# Init A: two boot shards (ids 0, 1; min 1, max 3, ring of 8, cooldown 1 s, re-entrant
+# callbacks). Init B: an empty mapper whose allocator sits at 65532, three ids below the
+# sentinel. Shard 1 is the id the per-shard steps target (drained, pushed into, removed).
+INITS = ((2, 8, "default", 4, 1, 3, SEC, True, 0, True),
+         (0, 8, "default", 4, 1, 3, SEC, True, 65532, True))
+# Time steps: one tick, the 100 ms grace, the cooldown less one tick, one hour. Sums of
+# them reach the cooldown exactly and one tick past it, and the grace plus one tick.
+TICKS = (("advance_time", (1,)), ("advance_time", (100 * MS,)), ("advance_time", (SEC - 1,)),
+         ("advance_time", (HOUR,)))
+SMALL_ACTIONS = (
+    ("select_shard", (U64_MAX,)), ("collect_metrics", ()), ("evaluate_scaling", ()),
+    ("scale_up", (0,)), ("scale_up", (1,)), ("scale_up_provisioning_force", (1,)),
+    ("scale_up_provisioning_force", (2,)),
+    ("activate_all_provisioning", ()), ("drain_specific", (1,)), ("scale_down", (5,)),
+    ("monitor_tick", ()), ("record_push", (1, 10)), ("traffic", (8, 10, 1)),
+    ("inject_weight", (0, 50.0)), ("inject_weight", (1, math.nan)),
+    ("try_construct", (1, math.nan, 0.1, 1, 3, SEC, 100 * MS, 10 * SEC)),
+    ("try_construct", (1, 0.7, 0.1, 1, 3, 0, 0, 0)),
+    ("preset", ("high_throughput", 40000)),
+    *TICKS,
+)
+LARGE_ACTIONS = SMALL_ACTIONS + (
+    ("scale_up", (5,)), ("scale_up_provisioning", (1,)), ("activate", (2,)), ("scale_down", (1,)),
+    ("finalize_draining", ()), ("remove_specific_stopped_shard", (1,)), ("remove_stopped_shards", ()),
+    ("observe", (1,)), ("record_push", (1, 0)), ("record_event_only", (1,)), ("record_flush", (1, 5)),
+    ("record_buffer_len", (1, 8)), ("set_collector_draining", (1, True)), ("manual_scale_up", (2,)),
+    ("preset", ("default", 0)),
+)
 EXPLORATION = Exploration(
-    inits=((2, 8, "default", 4, 1, 3, SEC, True, 0, True),
-           (0, 8, "default", 4, 1, 3, SEC, True, 65532, True)),
-    actions=(("select_shard", (U64_MAX,)), ("collect_metrics", ()), ("evaluate_scaling", ()),
-             ("scale_up", (1,)), ("scale_up_provisioning_force", (2,)), ("activate", (2,)),
-             ("activate", (65533,)), ("drain_specific", (0,)), ("drain_specific", (2,)),
-             ("scale_down", (1,)), ("monitor_tick", ()), ("record_push", (0, 10)),
-             ("record_buffer_len", (1, 8)), ("inject_weight", (1, math.nan)),
-             ("advance_time", (SEC,)), ("advance_time", (150 * MS,))),
-    bounds={"small": 3, "medium": 4},
+    inits=INITS,
+    actions=LARGE_ACTIONS,
+    bounds={"small": Bound(3, actions=SMALL_ACTIONS), "medium": Bound(4, actions=SMALL_ACTIONS),
+            "large": Bound(5)},
+    view=explore_view,
+    symmetry=latency_order_symmetry,
+    # Each found at the first bound deep enough; only the window-counter bug needs four
+    # steps (drain, push, wait past the grace, a monitor tick that collects then finalizes).
+    mutant_bounds={**{m.name: "small" for m in MUTANTS}, "finalize_reads_window_counter": "medium"},
 )
 
 COMPONENT = Component(

@@ -1,38 +1,169 @@
-"""Bounded exhaustive exploration: the impl survives every edge; a mutant is found at its
-shortest depth, and the exported path replays."""
+"""The fingerprinting model checker: pinned state counts, workers, symmetry, shortest
+counterexamples that replay, witnesses, coverage, mutants at their bounds, and the CLI."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
+import attrs
+import pytest
+
+from meshspec import explore as explore_mod
 from meshspec import registry, traces
 from meshspec.cli import main
-from meshspec.explore import explore
+from meshspec.explore import (Exploration, explore, fingerprint, freeze, restore, run_mutant,
+                              snapshot, visited_bytes)
+from meshspec.lockstep import Lockstep
 from properties.shard_mapper import ProvisioningRoutable
 
+MAPPER = registry.get_component("shard_mapper")
 
-def test_every_reachable_small_state_keeps_every_invariant():
-    comp = registry.get_component("shard_mapper")
-    result = explore(comp, comp.impl_cls, comp.exploration, comp.exploration.depth("small"))
+
+def test_shard_mapper_small_bound_has_the_pinned_state_and_edge_counts():
+    result = explore(MAPPER, MAPPER.impl_cls, MAPPER.exploration, bound="small")
     assert result.failure is None, result.failure
-    assert result.states > 100 and result.depth == comp.exploration.depth("small")
+    assert result.depth == 3
+    # 876 = 2 inits + 14 + 111 + 749 new (view, symmetry) states at depths 1, 2, 3.
+    assert result.states == 876
+    # 2794 = 22 actions x 127 states at depth <= 2 (the depth-3 states are not expanded).
+    assert result.edges == 2794
+
+
+def test_every_sometimes_witness_is_reached_within_the_small_bound():
+    result = explore(MAPPER, MAPPER.impl_cls, MAPPER.exploration, bound="small")
+    assert result.unreached == ()
+
+
+def test_witnesses_not_reached_within_the_bound_are_listed_as_unreachable():
+    result = explore(MAPPER, MAPPER.impl_cls, MAPPER.exploration, 0, bound="small")
+    assert "stopped_shard_removed" in result.unreached
+    assert result.states == 2 and result.edges == 0
 
 
 def test_exploration_finds_routable_provisioning_shard_by_a_shortest_path():
-    comp = registry.get_component("shard_mapper")
-    result = explore(comp, ProvisioningRoutable, comp.exploration, 3)
+    result = explore(MAPPER, ProvisioningRoutable, MAPPER.exploration, bound="small")
     assert result.failure is not None
     assert result.failure.name == "select_routes_only_to_lightest_active"
-    assert result.failure.step == 2  # init, provision, then any rebuild (collect_metrics)
+    assert result.failure.step == 2  # init, provision, then any rebuild of the table
+
+
+def test_two_workers_find_the_same_states_edges_and_counterexample_as_one():
+    one = explore(MAPPER, MAPPER.impl_cls, MAPPER.exploration, bound="small", workers=1)
+    two = explore(MAPPER, MAPPER.impl_cls, MAPPER.exploration, bound="small", workers=2)
+    assert (one.states, one.edges, one.depth) == (two.states, two.edges, two.depth)
+    bad1 = explore(MAPPER, ProvisioningRoutable, MAPPER.exploration, bound="small", workers=1)
+    bad2 = explore(MAPPER, ProvisioningRoutable, MAPPER.exploration, bound="small", workers=2)
+    assert bad1.failure.steps == bad2.failure.steps
+    assert (bad1.states, bad1.edges) == (bad2.states, bad2.edges)
+
+
+def test_symmetry_on_and_off_gives_the_same_verdict_on_every_shard_mapper_mutant():
+    plain = attrs.evolve(MAPPER.exploration, symmetry=None)
+    for m in MAPPER.mutants:
+        bound = MAPPER.exploration.mutant_bounds[m.name]
+        on = explore(MAPPER, m.cls, MAPPER.exploration, bound=bound)
+        off = explore(MAPPER, m.cls, plain, bound=bound)
+        assert (on.verdict, on.depth) == (off.verdict, off.depth), m.name
+
+
+def test_symmetry_merges_states_that_differ_only_in_latency_sample_order():
+    actions = (("record_push", (1, 10)), ("record_push", (1, 0)))
+    ex = attrs.evolve(MAPPER.exploration, actions=actions, bounds={"b": 2})
+    on = explore(MAPPER, MAPPER.impl_cls, ex, bound="b")
+    off = explore(MAPPER, MAPPER.impl_cls, attrs.evolve(ex, symmetry=None), bound="b")
+    assert off.states - on.states == 1  # [10, 0] and [0, 10] are one state with symmetry
+
+
+def test_every_shard_mapper_mutant_is_found_at_its_configured_bound():
+    for m in MAPPER.mutants:
+        run = run_mutant(MAPPER, m)
+        assert run.verdict.startswith("found"), (m.name, run.verdict)
+
+
+def test_a_restored_snapshot_rebinds_the_mapper_callbacks_to_the_copied_subject():
+    ls = Lockstep(MAPPER)
+    ls.step("init", *MAPPER.exploration.inits[0])
+    model, impl = restore(snapshot((ls.model, ls.impl)))
+    assert model.sut._on_created.func.__self__ is model
+    assert impl.sut._on_removed.func.__self__ is impl
+
+
+def test_fingerprints_do_not_depend_on_the_process_string_hash_seed():
+    value = (frozenset({"alpha", "beta", "gamma", "delta"}), {"x": {1, 2}, "y": [1.5, float("nan")]})
+    code = ("from meshspec.explore import fingerprint; "
+            "print(fingerprint((frozenset({'alpha','beta','gamma','delta'}), "
+            "{'x': {1, 2}, 'y': [1.5, float('nan')]})))")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip()
+            for seed in ("1", "2", "3")}
+    assert outs == {str(fingerprint(value))}
+
+
+def test_a_value_whose_repr_holds_an_address_is_refused_for_fingerprinting():
+    with pytest.raises(TypeError, match="address"):
+        freeze(object())
+
+
+def test_the_visited_set_costs_at_most_200_bytes_per_state():
+    assert visited_bytes(50_000) <= 200
+
+
+def test_fuzz_coverage_reports_a_fraction_of_the_bounded_space(monkeypatch):
+    result = explore(MAPPER, MAPPER.impl_cls, MAPPER.exploration, 2, bound="small", keep_visited=True)
+    fraction = explore_mod.fuzz_coverage(MAPPER, MAPPER.impl_cls, MAPPER.exploration, "small",
+                                         result.visited, profile="dev")
+    assert 0.0 < fraction <= 1.0
 
 
 def test_explore_verb_exports_a_replayable_shortest_trace(tmp_path, capsys):
     code = main(["explore", "shard_mapper", "--impl", "properties.shard_mapper:ProvisioningRoutable",
-                 "--export", str(tmp_path)])
+                 "--export", str(tmp_path), "--workers", "2"])
     assert code == 1
     (json_path,) = tmp_path.glob("*.json")
     trace = traces.load(json_path)
-    comp = registry.get_component("shard_mapper")
-    assert traces.replay(comp, ProvisioningRoutable, trace.steps).matches(trace.failure)
+    assert traces.replay(MAPPER, ProvisioningRoutable, trace.steps).matches(trace.failure)
+    assert main(["replay", str(json_path)]) == 1
+
+
+def test_explore_verb_prints_counts_witnesses_and_verdict(capsys):
+    assert main(["explore", "shard_mapper", "--bound", "small"]) == 0
+    out = capsys.readouterr().out
+    assert "876 distinct states, 2,794 edges" in out and "verdict: ok" in out
+    assert "sometimes unreachable at bound small: -" in out
 
 
 def test_explore_rejects_an_unknown_bound(capsys):
     assert main(["explore", "shard_mapper", "--bound", "huge"]) == 2
     assert "unknown bound" in capsys.readouterr().err
+
+
+def test_explore_rejects_zero_workers_and_record_without_mutants(capsys):
+    assert main(["explore", "shard_mapper", "--workers", "0"]) == 2
+    assert main(["explore", "shard_mapper", "--record"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(line.startswith("meshspec: error: ") for line in err)
+
+
+def test_a_component_without_exploration_is_refused_with_the_explorable_ones(monkeypatch, capsys):
+    bare = attrs.evolve(MAPPER, name="bare", exploration=None)
+    real = registry.get_component
+    monkeypatch.setattr(registry, "COMPONENT_MODULES", {**registry.COMPONENT_MODULES, "bare": "-"})
+    monkeypatch.setattr(registry, "get_component", lambda n: bare if n == "bare" else real(n))
+    assert main(["explore", "bare"]) == 2
+    err = capsys.readouterr().err
+    assert "no bounded exploration" in err and "shard_mapper" in err
+
+
+def test_explore_mutants_record_writes_the_results_file(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "explore-results.json"
+    monkeypatch.setattr(explore_mod, "RESULTS_PATH", path)
+    small = attrs.evolve(MAPPER, mutants=MAPPER.mutants[:2])
+    monkeypatch.setattr(registry, "get_component", lambda n: small)
+    assert main(["explore", "shard_mapper", "--mutants", "--record"]) == 0
+    recorded = json.loads(path.read_text())["shard_mapper"]
+    assert set(recorded) == {m.name for m in MAPPER.mutants[:2]}
+    assert all(r["verdict"].startswith("found") for r in recorded.values())
+    assert {n: r["bound"] for n, r in recorded.items()} == {
+        m.name: MAPPER.exploration.mutant_bounds[m.name] for m in MAPPER.mutants[:2]}
