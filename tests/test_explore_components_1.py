@@ -3,13 +3,14 @@ bound `small`, the correct impl clean there, and every curated mutant found at i
 from __future__ import annotations
 
 import copy
-import inspect
+import functools
 from typing import Any, Sequence
 
 import pytest
 
 from meshspec import registry
-from meshspec.explore import explore
+from meshspec.explore import ExploreResult, explore
+from meshspec.fuzz import matches_check
 from meshspec.lockstep import Lockstep, Subject
 
 Steps = Sequence[tuple[str, tuple]]
@@ -105,3 +106,75 @@ def test_a_copied_daemon_host_stamps_events_with_its_own_clock_and_daemon() -> N
         assert side.clock() == original.model.clock() + 1_000
     events = twin.step("deliver", 0xAAAA, 2, (1,))
     assert [e.received_at for e in events] == [twin.model.clock()]
+
+
+# -- bounded exploration ---------------------------------------------------------------------
+
+COMPONENTS = ("scheduler", "daemon_host")
+RULE_METHODS_NOT_RULES = {"init", "abstract", "observations", "self_check", "mod"}
+
+
+@functools.lru_cache(maxsize=None)
+def _explored(name: str, bound: str, impl: str = "") -> ExploreResult:
+    """One exploration per (component, bound, impl) for the whole module."""
+    comp = registry.get_component(name)
+    cls = next((m.cls for m in comp.mutants if m.name == impl), comp.impl_cls)
+    return explore(comp, cls, comp.exploration, bound=bound)
+
+
+def test_the_scheduler_small_bound_has_its_pinned_state_and_edge_counts() -> None:
+    result = _explored("scheduler", "small")
+    # 145 = 2 inits + 14 + 46 + 83 new abstract states per level (queries are self-loops under the view);
+    # 3224 = the 62 states above depth 3, each stepped with all 52 actions
+    assert (result.states, result.edges, result.depth) == (145, 3224, 3)
+
+
+def test_the_daemon_host_small_bound_has_its_pinned_state_and_edge_counts() -> None:
+    result = _explored("daemon_host", "small")
+    # 976 = 2 inits + 55 + 919 new states per level (inspect, clock steps, validate, horizon queries
+    # and restores with nothing to restore are self-loops); 2850 = 57 states above depth 2 x 50 actions
+    assert (result.states, result.edges, result.depth) == (976, 2850, 2)
+
+
+@pytest.mark.parametrize("name", COMPONENTS)
+def test_the_correct_impl_keeps_every_invariant_and_reaches_every_witness_at_small(name: str) -> None:
+    result = _explored(name, "small")
+    assert result.failure is None, result.failure
+    assert result.unreached == ()
+
+
+@pytest.mark.parametrize("name", COMPONENTS)
+def test_the_alphabet_exercises_every_rule_of_the_subject(name: str) -> None:
+    comp = registry.get_component(name)
+    rules = {n for n, v in vars(comp.subject_cls).items()
+             if callable(v) and not n.startswith("_")} - RULE_METHODS_NOT_RULES
+    exploration = comp.exploration
+    for bound in exploration.bounds:
+        assert rules <= {rule for rule, _ in exploration.actions_for(bound)}, bound
+
+
+@pytest.mark.parametrize("name", COMPONENTS)
+def test_every_curated_mutant_has_an_explore_bound(name: str) -> None:
+    comp = registry.get_component(name)
+    bounds = comp.exploration.mutant_bounds
+    assert set(bounds) == {m.name for m in comp.mutants}
+    assert all(b in comp.exploration.bounds or b.startswith("unreachable: ") for b in bounds.values())
+
+
+MUTANTS = [(name, m.name) for name in COMPONENTS for m in registry.get_component(name).mutants]
+
+
+@pytest.mark.parametrize("name, mutant", MUTANTS)
+def test_exploration_finds_every_curated_mutant_at_its_bound(name: str, mutant: str) -> None:
+    comp = registry.get_component(name)
+    expected = next(m.caught_by for m in comp.mutants if m.name == mutant)
+    result = _explored(name, comp.exploration.mutant_bounds[mutant], mutant)
+    assert result.failure is not None
+    assert matches_check(result.failure.name, expected), result.failure
+
+
+@pytest.mark.nightly
+@pytest.mark.parametrize("name", COMPONENTS)
+def test_the_correct_impl_keeps_every_invariant_at_large(name: str) -> None:
+    result = _explored(name, "large")
+    assert result.failure is None, result.failure
