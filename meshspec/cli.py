@@ -223,9 +223,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from meshspec import traces
 
-    trace = traces.load(args.trace)
+    trace = traces.load(args.trace)  # shape, component and every step checked; nothing imported
     comp = components_of([trace.component])[0]
-    impl_cls = impl_for(args.impl, [comp]) if args.impl else impl_for(trace.impl, [comp])
+    impl_cls = impl_for(args.impl, [comp]) if args.impl else recorded_impl(trace.impl, comp)
     result = traces.replay(comp, impl_cls, trace.steps)
     print(f"replayed {result.steps_run} of {len(trace.steps)} steps of {trace.component} "
           f"against {args.impl or trace.impl}")
@@ -237,9 +237,30 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 0
     f = result.failure
     print(f"FAILED: {f.kind} {f.name!r} at step {f.step}: {f.message}")
+    for line in f.state_diff:
+        print(f"   state differs: {line}")
     print("reproduces the recorded failure" if result.matches(trace.failure)
-          else f"differs from the recorded failure: {trace.failure}")
+          else f"differs from the recorded failure: {describe_failure(trace.failure)}")
     return 1
+
+
+def recorded_impl(spec: str, comp: Component) -> type:
+    """The class a trace names, imported only now (after the trace was validated)."""
+    try:
+        cls = load_impl(spec, what="trace impl", quiet=True)
+    except ImplLoadError as exc:
+        raise UsageError(f"{exc} (pass --impl module:Class to replay against another class)") from None
+    missing = comp.missing_operations(cls)
+    if missing:
+        raise UsageError(f"trace impl {spec!r}: class {cls.__name__} lacks the {comp.name} "
+                         f"operations: {', '.join(missing)}")
+    return cls
+
+
+def describe_failure(failure: object) -> str:
+    if failure is None:
+        return "the trace recorded no failure"
+    return f"{failure.kind} {failure.name!r} at step {failure.step}"  # type: ignore[attr-defined]
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:

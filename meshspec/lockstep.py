@@ -10,9 +10,11 @@ rule, and any ghost state its invariants need (ids handed out, callbacks fired, 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import inspect
+import io
 import math
 import os
 import random
@@ -146,12 +148,16 @@ class Component:
         return [op for op in self.operations if not callable(getattr(cls, op, None))]
 
 
-class EnvironmentUnavailable(Exception):
+class EnvironmentUnavailable(BaseException):
     """Something outside the code under test failed (e.g. a real etcd server went away).
 
     Never a counterexample: the lockstep core re-raises it unchanged and the CLI ends the
-    run with exit 2 and one line.
+    run with exit 2 and one line. It derives from BaseException, like KeyboardInterrupt
+    (and Hypothesis' own StopTest), so that no `except Exception` in an impl or a harness
+    swallows it and Hypothesis neither shrinks nor replays it (a replay against a dead
+    server would be reported as a flaky test): it ends the run at once.
     """
+
 
 
 ENVIRONMENT_ERRORS: tuple[type[BaseException], ...] = (EnvironmentUnavailable,)
@@ -245,7 +251,7 @@ class Outcome:
 def rule_signature(subject_cls: type, rule: str) -> inspect.Signature | None:
     """The signature of a Subject rule method without `self`, or None when it is no rule."""
     method = getattr(subject_cls, rule, None)
-    if rule.startswith("_") or not callable(method):
+    if rule.startswith("_") or hasattr(Subject, rule) or not callable(method):
         return None
     params = list(inspect.signature(method).parameters.values())[1:]
     return inspect.Signature(params)
@@ -474,25 +480,30 @@ class ImplLoadError(Exception):
     """`--impl module:Class` could not be resolved."""
 
 
-def load_impl(spec: str) -> type:
-    """Import `module:Class` (or `module.Class`); raise ImplLoadError with a one-line reason."""
+def load_impl(spec: str, what: str = "--impl", quiet: bool = False) -> type:
+    """Import `module:Class` (or `module.Class`); raise ImplLoadError with a one-line reason.
+
+    `what` names where the spec came from in messages ("--impl", "trace impl"); `quiet`
+    swallows what the module prints while it is imported (a trace is data, not a script).
+    """
     if ":" in spec:
         module_name, _, qualname = spec.partition(":")
     else:
         module_name, _, qualname = spec.rpartition(".")
     if not module_name or not qualname:
-        raise ImplLoadError(f"--impl {spec!r}: expected module:Class")
+        raise ImplLoadError(f"{what} {spec!r}: expected module:Class")
     try:
-        obj: Any = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - report any import failure in one line
-        raise ImplLoadError(f"--impl {spec!r}: cannot import {module_name!r}: "
+        with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+            obj: Any = importlib.import_module(module_name)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - report any import failure in one line
+        raise ImplLoadError(f"{what} {spec!r}: cannot import {module_name!r}: "
                             f"{type(exc).__name__}: {exc}") from None
     for part in qualname.split("."):
         if not hasattr(obj, part):
-            raise ImplLoadError(f"--impl {spec!r}: module {module_name!r} has no {qualname!r}")
+            raise ImplLoadError(f"{what} {spec!r}: module {module_name!r} has no {qualname!r}")
         obj = getattr(obj, part)
     if not isinstance(obj, type):
-        raise ImplLoadError(f"--impl {spec!r}: {qualname!r} is not a class")
+        raise ImplLoadError(f"{what} {spec!r}: {qualname!r} is not a class")
     return obj
 
 

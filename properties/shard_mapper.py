@@ -53,6 +53,10 @@ def build_policy(policy_cls: type, preset: str, cpus: int, min_shards: int, max_
 class ShardMapperSubject(Subject):
     """One mapper plus ghost state; one method per machine rule."""
 
+    #: Symbolic names the exported pytest files use for magic argument values.
+    ARG_NAMES = {"shard_id": {M.NO_SHARD: "NO_SHARD"},
+                 "event_hash": {U64_MAX: "U64_MAX"}, "first_id": {M.NO_SHARD: "NO_SHARD"}}
+
     def init(self, initial: int, ring_capacity: int, preset: str, cpus: int, min_shards: int,
              max_shards: int, cooldown_ns: int, auto_scale: bool, first_id: int,
              reentrant: bool) -> None:

@@ -1,6 +1,7 @@
 """The engine's small parts: the fake clock, value canonicalisation, trace encoding."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -33,9 +34,11 @@ def test_trace_encoding_round_trips_values_json_cannot_hold(value):
     assert canon(decode(encode(value))) == canon(value)
 
 
+INIT = ("init", (1, 8, "default", 2, 1, 4, 1, True, 0, False))
+
+
 def test_trace_json_round_trips():
     trace = Trace("shard_mapper", "impl.shard_mapper:ShardMapper", 7, "ci",
-                  (("init", (1, math.nan, b"ab")), ("select_shard", (2**64 - 1,))), None)
-    import json
+                  (INIT, ("inject_weight", (0, math.nan)), ("select_shard", (2**64 - 1,))), None)
     again = parse(json.loads(trace.to_json()))
     assert canon(again.steps) == canon(trace.steps) and again.seed == 7
