@@ -1436,8 +1436,10 @@ def explore_view(s: LoadBalancerSubject) -> tuple:
 
 
 ZERO = (0.0, 0.0, 0, 0.0, 0.0)
-NAN_LATENCY = (0.5, 0.5, 0, math.nan, 0.1)
+NAN_METRICS = (math.nan, 0.5, 0, math.nan, 0.1)  # NaN latency and load score (one NaN sign)
+SLOW = (0.9, 0.9, 100, 2000.0, 0.5)
 RECOVERY = 10 * MS
+EQUAL_HASH_KEY = "k14"  # its weak hash (79) equals a vnode hash of endpoint 01 in TRIO
 TRIO = ((0, 1, "healthy", ["a"], True, "z1", ZERO), (1, 2, "degraded", ["a", "b"], True, "z2", ZERO),
         (2, 1, "healthy", [], True, "z1", ZERO))
 
@@ -1458,7 +1460,7 @@ ACTIONS = (
     ("add_endpoint", (0, 3, "unknown", ["a"], True, "z1", ZERO)),       # re-add, other weight
     ("remove_endpoint", (1,)), ("remove_endpoint", (5,)),               # present, absent
     ("update_health", (0, "unhealthy")), ("update_health", (2, "degraded")),
-    ("update_metrics", (1, NAN_LATENCY)),
+    ("update_metrics", (1, NAN_METRICS)),
     plain(), plain(key="k1"), plain(steals=4), plain(steals=1, race="readd", key="k2"),
     ("select", (None, None, "z2", ["a"], None, 0, "reserve")),          # zone + tag filter
     ("select", (None, None, None, ["c"], None, 0, "reserve")),          # no endpoint has "c"
@@ -1478,8 +1480,40 @@ EXPLORATION = Exploration(
     inits=(lb_init("weighted_round_robin"), lb_init("consistent_hash")),
     actions=ACTIONS,
     bounds={"small": Bound(2),
-            "large": Bound(3, inits=tuple(lb_init(s) for s in STRATEGY_NAMES))},
+            "large": Bound(3, inits=tuple(lb_init(s) for s in STRATEGY_NAMES)),
+            # focused alphabets for the bugs the shared one reaches too late
+            "metrics": Bound(2, inits=tuple(lb_init(s) for s in ("least_latency", "least_load",
+                                                                  "weighted_least_connections")),
+                             actions=(("update_metrics", (1, NAN_METRICS)), ("update_metrics", (0, SLOW)),
+                                      ("update_health", (0, "degraded")), plain(),
+                                      ("overlapping_requests", (4, True)))),  # 0.5 vs 1.0, one each
+            "filters": Bound(1, inits=(lb_init("round_robin", zone_fallback=False),
+                                       lb_init("consistent_hash")),
+                             actions=(("select", (None, None, "z3", [], None, 0, "reserve")),
+                                      ("select", (None, None, None, ["a", "b"], None, 0, "reserve")),
+                                      plain(key=EQUAL_HASH_KEY))),
+            "breaker": Bound(3, inits=(lb_init("round_robin"), lb_init("round_robin", recovery=0)),
+                             actions=(("outage", (1,)), ("traffic_until", (1, True)), plain(),
+                                      ("overlapping_requests", (3, True)))),
+            "counter": Bound(2, inits=(lb_init("weighted_round_robin", rr_start=2**53 + 1),),
+                             actions=(plain(), ("full_wheel", ())))},
     view=explore_view,
+    mutant_bounds={
+        **{m: "small" for m in (
+            "ring_walk_in_map_order", "filter_scan_claims_probe", "non_strict_half_open",
+            "completion_underflows", "counter_advanced_per_retry", "ring_collision_last_write_wins",
+            "readd_leaks_vnodes", "ring_collision_destructive_probe", "weighted_rr_ceil_total_wheel",
+            "stale_snapshot_after_add", "stale_snapshot_after_readd", "stale_snapshot_after_remove",
+            "stale_snapshot_after_health_change", "stale_total_weight_after_health_change",
+            "stale_snapshot_after_circuit_change", "stale_snapshot_after_time_passing",
+            "stale_snapshot_after_reservation", "stale_snapshot_after_connection_release")},
+        **{m: "metrics" for m in ("least_latency_nan_panics", "least_load_nan_panics",
+                                  "weighted_lc_weight_collapse", "stale_snapshot_after_metrics_change")},
+        **{m: "filters" for m in ("zone_fallback_ignored", "required_tags_any_not_all",
+                                  "ring_search_skips_equal_hash")},
+        **{m: "breaker" for m in ("abandoned_probe_never_reclaimed", "recovery_zero_not_clamped")},
+        "weighted_rr_float_modulus": "counter",
+    },
 )
 
 
