@@ -178,3 +178,11 @@ def test_exploration_finds_every_curated_mutant_at_its_bound(name: str, mutant: 
 def test_the_correct_impl_keeps_every_invariant_at_large(name: str) -> None:
     result = _explored(name, "large")
     assert result.failure is None, result.failure
+
+
+@pytest.mark.parametrize("name", COMPONENTS)
+def test_the_view_makes_the_small_counts_independent_of_the_worker_count(name: str) -> None:
+    comp = registry.get_component(name)
+    two = explore(comp, comp.impl_cls, comp.exploration, bound="small", workers=2)
+    one = _explored(name, "small")
+    assert (two.states, two.edges, two.failure) == (one.states, one.edges, None)
