@@ -970,8 +970,9 @@ def _age(now: int, t: int | None, cap: int) -> int | None:
 
 
 def _shard_view(shard: tuple, now: int, cap: int) -> tuple:
-    sid, state, drain_started, activated_at, sample, collector = shard
-    metrics = attrs.astuple(attrs.evolve(sample, last_updated=0))
+    sid, state, drain_started, activated_at, m, collector = shard
+    metrics = (m.shard_id, m.fill_ratio, m.event_rate, m.avg_push_latency_ns, m.avg_flush_latency_us,
+               m.draining, m.weight)  # all but last_updated
     return (sid, state, _age(now, drain_started, cap), _age(now, activated_at, cap), metrics,
             collector[:7] + collector[8:])  # collector[7] is the window start
 
