@@ -410,7 +410,9 @@ def _guarded_gateway_class() -> type:
             try:
                 return super()._post(path, payload)
             except EtcdUnavailable as exc:
-                raise EtcdServerLost(f"etcd server {self.url} stopped answering: {exc}") from None
+                how = "timed out" if "Timeout" in type(exc.__cause__).__name__ else "connection failed"
+                raise EtcdServerLost(f"etcd server {self.url} stopped answering during the run "
+                                     f"({how})") from None
 
     _GATEWAY_CLASS.append(GuardedGateway)
     return GuardedGateway

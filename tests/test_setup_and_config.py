@@ -223,31 +223,39 @@ def test_a_lost_etcd_server_is_an_environment_error_not_an_etcd_error() -> None:
 
 
 @pytest.mark.etcd
-def test_etcd_server_dying_mid_run_ends_with_exit_2_naming_it_and_no_trace(
+def test_etcd_server_dying_mid_example_ends_with_exit_2_naming_it_and_no_trace(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import meshspec.cli as cli
+    import properties.capacity as capacity
 
     if not etcd_server.etcd_available():
         pytest.skip(etcd_server.missing_etcd_message())
     monkeypatch.delenv("MESHSPEC_ETCD", raising=False)
     server = EtcdServer()
     url = server.start()
-    real_configure = cli.configure_etcd
+    requests: list[str] = []
 
-    def configure_then_kill(value: str) -> str:
-        resolved = real_configure(value)  # the probe still sees a live server
-        server.stop()
-        return resolved
+    def gateway_that_kills_the_server(gateway_url: str) -> object:
+        gateway = open_gateway(gateway_url)
+        post = gateway._post
 
-    monkeypatch.setattr(cli, "configure_etcd", configure_then_kill)
+        def counting_post(path: str, payload: object) -> object:
+            requests.append(path)
+            if len(requests) == 40:  # in the middle of an example, not between two
+                server.stop()
+            return post(path, payload)
+
+        gateway._post = counting_post
+        return gateway
+
+    monkeypatch.setattr(capacity, "open_gateway", gateway_that_kills_the_server)
     try:
         code, _, err = run(capsys, "fuzz", "capacity", "--etcd", url, "--profile", "dev",
                            "--export", str(tmp_path / "t"))
     finally:
         server.stop()
         os.environ.pop("MESHSPEC_ETCD", None)
-    assert_one_line_error(code, err, url)
-    assert not (tmp_path / "t").exists()
+    assert_one_line_error(code, err, url, "stopped answering")
+    assert len(requests) >= 40 and not (tmp_path / "t").exists()
 
 
 def test_stale_etcd_data_dirs_of_dead_owners_are_removed(tmp_path: Path) -> None:
