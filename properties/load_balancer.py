@@ -51,6 +51,7 @@ load score is nondeterministic (the impl caches the score, the model recomputes 
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import random
@@ -65,7 +66,8 @@ from hypothesis.stateful import initialize, rule
 
 from meshspec.clock import NS_PER_MS, NS_PER_SEC, FakeClock
 from meshspec.explore import Bound, Exploration
-from meshspec.lockstep import BenchCase, Component, Subject, always, canon, mutant, sometimes
+from meshspec.lockstep import (BenchCase, Component, Subject, always, canon, impl_path, load_impl, mutant,
+                               sometimes)
 from meshspec.machine import LockstepMachine
 from model import load_balancer as M
 
@@ -104,6 +106,20 @@ def _metrics(values: Any) -> M.LoadMetrics:
 
 _HASHES: dict[tuple[type, bytes, Optional[int]], tuple[int, ...]] = {}
 _HARNESS_CLASSES: dict[tuple[type, bool], type] = {}
+HARNESS_PREFIX = "_harness:"
+
+
+def _harness_name(cls: type, weak: bool) -> str:
+    """The module attribute a harness class is pickled by: its ring and its base class's path."""
+    return f"{HARNESS_PREFIX}{'weak' if weak else 'memo'}:{impl_path(cls).replace('.', '/')}"
+
+
+def __getattr__(name: str) -> type:
+    """Harness classes by their pickled name (PEP 562), so any process can unpickle a subject."""
+    if not name.startswith(HARNESS_PREFIX):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    ring, path = name[len(HARNESS_PREFIX):].split(":", 1)
+    return harness_class(load_impl(path.replace("/", ".")), ring == "weak")
 
 
 def harness_class(cls: type, weak: bool) -> type:
@@ -130,6 +146,7 @@ def harness_class(cls: type, weak: bool) -> type:
                 return super(harness, self)._key_hash(key) % WEAK_MODULUS
             body["_key_hash"] = _key_hash
         harness = type(f"{'WeakRing' if weak else 'Memo'}{cls.__name__}", (cls,), body)
+        harness.__qualname__ = _harness_name(cls, weak)  # pickled by reference (explorer snapshots)
         _HARNESS_CLASSES[key] = harness
     return _HARNESS_CLASSES[key]
 
@@ -416,25 +433,26 @@ class LoadBalancerSubject(Subject):
         endpoint (same value, fresh counters), so the chosen object vanished from the map.
         """
         calls = [0]
+        # a partial of a bound method, not a closure: a copied or unpickled SUT calls its own subject
+        return functools.partial(self._race, steals, race, calls), calls
 
-        def interleave(chosen: Any, now: int) -> None:
-            calls[0] += 1
-            if calls[0] > steals:
-                return
-            node = chosen.endpoint.node_id
-            if race == "readd":
-                self.sut.add_endpoint(next(e for e in self.sut.endpoints() if e.node_id == node))
-                self._forget(node)
-                return
-            for _ in range(RACERS):
-                row = self._row(node)
-                if not self.sut._try_reserve(chosen, now):
-                    break
-                self.outstanding[node] = self.outstanding.get(node, 0) + 1
-                if row is not None and row.opened_at is not None:
-                    self._admit(node, row.opened_at, now, "a concurrent caller")
-
-        return interleave, calls
+    def _race(self, steals: int, race: str, calls: list[int], chosen: Any, now: int) -> None:
+        """One call of the `_interleave` hook (see `_racer`); `calls` counts them."""
+        calls[0] += 1
+        if calls[0] > steals:
+            return
+        node = chosen.endpoint.node_id
+        if race == "readd":
+            self.sut.add_endpoint(next(e for e in self.sut.endpoints() if e.node_id == node))
+            self._forget(node)
+            return
+        for _ in range(RACERS):
+            row = self._row(node)
+            if not self.sut._try_reserve(chosen, now):
+                break
+            self.outstanding[node] = self.outstanding.get(node, 0) + 1
+            if row is not None and row.opened_at is not None:
+                self._admit(node, row.opened_at, now, "a concurrent caller")
 
     def _select(self, ctx: M.RequestContext, steals: int = 0, race: str = "reserve") -> M.Selection:
         now, cfg = self.clock(), self.config
