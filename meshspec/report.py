@@ -2,9 +2,14 @@
 
 Only stable fields go in: components, operations and the rules that cover them,
 invariants (kind, one-line meaning), mutants (origin, the check that catches them).
-No timings, so the staleness test can compare the file byte for byte. Whether each
+No live timings, so the staleness test can compare the file byte for byte. Whether each
 mutant really is caught by the check named here is asserted by the mutant tier
 (`tests/test_quality_mutants.py`), not by this file.
+
+The "explore" column of each mutant comes from `docs/explore-results.json`, a committed
+file that `meshspec explore C --mutants --record` rewrites atomically: the bound that
+finds the mutant and the seconds it took when recorded (or why no finite bound can).
+Re-record, then re-run `meshspec report`; the two files are committed together.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import re
 
 from tabulate import tabulate
 
+from meshspec.explore import load_results
 from meshspec.lockstep import Component
 from meshspec.registry import all_components
 
@@ -34,15 +40,27 @@ def operation_coverage(component: Component) -> dict[str, list[str]]:
     return coverage
 
 
+def explore_cell(run: dict | None) -> str:
+    """A recorded explore run of one mutant: `bound` and seconds, or why it is not found."""
+    if run is None:
+        return "not recorded"
+    verdict = str(run.get("verdict", ""))
+    if verdict.startswith("found"):
+        return f"`{run.get('bound')}`, {run.get('seconds')} s"
+    return verdict
+
+
 def component_section(c: Component) -> str:
     cov = operation_coverage(c)
     ops = tabulate([[f"`{op}`", ", ".join(r) or "**not covered**"] for op, r in cov.items()],
                    headers=["operation", "rules that exercise it"], tablefmt="github")
     invs = tabulate([[f"`{i.name}`", i.kind, i.doc] for i in c.invariants],
                     headers=["invariant", "kind", "meaning"], tablefmt="github")
-    muts = tabulate([[f"`{m.name}`", m.origin, ", ".join(f"`{x}`" for x in m.caught_by)]
-                     for m in c.mutants],
-                    headers=["mutant", "origin", "caught by"], tablefmt="github")
+    explored = load_results().get(c.name, {})
+    muts = tabulate([[f"`{m.name}`", m.origin, ", ".join(f"`{x}`" for x in m.caught_by),
+                      explore_cell(explored.get(m.name))] for m in c.mutants],
+                    headers=["mutant", "origin", "caught by", "explore (bound, seconds)"],
+                    tablefmt="github")
     return "\n\n".join([
         f"## `{c.name}`", c.summary,
         f"Model `{c.model_cls.__module__}.{c.model_cls.__qualname__}`, impl "

@@ -167,3 +167,21 @@ def test_explore_mutants_record_writes_the_results_file(tmp_path, monkeypatch, c
     assert all(r["verdict"].startswith("found") for r in recorded.values())
     assert {n: r["bound"] for n, r in recorded.items()} == {
         m.name: MAPPER.exploration.mutant_bounds[m.name] for m in MAPPER.mutants[:2]}
+
+
+def test_report_gives_each_mutant_its_recorded_explore_bound_and_seconds():
+    from meshspec.report import explore_cell
+
+    assert explore_cell({"bound": "medium", "verdict": "found: x", "seconds": 5.2}) == "`medium`, 5.2 s"
+    assert explore_cell({"bound": "-", "verdict": "unreachable: needs 2^16 ids", "seconds": None}) \
+        == "unreachable: needs 2^16 ids"
+    assert explore_cell(None) == "not recorded"
+
+
+def test_recording_merges_one_component_without_touching_the_others(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"other": {"m": {"bound": "small"}}}))
+    explore_mod.record_results("shard_mapper", [explore_mod.MutantRun("m1", "small", "found: x", 1.0, 2)], path)
+    doc = json.loads(path.read_text())
+    assert doc["other"] == {"m": {"bound": "small"}}
+    assert doc["shard_mapper"]["m1"] == {"bound": "small", "verdict": "found: x", "seconds": 1.0, "depth": 2}
