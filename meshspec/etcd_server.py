@@ -291,24 +291,25 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def check_etcd_url(raw: str) -> str:
-    """A loopback http(s) URL with a port, normalised to `scheme://host:port`; else EtcdConfigError."""
+def check_etcd_url(raw: str, what: str = "--etcd") -> str:
+    """A loopback http(s) URL with a port, normalised to `scheme://host:port`; else
+    EtcdConfigError naming `what` (the option or variable the value came from)."""
     url = raw.strip()
     if not url:
-        raise EtcdConfigError("--etcd needs a loopback URL (http://127.0.0.1:PORT) or 'auto', got ''")
+        raise EtcdConfigError(f"{what} needs a loopback URL (http://127.0.0.1:PORT) or 'auto', got ''")
     try:
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port
     except ValueError as exc:
-        raise EtcdConfigError(f"--etcd {raw!r}: not a URL ({exc})") from None
+        raise EtcdConfigError(f"{what} {raw!r}: not a URL ({exc})") from None
     if parts.scheme not in ("http", "https"):
-        raise EtcdConfigError(f"--etcd {raw!r}: scheme must be http or https")
+        raise EtcdConfigError(f"{what} {raw!r}: scheme must be http or https")
     if not host or not is_loopback_host(host):
-        raise EtcdConfigError(f"--etcd {raw!r}: host must be loopback (127.0.0.1, localhost or [::1])")
+        raise EtcdConfigError(f"{what} {raw!r}: host must be loopback (127.0.0.1, localhost or [::1])")
     if port is None:
-        raise EtcdConfigError(f"--etcd {raw!r}: needs a port (e.g. http://127.0.0.1:2379)")
+        raise EtcdConfigError(f"{what} {raw!r}: needs a port (e.g. http://127.0.0.1:2379)")
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        raise EtcdConfigError(f"--etcd {raw!r}: give only scheme://host:port")
+        raise EtcdConfigError(f"{what} {raw!r}: give only scheme://host:port")
     shown = f"[{host}]" if ":" in host else host
     return f"{parts.scheme}://{shown}:{port}"
 
@@ -364,7 +365,7 @@ def etcd_url() -> Optional[str]:
         return None
     if raw.strip().lower() == "auto":
         return auto_server_url()
-    return check_etcd_url(raw)
+    return check_etcd_url(raw, ETCD_ENV)
 
 
 def resolve_etcd_option(value: str) -> str:
