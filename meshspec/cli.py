@@ -359,7 +359,7 @@ def explorable(name: str) -> Component:
 
 
 def explore_bound(comp: Component, impl_cls: type, args: argparse.Namespace) -> int:
-    from meshspec.explore import explore, fuzz_coverage
+    from meshspec.explore import explore, fuzz_coverage, peak_rss_mb
     from meshspec.lockstep import impl_path
 
     ex = comp.exploration
@@ -368,8 +368,10 @@ def explore_bound(comp: Component, impl_cls: type, args: argparse.Namespace) -> 
           f"{ex.depth(args.bound)}), {args.workers} worker(s): {r.states:,} distinct states, "
           f"{r.edges:,} edges, depth reached {r.depth}, {r.seconds:.1f} s, "
           f"{r.states_per_second:,.0f} states/s")
+    print(f"   memory: visited set {r.bytes_per_state:.0f} bytes/state, peak RSS {peak_rss_mb():.0f} MiB")
     print(f"   sometimes reached: {', '.join(sorted(r.reached)) or '-'}")
-    print(f"   sometimes unreachable at bound {args.bound}: {', '.join(r.unreached) or '-'}")
+    if r.failure is None:
+        print(f"   sometimes unreachable at bound {args.bound}: {', '.join(r.unreached) or '-'}")
     if args.coverage and r.visited is not None:
         fraction = fuzz_coverage(comp, impl_cls, ex, args.bound, r.visited)
         print(f"   fuzz coverage (ci profile, same alphabet): {fraction:.1%} of {r.states:,} states")

@@ -67,6 +67,8 @@ import json
 import multiprocessing
 import pickle
 import random
+import resource
+import sys
 import time
 import tracemalloc
 from array import array
@@ -150,6 +152,8 @@ class ExploreResult:
     reached: frozenset[str] = frozenset()
     unreached: tuple[str, ...] = ()
     visited: dict[int, int] | None = attrs.field(default=None, repr=False, eq=False)
+    bytes_per_state: float = 0.0  # the visited set: dict, keys and packed parent pointers
+
 
     @property
     def states_per_second(self) -> float:
@@ -523,29 +527,43 @@ def _search(component: Component, impl_cls: type, exploration: Exploration, boun
     reports = pool.start(len(exploration.inits_for(bound)))
     frontier: list[int] = []
     edges, level, reached = 0, -1, set()  # level: depth of the frontier; -1 before the inits
-    kept = visited if keep_visited else None
     while True:
         reached.update(*(r.reached for r in reports))
         failure = _first_failure(reports)
         if failure is not None:
             exc = _counterexample(component, impl_cls, exploration, bound, visited, frontier, failure, level < 0)
-            return _result(component, len(visited), edges, level + 1, started, exc, reached, kept)
+            return _result(component, visited, edges, level + 1, started, exc, reached, keep_visited)
         edges += sum(r.edges for r in reports)
         frontier, assigned = _merge(reports, visited, frontier, level < 0)
         if not frontier:
-            return _result(component, len(visited), edges, level, started, None, reached, kept)
+            return _result(component, visited, edges, level, started, None, reached, keep_visited)
         level += 1
         if level >= depth:
-            return _result(component, len(visited), edges, level, started, None, reached, kept)
+            return _result(component, visited, edges, level, started, None, reached, keep_visited)
         reports = pool.level(assigned, level + 1 >= depth)
 
 
-def _result(component: Component, states: int, edges: int, depth: int, started: float,
-            failure: LockstepFailure | None, reached: set[str], visited: dict[int, int] | None) -> ExploreResult:
+def _result(component: Component, visited: dict[int, int], edges: int, depth: int, started: float,
+            failure: LockstepFailure | None, reached: set[str], keep: bool) -> ExploreResult:
+    seconds = time.perf_counter() - started
     witnesses = [i.name for i in component.invariants if i.kind == "sometimes"]
-    return ExploreResult(states, edges, depth, time.perf_counter() - started, failure,
+    return ExploreResult(len(visited), edges, depth, seconds, failure,
                          frozenset(reached & set(witnesses)),
-                         tuple(n for n in witnesses if n not in reached), visited)
+                         tuple(n for n in witnesses if n not in reached), visited if keep else None,
+                         footprint(visited))
+
+
+def footprint(visited: dict[int, int]) -> float:
+    """Bytes per state of a visited set: the dict's table plus its key and value ints."""
+    total = sys.getsizeof(visited) + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in visited.items())
+    return total / max(len(visited), 1)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process and of its finished workers, in MiB (Linux KiB)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, workers) / 1024
 
 
 def visited_bytes(states: int) -> float:
