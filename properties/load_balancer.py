@@ -48,6 +48,11 @@ sign of NaN + NaN depends on the operand order CPython's (specializing) interpre
 so the first few calls and later ones can disagree and a total_cmp ordering by such a
 load score is nondeterministic (the impl caches the score, the model recomputes it).
 
+Snapshots.  The explorer deep-copies or pickles a (model, impl) subject pair between
+steps: a harness class is pickled by its name (`_harness:<ring>:<base class path>`, rebuilt
+on demand by the module's `__getattr__`), the race hook is a `functools.partial` of a bound
+method installed only for the duration of one select, and the impl's ANY stratum key is a
+singleton under copy and pickle.  `EXPLORATION` (at the end) documents its view.
 """
 from __future__ import annotations
 
