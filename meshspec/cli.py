@@ -343,9 +343,14 @@ def cmd_explore(args: argparse.Namespace) -> int:
         raise UsageError(str(exc.args[0])) from None
     except OSError as exc:
         raise UsageError(f"cannot use export directory {args.export!r}: {exc.strerror or exc}") from None
-    if args.mutants:
-        return explore_mutants(comp, args.workers, args.record)
-    return explore_bound(comp, impl_cls, args)
+    from meshspec.explore import ExploreError
+
+    try:
+        if args.mutants:
+            return explore_mutants(comp, args.workers, args.record)
+        return explore_bound(comp, impl_cls, args)
+    except ExploreError as exc:
+        raise UsageError(f"exploration of {comp.name} failed: {exc}") from None
 
 
 def explorable(name: str) -> Component:

@@ -395,19 +395,37 @@ class Expander:
 
 # -- workers over pipes --------------------------------------------------------------------
 
+class ExploreError(Exception):
+    """The exploration itself broke (a bad alphabet or view, a subject that cannot be copied)."""
+
+
 def _serve(expander: Expander, conn: Connection) -> None:
-    """A forked worker's loop: ("start", share) | ("level", orders, fps, last) | ("stop",)."""
+    """A forked worker's loop: ("start", share) | ("level", orders, fps, last) | ("stop",).
+
+    An exception is sent back as an ExploreError (one line) instead of killing the pipe.
+    """
     while True:
         message = conn.recv()
         if message[0] == "stop":
             conn.close()
             return
-        if message[0] == "start":
-            report = expander.start(message[1])
-        else:
-            expander.keep(message[1], message[2])
-            report = expander.expand(message[3])
+        try:
+            if message[0] == "start":
+                report: Any = expander.start(message[1])
+            else:
+                expander.keep(message[1], message[2])
+                report = expander.expand(message[3])
+        except Exception as exc:  # noqa: BLE001 - reported to the coordinator, which raises it
+            report = ExploreError(f"worker: {type(exc).__name__}: {exc}")
         conn.send(report)
+
+
+def _received(conns: list[Connection]) -> list[LevelReport]:
+    reports = [conn.recv() for conn in conns]
+    for report in reports:
+        if isinstance(report, ExploreError):
+            raise report
+    return reports
 
 
 class Pool:
@@ -433,7 +451,7 @@ class Pool:
             return [self.local.start(range(inits))]
         for w, conn in enumerate(self.conns):
             conn.send(("start", range(w, inits, self.size)))
-        return [conn.recv() for conn in self.conns]
+        return _received(self.conns)
 
     def level(self, assigned: list[tuple[array, array]], last: bool) -> list[LevelReport]:
         if self.local is not None:
@@ -441,7 +459,7 @@ class Pool:
             return [self.local.expand(last)]
         for conn, (orders, fps) in zip(self.conns, assigned):
             conn.send(("level", orders, fps, last))
-        return [conn.recv() for conn in self.conns]
+        return _received(self.conns)
 
     def close(self) -> None:
         for conn in self.conns:
@@ -518,6 +536,10 @@ def explore(component: Component, impl_cls: type, exploration: Exploration, dept
     pool = Pool(lambda known: Expander(component, impl_cls, exploration, bound, known), workers, visited)
     try:
         return _search(component, impl_cls, exploration, bound, depth, pool, visited, started, keep_visited)
+    except ExploreError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - anything but a finding is a broken configuration
+        raise ExploreError(f"{type(exc).__name__}: {exc}") from exc
     finally:
         pool.close()
 

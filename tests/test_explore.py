@@ -185,3 +185,18 @@ def test_recording_merges_one_component_without_touching_the_others(tmp_path):
     doc = json.loads(path.read_text())
     assert doc["other"] == {"m": {"bound": "small"}}
     assert doc["shard_mapper"]["m1"] == {"bound": "small", "verdict": "found: x", "seconds": 1.0, "depth": 2}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_view_that_cannot_be_fingerprinted_is_an_explore_error_with_any_workers(workers):
+    broken = attrs.evolve(MAPPER.exploration, view=lambda s: object(), symmetry=None)
+    with pytest.raises(explore_mod.ExploreError, match="address"):
+        explore(MAPPER, MAPPER.impl_cls, broken, 1, bound="small", workers=workers)
+
+
+def test_the_explore_verb_reports_a_broken_exploration_in_one_line(monkeypatch, capsys):
+    broken = attrs.evolve(MAPPER, exploration=attrs.evolve(MAPPER.exploration, view=lambda s: object()))
+    monkeypatch.setattr(registry, "get_component", lambda n: broken)
+    assert main(["explore", "shard_mapper"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("meshspec: error: exploration of shard_mapper failed")
