@@ -13,7 +13,7 @@ from meshspec import registry
 from meshspec.clock import FakeClock
 from meshspec.etcd_server import ETCD_ENV
 from meshspec.explore import explore, restore, snapshot
-from meshspec.fuzz import matches_check
+from meshspec.fuzz import matches_check, rules_of
 from meshspec.lockstep import Lockstep, Subject, canon
 from properties import capacity as C
 from properties import group_coordinator as G
@@ -153,14 +153,8 @@ def test_every_operation_of_the_component_is_in_its_small_alphabet(name):
     rules = {rule for rule, _ in comp.exploration.actions_for("small")}
     subject_rules = {op for op in comp.operations if callable(getattr(comp.subject_cls, op, None))}
     assert subject_rules - {"abstract"} <= rules
-    machine_rules = set(_machine_rules(comp)) - {"init"}
+    machine_rules = set(rules_of(comp)) - {"init"}
     assert machine_rules <= rules, machine_rules - rules
-
-
-def _machine_rules(comp: Any) -> list[str]:
-    from meshspec.fuzz import rules_of
-
-    return rules_of(comp)
 
 
 @pytest.mark.parametrize("name", COMPONENTS)
