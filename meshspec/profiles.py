@@ -17,7 +17,8 @@ import random
 from pathlib import Path
 
 from contextlib import contextmanager
-from typing import Iterator
+from types import ModuleType
+from typing import Iterable, Iterator
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
@@ -97,3 +98,35 @@ def shrink_budget(profile: str) -> Iterator[None]:
         yield
     finally:
         engine.MAX_SHRINKING_SECONDS = saved
+
+
+@contextmanager
+def fixed_constants(modules: Iterable[ModuleType]) -> Iterator[None]:
+    """Make Hypothesis' pool of "local constants" the constants of `modules` while the block runs.
+
+    Hypothesis (since about 6.131; checked on 6.150-6.170) sometimes draws a constant found
+    in the source of every *local* module in `sys.modules` (not site-packages, not tests).
+    That pool depends on how meshspec was installed (`pip install -e .` makes the engine
+    and the components local, `pip install .` makes them site-packages) and on what else was
+    imported before (other components, the user's script), so the same seed explored
+    different inputs. There is no public setting for it: this replaces the one internal
+    hook, `providers._get_local_constants`, by a fixed pool (the component's own modules),
+    and clears the cache of constants filtered per draw on entry and exit.
+    """
+    from hypothesis.internal.conjecture import providers
+    from hypothesis.internal.constants_ast import Constants, constants_from_module
+
+    saved = getattr(providers, "_get_local_constants", None)
+    if saved is None:  # a Hypothesis without the harvesting: nothing to pin
+        yield
+        return
+    pool = Constants()
+    for module in sorted(set(modules), key=lambda m: m.__name__):
+        pool |= constants_from_module(module)
+    providers.CONSTANTS_CACHE.cache.clear()
+    providers._get_local_constants = lambda: pool
+    try:
+        yield
+    finally:
+        providers._get_local_constants = saved
+        providers.CONSTANTS_CACHE.cache.clear()
