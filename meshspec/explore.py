@@ -85,6 +85,7 @@ Action = tuple[str, tuple]
 ACTION_BITS = 17  # 16 bits of action / init index, one flag bit marking an init
 INIT_FLAG = 1 << 16
 UNTRACKED = ("cls", "side", "clock", "rng", "sut", "last")
+FORK_AT = 32  # frontier states per worker at which the search forks its workers
 
 
 @attrs.frozen
@@ -303,7 +304,7 @@ class Expander:
     """Owns frontier snapshots; expands them; keeps the children the coordinator assigns."""
 
     def __init__(self, component: Component, impl_cls: type, exploration: Exploration,
-                 bound: str, known: Any = None) -> None:
+                 bound: str, known: dict[int, int]) -> None:
         self.component, self.impl_cls = component, impl_cls
         self.inits = exploration.inits_for(bound)
         self.actions = exploration.actions_for(bound)
@@ -312,8 +313,8 @@ class Expander:
         self.ls.steps.append(("init", self.inits[0]))  # stands for whichever init the state came from
         self.frontier: list[tuple[int, int, bytes]] = []
         self.pending: dict[int, bytes] = {}
-        self.known: Any = set() if known is None else known
-        self.tracks_known = known is None
+        self.known = known  # the coordinator's visited set (a forked worker's private copy)
+        self.tracks_known = False  # a forked worker adds what it reports to its copy
         self.last_level = False  # children of the last level are never expanded: no snapshots
 
     def _new(self, fps: array, orders: array, actions: array, fp: int, order: int, action: int,
@@ -322,7 +323,7 @@ class Expander:
             return
         self.pending[fp] = b"" if self.last_level else snapshot(pair)
         if self.tracks_known:
-            self.known.add(fp)
+            self.known[fp] = 0
         fps.append(fp)
         orders.append(order)
         actions.append(action)
@@ -400,21 +401,19 @@ class ExploreError(Exception):
 
 
 def _serve(expander: Expander, conn: Connection) -> None:
-    """A forked worker's loop: ("start", share) | ("level", orders, fps, last) | ("stop",).
+    """A forked worker's loop: ("level", orders, fps, last) | ("stop",).
 
     An exception is sent back as an ExploreError (one line) instead of killing the pipe.
     """
+    expander.tracks_known = True
     while True:
         message = conn.recv()
         if message[0] == "stop":
             conn.close()
             return
         try:
-            if message[0] == "start":
-                report: Any = expander.start(message[1])
-            else:
-                expander.keep(message[1], message[2])
-                report = expander.expand(message[3])
+            expander.keep(message[1], message[2])
+            report: Any = expander.expand(message[3])
         except Exception as exc:  # noqa: BLE001 - reported to the coordinator, which raises it
             report = ExploreError(f"worker: {type(exc).__name__}: {exc}")
         conn.send(report)
@@ -429,37 +428,46 @@ def _received(conns: list[Connection]) -> list[LevelReport]:
 
 
 class Pool:
-    """N expanders: in-process for N = 1, forked processes otherwise."""
+    """The expanders: in-process until the frontier is wide, then `workers` forked processes.
 
-    def __init__(self, make: Callable[[Any], Expander], workers: int, visited: dict[int, int]) -> None:
-        self.local = make(visited) if workers == 1 else None
+    Forking at a wide level (FORK_AT states per worker) hands each process every N-th
+    state of that frontier, already in its memory image; from then on each keeps its own
+    children. Splitting the roots (the inits) instead would tie each worker to one init's
+    subtree, however unequal their sizes.
+    """
+
+    def __init__(self, expander: Expander, workers: int) -> None:
+        self.local = expander
+        self.workers = workers
         self.conns: list[Connection] = []
         self.procs: list[Any] = []
-        if workers > 1:
-            ctx = multiprocessing.get_context("fork")
-            for _ in range(workers):
-                parent, child = ctx.Pipe()
-                proc = ctx.Process(target=_serve, args=(make(None), child), daemon=True)
-                proc.start()
-                child.close()
-                self.conns.append(parent)
-                self.procs.append(proc)
-        self.size = workers
 
     def start(self, inits: int) -> list[LevelReport]:
-        if self.local is not None:
-            return [self.local.start(range(inits))]
-        for w, conn in enumerate(self.conns):
-            conn.send(("start", range(w, inits, self.size)))
-        return _received(self.conns)
+        return [self.local.start(range(inits))]
 
     def level(self, assigned: list[tuple[array, array]], last: bool) -> list[LevelReport]:
-        if self.local is not None:
+        if not self.conns and self.workers > 1 and len(assigned[0][0]) >= FORK_AT * self.workers:
+            assigned = self._fork(assigned[0])
+        if not self.conns:
             self.local.keep(*assigned[0])
             return [self.local.expand(last)]
         for conn, (orders, fps) in zip(self.conns, assigned):
             conn.send(("level", orders, fps, last))
         return _received(self.conns)
+
+    def _fork(self, frontier: tuple[array, array]) -> list[tuple[array, array]]:
+        orders, fps = frontier
+        ctx = multiprocessing.get_context("fork")
+        for _ in range(self.workers):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_serve, args=(self.local, child), daemon=True)
+            proc.start()
+            child.close()
+            self.conns.append(parent)
+            self.procs.append(proc)
+        self.local.pending, self.local.frontier = {}, []  # the workers hold them now
+        n = self.workers
+        return [(orders[w::n], fps[w::n]) for w in range(n)]
 
     def close(self) -> None:
         for conn in self.conns:
@@ -533,7 +541,7 @@ def explore(component: Component, impl_cls: type, exploration: Exploration, dept
     depth = exploration.depth(bound) if depth is None else depth
     started = time.perf_counter()
     visited: dict[int, int] = {}
-    pool = Pool(lambda known: Expander(component, impl_cls, exploration, bound, known), workers, visited)
+    pool = Pool(Expander(component, impl_cls, exploration, bound, visited), workers)
     try:
         return _search(component, impl_cls, exploration, bound, depth, pool, visited, started, keep_visited)
     except ExploreError:
