@@ -29,10 +29,11 @@ Design choices (each measured or argued; numbers from this 2-core machine):
 - **Identity = a 64-bit fingerprint** (`xxh3_64`) of a deterministic serialisation of the
   view value: the Exploration's `view(model_subject)` when given, else the canonical
   abstract state, the ghost state (subject fields except cls, side, clock, rng, sut,
-  last), the clock reading and the RNG state. Serialisation is `repr` of a frozen form in
-  which sets and dict items are sorted by their own serialised text, so it is identical
-  across processes (str hashes are salted per process); an object whose repr carries an
-  address is refused with a request for a view. `symmetry`, when given, maps the view
+  last), the clock reading and the RNG state. Serialisation is `repr` when that holds no
+  set, dict or address (tuples, numbers, str, enums, attrs values: the same text in every
+  process), else `repr` of a frozen form in which set members and dict items are sorted
+  by their own serialised text (str hashes are salted per process, so iteration order is
+  not); an object whose repr carries an address is refused with a request for a view. `symmetry`, when given, maps the view
   value to its class representative before hashing.
 - **The impl is not part of the identity by default.** Every edge compares the impl's
   abstract state with the model's and runs its `check_invariants()`, which recomputes its
@@ -45,14 +46,20 @@ Design choices (each measured or argued; numbers from this 2-core machine):
 - **Visited set = fingerprints with parent pointers**: one `dict[int, int]`, fingerprint
   to `parent_fp << 17 | action` (inits: flag bit 16 and the init index). Measured with
   tracemalloc: see `visited_bytes`; the CLI prints bytes per state. A collision of two
-  distinct states on 64 bits would prune one (probability ~ n^2 / 2^65; 1e-8 at 1e6).
-- **Workers** (`workers > 1`, fork): the search is level-synchronous. Each worker owns
-  the frontier states it produced; it expands them and reports, per new child
-  fingerprint, the first (parent order, action) that produced it. The coordinator dedupes
-  against the global visited set and assigns each new fingerprint to the producer of its
-  lowest (parent order, action); workers keep only their assigned states. Orders, counts,
-  parent pointers and the counterexample are therefore the same for any N; only snapshots
-  stay in the workers, fingerprints cross the pipes as int64 arrays.
+  distinct states on 64 bits would prune one (probability ~ n^2 / 2^65; 3e-8 at 1e6).
+  Only the frontier holds snapshots, and the children of the last level get none.
+- **Lockstep is reused as is**: one `Lockstep` per worker has its `model`/`impl` swapped
+  for each edge and its `steps` cut back to one entry, so the list never grows; a
+  counterexample is replayed through a fresh `Lockstep` for its steps.
+- **Workers** (`workers > 1`, fork): the search is level-synchronous. It runs in-process
+  until a frontier holds FORK_AT states per worker, then forks; each process starts with
+  every N-th state of that frontier (already in its memory image: no state is pickled
+  across processes) and from then on owns the children it produces. Per level, each
+  worker reports, per new child fingerprint, the first (parent order, action) that
+  produced it; the coordinator dedupes against the global visited set, assigns each new
+  fingerprint to the producer of its lowest (parent order, action) and numbers the next
+  frontier in that order. Counts, parent pointers and the counterexample are therefore
+  the same for any N; fingerprints cross the pipes as int64 arrays.
 - **A failure** stops the search at the level where it is found: the coordinator takes
   the lowest (parent order, action) failure of the level (a worker stops at its first),
   rebuilds the path from the pointers and replays it through a fresh `Lockstep` to get the
