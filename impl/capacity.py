@@ -40,6 +40,7 @@ deleted behind our back), `_classify_on_adopt`, `_earliest`, `_owner_compares`.
 """
 from __future__ import annotations
 
+import copy
 import heapq
 from typing import Callable, Optional, Sequence
 
@@ -312,8 +313,17 @@ class EtcdCoordinator(ModelCoordinator):
     # ------------------------------------------------------------------ self-check
 
     def check_invariants(self) -> None:
-        """Every tracked run's counters equal a full scan of the KV now."""
-        now = self._clock()
+        """Every tracked run's counters, with every expiry detectable now applied, equal a
+        full scan of the KV now. Pure: detection runs on a copy of the counters and of the
+        revision watch, so a check never updates what the next read will find."""
+        runs, seen, dirty = self._runs, self._watch.seen, self._watch.dirty
+        self._runs = copy.deepcopy(runs)
+        try:
+            self._check_detected(self._clock())
+        finally:
+            self._runs, self._watch.seen, self._watch.dirty = runs, seen, dirty
+
+    def _check_detected(self, now: int) -> None:
         self._kv.get(self._keys.tenants_prefix())  # lets pending expiries show as a gap
         self._detect_vanished_owners()
         for (tenant, run), rs in self._runs.items():

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import attrs
 
-from meshspec.lockstep import BenchCase, Component
+from meshspec.lockstep import BenchCase, Component, one_line
 
 
 @attrs.frozen
@@ -24,12 +24,18 @@ class BenchRow:
     model_ns: float
     impl_ns: float
     target: float
+    error: str | None = None  # what the class under bench raised; the row has no timings
 
     @property
     def ratio(self) -> float:
         return self.model_ns / self.impl_ns if self.impl_ns > 0 else float("inf")
 
+    def describe_error(self) -> str:
+        return f"{self.component}/{self.case} at size {self.size}: {self.error}"
+
     def cells(self) -> list[Any]:
+        if self.error is not None:
+            return [self.component, self.case, self.size, "", "", "", f"ERROR: {self.error}"]
         met = "" if not self.target or self.ratio >= self.target else f"below target {self.target:g}x"
         return [self.component, self.case, self.size, f"{self.model_ns:,.0f}",
                 f"{self.impl_ns:,.0f}", f"{self.ratio:,.1f}x", met]
@@ -58,13 +64,25 @@ def time_per_call(fn: Callable[[], Any], *, min_seconds: float, repeats: int = 3
     return best
 
 
+class BenchFailure(Exception):
+    """The model or the class under bench raised while a case was built or timed."""
+
+
+def _measure(side: str, cls: type, case: BenchCase, size: int, min_seconds: float) -> float:
+    try:
+        return time_per_call(case.make(cls, size), min_seconds=min_seconds)
+    except Exception as exc:  # noqa: BLE001 - the class under bench failed: a finding, one line
+        raise BenchFailure(f"{side} {cls.__module__}:{cls.__qualname__} raised {one_line(exc)}") from None
+
+
 def run_case(component: Component, case: BenchCase, size: int, *, min_seconds: float,
              impl_cls: type | None = None) -> BenchRow:
-    model_fn = case.make(component.model_cls, size)
-    impl_fn = case.make(impl_cls or component.impl_cls, size)
-    model_ns = time_per_call(model_fn, min_seconds=min_seconds)
-    impl_ns = time_per_call(impl_fn, min_seconds=min_seconds)
     target = case.min_ratio if size == max(case.sizes) else 0.0  # targets are for the largest size
+    try:
+        model_ns = _measure("model", component.model_cls, case, size, min_seconds)
+        impl_ns = _measure("impl", impl_cls or component.impl_cls, case, size, min_seconds)
+    except BenchFailure as exc:
+        return BenchRow(component.name, case.name, size, 0.0, 0.0, target, error=str(exc))
     return BenchRow(component.name, case.name, size, model_ns, impl_ns, target)
 
 
@@ -79,4 +97,6 @@ def run_bench(component: Component, *, quick: bool = False, impl_cls: type | Non
             rows.append(row)
             if on_row:
                 on_row(row)
+            if row.error is not None:
+                break  # larger sizes of a failing case would only fail again
     return rows

@@ -324,7 +324,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
                           on_row=lambda r: print("  " + " | ".join(map(str, r.cells())), flush=True))
     print()
     print(tabulate([r.cells() for r in rows], headers=HEADERS, tablefmt="github"))
-    return 0
+    failed = [r for r in rows if r.error is not None]
+    for r in failed:
+        print(f"FAILED: bench {r.describe_error()}")
+    return 1 if failed else 0
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
