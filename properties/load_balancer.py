@@ -1480,7 +1480,7 @@ def plain(steals: int = 0, race: str = "reserve", key: Optional[str] = None) -> 
 
 
 ACTIONS = (
-    ("add_endpoint", (3, 1, "healthy", [], True, "z2", ZERO)),          # a fresh id
+    ("add_endpoint", (4, 1, "healthy", [], True, "z2", ZERO)),          # a fresh id (takes ring keys)
     ("add_endpoint", (0, 3, "unknown", ["a"], True, "z1", ZERO)),       # re-add, other weight
     ("remove_endpoint", (1,)), ("remove_endpoint", (5,)),               # present, absent
     ("update_health", (0, "unhealthy")), ("update_health", (2, "degraded")),
@@ -1504,7 +1504,9 @@ EXPLORATION = Exploration(
     inits=(lb_init("weighted_round_robin"), lb_init("consistent_hash")),
     actions=ACTIONS,
     bounds={"small": Bound(2),
-            "large": Bound(3, inits=tuple(lb_init(s) for s in STRATEGY_NAMES)),
+            "large": Bound(3, inits=(*(lb_init(s) for s in STRATEGY_NAMES),
+                                     lb_init("round_robin", zone_fallback=False),
+                                     lb_init("weighted_round_robin", rr_start=2**53))),
             # focused alphabets for the bugs the shared one reaches too late
             "metrics": Bound(2, inits=tuple(lb_init(s) for s in ("least_latency", "least_load",
                                                                   "weighted_least_connections")),
