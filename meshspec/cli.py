@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from tabulate import tabulate
 
@@ -20,8 +20,27 @@ from meshspec.lockstep import ENVIRONMENT_ERRORS, Component, ImplLoadError, load
 from meshspec.profiles import ProfileError, profile_name, resolve_seed
 from meshspec.traces import TraceError
 
+if TYPE_CHECKING:
+    from meshspec.fuzz import FuzzResult
+    from meshspec.progress import Outcome
+
 DEFAULT_EXPORT = "meshspec-traces"
 IMPL_HELP = " (imported like `python -m`: the current directory is on the import path)"
+
+
+FUZZ_DESCRIPTION = """\
+Run each component's lockstep machine (model vs impl) under a Hypothesis profile.
+
+Progress (component, examples, steps, steps/s, elapsed) is redrawn in place on a
+terminal, and printed as a plain line every 10 s otherwise. The last line is the
+verdict: PASS, or FAIL naming each failed component. Exit status 1 when a component
+fails: a divergence, a violated invariant or an exception (the shrunk trace is
+exported), or, under the ci and nightly profiles, a sometimes-witness the run never
+reached (the generator is too weak to mean anything). Under dev, unreached witnesses
+are listed in one note and do not fail the run. Long budgets (nightly) run as chunks
+of examples with derived seeds that share the example database, so memory stays
+bounded.
+"""
 
 
 class UsageError(Exception):
@@ -41,7 +60,9 @@ def build_parser() -> Parser:
     ls = sub.add_parser("list", help="list registered components, or one component's "
                         "operations, invariants and mutants")
     ls.add_argument("components", nargs="*", metavar="COMPONENT")
-    f = sub.add_parser("fuzz", help="run the lockstep machines (model vs impl)")
+    f = sub.add_parser("fuzz", help="run the lockstep machines (model vs impl)",
+                       description=FUZZ_DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     f.add_argument("components", nargs="*", metavar="COMPONENT")
     f.add_argument("--impl", help="module:Class to check in place of the impl" + IMPL_HELP)
     f.add_argument("--profile", help="dev | ci | nightly (default: $HYPOTHESIS_PROFILE or dev)")
@@ -167,8 +188,10 @@ def print_component(comp: Component) -> None:
                    headers=["mutant", "origin", "expected to be caught by"], tablefmt="simple"))
 
 
-def print_fuzz(result, component: Component) -> None:
+def print_fuzz(result: FuzzResult, component: Component) -> None:
     from meshspec.fuzz import rules_of, sometimes_names
+    from meshspec.profiles import witnesses_required
+    from meshspec.progress import unreached_witnesses
 
     print(f"== {result.component} against {result.impl} (profile {result.profile}, seed {result.seed})")
     print(f"   examples {result.examples}, steps {result.steps}, "
@@ -181,13 +204,15 @@ def print_fuzz(result, component: Component) -> None:
     reached = [[name, result.reached.get(name, 0)] for name in sometimes_names(component)]
     if reached:
         print(tabulate(reached, headers=["sometimes-property", "steps reached"], tablefmt="simple"))
-    for name, n in reached:
-        if n == 0 and not result.failed:
-            print(f"   warning: sometimes-property {name!r} never reached (generator too weak?)")
+    unreached = unreached_witnesses(result, component)
+    if unreached and witnesses_required(result.profile):
+        print(f"   FAILED: sometimes-witnesses never reached (generator too weak?): "
+              f"{', '.join(unreached)}")
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from meshspec.fuzz import export_failure, run_fuzz
+    from meshspec.progress import outcome_of, progress_for
     from meshspec.traces import check_export_dir
 
     comps = components_of(args.components)
@@ -201,14 +226,19 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         os.environ["MESHSPEC_ETCD"] = configure_etcd(args.etcd)
 
     print(f"meshspec fuzz: profile {profile}, seed {seed}"
-          + (f", real etcd {args.etcd}" if args.etcd else ""))
-    status = 0
+          + (f", real etcd {args.etcd}" if args.etcd else ""), flush=True)
+    outcomes = []
+    progress = progress_for(sys.stdout)
     for comp in comps:
-        result = run_fuzz(comp, impl_cls or comp.impl_cls, profile=profile, seed=seed)
+        progress.start(comp.name)
+        try:
+            result = run_fuzz(comp, impl_cls or comp.impl_cls, profile=profile, seed=seed,
+                              progress=progress.update)
+        finally:
+            progress.stop()
         print_fuzz(result, comp)
         if result.error:
             print(f"   ERROR: {result.error}")
-            status = 1
         if result.trace is not None:
             fail = result.trace.failure
             print(f"   FAILED: {fail.kind} {fail.name!r} at step {fail.step}: {fail.message}")
@@ -216,8 +246,20 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             print(f"   trace ({len(result.trace.steps)} steps): {json_path}")
             print(f"   pytest file: {py_path}")
             print(f"   replay with: meshspec replay {json_path}")
-            status = 1
-    return status
+        outcomes.append(outcome_of(result, comp))
+        sys.stdout.flush()
+    return print_verdict(outcomes, profile)
+
+
+def print_verdict(outcomes: list[Outcome], profile: str) -> int:
+    """The closing note (dev: unreached witnesses) and verdict line of `fuzz`; the exit status."""
+    from meshspec.progress import fuzz_verdict, witness_note
+
+    note = witness_note(outcomes, profile)
+    if note:
+        print(note)
+    print(fuzz_verdict(outcomes))
+    return 1 if any(o.problem for o in outcomes) else 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -265,12 +307,13 @@ def describe_failure(failure: object) -> str:
 
 def cmd_mutants(args: argparse.Namespace) -> int:
     from meshspec.fuzz import MUTANT_HEADERS, run_mutants
+    from meshspec.progress import mutants_verdict
 
     comps = components_of(args.components)
     check_mutant_names(args.only or [], comps)
     profile, seed = profile_name(args.profile), resolve_seed(args.seed)
     print(f"meshspec mutants: profile {profile}, seed {seed}")
-    status = 0
+    status, everything = 0, []
     for comp in comps:
         results = run_mutants(comp, profile=profile, seed=seed, only=args.only,
                               shrink=not args.no_shrink,
@@ -285,6 +328,8 @@ def cmd_mutants(args: argparse.Namespace) -> int:
             elif not r.as_expected:
                 print(f"   note: {r.mutant.name} was caught by {r.caught_by!r}, "
                       f"registered as {', '.join(r.mutant.caught_by)}")
+        everything += results
+    print(mutants_verdict(everything))
     return status
 
 

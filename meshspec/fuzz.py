@@ -10,16 +10,18 @@ import re
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 from hypothesis import seed as hypothesis_seed
+from hypothesis import settings as hsettings
 from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
 from meshspec import machine as machine_mod
 from meshspec.lockstep import ENVIRONMENT_ERRORS, Component, LockstepFailure, Mutant, impl_path
-from meshspec.profiles import fixed_constants, settings_for, shrink_budget
+from meshspec.profiles import (CHUNK_EXAMPLES, chunk_seed, chunk_sizes, fixed_constants,
+                               settings_for, shrink_budget)
 from meshspec.minimize import minimize
 from meshspec.traces import Failure, Trace
 
@@ -73,18 +75,20 @@ def _database_key(component: Component, impl_cls: type) -> str:
 
 def run_fuzz(component: Component, impl_cls: type, *, profile: str, seed: int,
              use_database: bool = True, max_examples: int | None = None,
-             shrink: bool = True) -> FuzzResult:
-    """Run the lockstep machine once; never raises for a finding (it is in the result)."""
+             shrink: bool = True, chunk_examples: int = CHUNK_EXAMPLES,
+             progress: Callable[[machine_mod.RunStats], None] | None = None) -> FuzzResult:
+    """Run the lockstep machine (in chunks, see `run_chunks`); never raises for a finding (it is
+    in the result). `progress` is called with the run's stats after every step."""
     machine_cls = hypothesis_seed(seed)(component.machine_for(impl_cls))
     key = _database_key(component, impl_cls) if use_database else None
     # Hypothesis' shrinker is capped by wall-clock time; the deterministic minimiser
     # (meshspec.minimize) replaces it, so the same seed exports the same trace anywhere.
     settings = settings_for(profile, database_key=key, max_examples=max_examples, shrink=False)
-    stats = machine_mod.reset_stats()
+    stats = machine_mod.reset_stats(progress)
     trace, error = None, None
     try:
         with shrink_budget(profile), fixed_constants(component_modules(component, impl_cls)):
-            run_state_machine_as_test(machine_cls, settings=settings)
+            run_chunks(machine_cls, settings, seed, chunk_examples)
     except ENVIRONMENT_ERRORS:
         raise  # a lost etcd server is not a finding: the CLI exits 2
     except LockstepFailure as exc:
@@ -100,6 +104,20 @@ def run_fuzz(component: Component, impl_cls: type, *, profile: str, seed: int,
         first_failure_examples=stats.first_failure_examples,
         first_failure_seconds=stats.first_failure_seconds, error=error,
     )
+
+
+def run_chunks(machine_cls: type, settings: Any, seed: int, chunk_examples: int) -> None:
+    """Run the budget as Hypothesis runs of at most `chunk_examples` examples each.
+
+    Each run keeps every example's data until it ends, so one long run grows without bound;
+    separate runs free it. The first run uses `seed` (a budget that fits in one chunk runs
+    exactly as unsplit), the next ones `chunk_seed(seed, i)`; all share the example database
+    and the current RunStats, so counts, rule hits and witnesses add up, and the first
+    failure ends the whole run.
+    """
+    for index, size in enumerate(chunk_sizes(settings.max_examples, chunk_examples)):
+        hypothesis_seed(chunk_seed(seed, index))(machine_cls)
+        run_state_machine_as_test(machine_cls, settings=hsettings(settings, max_examples=size))
 
 
 def failure_trace(component: Component, impl_cls: type, exc: LockstepFailure, *, seed: int | None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 from hypothesis.stateful import RuleBasedStateMachine
 
@@ -17,9 +17,15 @@ from meshspec.lockstep import Component, Lockstep, LockstepFailure
 
 
 class RunStats:
-    """Counters for one fuzz run (examples, steps, rule hits, reached witnesses, first failure)."""
+    """Counters for one fuzz run (examples, steps, rule hits, reached witnesses, first failure).
 
-    def __init__(self) -> None:
+    `on_progress`, when set, is called with the stats after every step; it must be cheap
+    and decide itself how often to redraw (meshspec.progress does, at most every 0.2 s).
+    A run split into chunks (meshspec.fuzz) keeps one RunStats, so the counts add up.
+    """
+
+    def __init__(self, on_progress: Callable[[RunStats], None] | None = None) -> None:
+        self.on_progress = on_progress
         self.started = time.perf_counter()
         self.examples = 0
         self.steps = 0
@@ -27,6 +33,12 @@ class RunStats:
         self.reached: Counter[str] = Counter()
         self.first_failure_examples: int | None = None
         self.first_failure_seconds: float | None = None
+
+    def count_step(self, rule: str) -> None:
+        self.steps += 1
+        self.rule_hits[rule] += 1
+        if self.on_progress is not None:
+            self.on_progress(self)
 
     def note_failure(self) -> None:
         if self.first_failure_examples is None:
@@ -45,9 +57,9 @@ def current_stats() -> RunStats:
     return _CURRENT
 
 
-def reset_stats() -> RunStats:
+def reset_stats(on_progress: Callable[[RunStats], None] | None = None) -> RunStats:
     global _CURRENT
-    _CURRENT = RunStats()
+    _CURRENT = RunStats(on_progress)
     return _CURRENT
 
 
@@ -72,8 +84,7 @@ class LockstepMachine(RuleBasedStateMachine):
         return self.ls.impl.sut
 
     def step(self, rule: str, *args: Any) -> Any:
-        _CURRENT.steps += 1
-        _CURRENT.rule_hits[rule] += 1
+        _CURRENT.count_step(rule)
         try:
             return self.ls.step(rule, *args)
         except LockstepFailure:
