@@ -147,6 +147,12 @@ def test_small_bound_reaches_exactly_the_pinned_states_and_edges_and_the_impl_is
     assert result.depth == comp.exploration.depth("small")
 
 
+def test_two_workers_reach_the_same_balancer_states_whose_ring_classes_are_rebuilt_by_name():
+    comp = registry.get_component("load_balancer")
+    result = explore(comp, comp.impl_cls, comp.exploration, bound="small", workers=2)
+    assert (result.states, result.edges) == PINNED["load_balancer"]
+
+
 @pytest.mark.parametrize("name", COMPONENTS)
 def test_every_operation_of_the_component_is_in_its_small_alphabet(name):
     comp = registry.get_component(name)
