@@ -201,3 +201,12 @@ def test_the_explore_verb_reports_a_broken_exploration_in_one_line(monkeypatch, 
     assert main(["explore", "shard_mapper"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("meshspec: error: exploration of shard_mapper failed")
+
+
+def test_impl_view_joins_the_identity_and_splits_states_the_model_view_merges():
+    ex = attrs.evolve(MAPPER.exploration, bounds={"b": 2},
+                      actions=(("advance_time", (3600 * 10**9,)), ("evaluate_scaling", ())))
+    merged = explore(MAPPER, MAPPER.impl_cls, ex, bound="b")
+    split = explore(MAPPER, MAPPER.impl_cls, attrs.evolve(ex, impl_view=lambda s: s.clock()), bound="b")
+    assert merged.states == 2  # an hour later every age is saturated: the same two states
+    assert split.states == 6  # the impl's absolute clock tells 0, 1 and 2 hours apart
