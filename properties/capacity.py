@@ -1090,9 +1090,10 @@ BENCH = (
 # saturated at u64::MAX (duration u64::MAX) is not invariant under a time shift, so states
 # at different times are different states; the alphabet keeps time finite (a few advances
 # per path).  The view is the abstract state (decoded KV, hints, live leases), the clock,
-# the model's lease ordinal (the next owner key's etcd lease id) and the ghost state later
-# steps read: the lease tokens handed out, fences issued and seen, root specs, shard ids per
-# run, orphaned owner keys, the interferer's lease count and the revocation fault.  Left
+# the model's lease ordinal (the next owner key's etcd lease id), the coordinator options
+# (two inits may differ in retries alone) and the ghost state later steps read: the lease
+# tokens handed out, fences issued and seen, root specs, shard ids per run, orphaned owner
+# keys, the interferer's lease count and the revocation fault.  Left
 # out: the per-step caches (`_view`, `_hints`, decode memos), the per-call interferer plan
 # and counters, the violation messages (empty in every state that passed the invariants)
 # and `events` (witness counters only, evaluated on every edge before deduplication).
@@ -1101,7 +1102,7 @@ def explore_view(s: CapacitySubject) -> Any:
     """The explorer's state identity: abstract state, clock and the ghost state later steps read."""
     ghost = tuple(tuple(sorted(d.items())) for d in (s.issued, s.fence_seen, s.roots, s.shards, s.orphaned))
     return (s.abstract(), s.clock(), getattr(s.sut, "_lease_ordinal", None), tuple(s.leases), ghost,
-            s.foreign, s.revoking_fails)
+            s.foreign, s.revoking_fails, s.options)
 
 
 LEASE_NS = 1_000
