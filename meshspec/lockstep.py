@@ -313,6 +313,8 @@ class Lockstep:
     def _step(self, rule: str, args: tuple) -> Any:
         model_out = self._apply(self.model, rule, args)
         impl_out = self._apply(self.impl, rule, args)
+        if rule == "init" and (model_out.error or impl_out.error):
+            self._refused_init(model_out, impl_out)
         self._check(rule, model_out, impl_out)
         for inv in self._sometimes:
             if self._guarded(self.model, f"sometimes {inv.name}", inv.fn, self.model):
@@ -338,6 +340,14 @@ class Lockstep:
             outcome = Outcome(unexpected=one_line(exc))
         subject.last = (rule, tuple(args), outcome)
         return outcome
+
+    def _refused_init(self, model_out: Outcome, impl_out: Outcome) -> None:
+        """An `init` that raised a domain error built nothing to step: when both sides
+        refused the arguments alike it is a harness error (ValueError), else a divergence."""
+        if model_out.same_as(impl_out):
+            raise ValueError(f"init {model_out.describe()} on both sides: these arguments "
+                             f"build no {self.component.name}")
+        self._fail("divergence", "init result", f"model {model_out.describe()}, impl {impl_out.describe()}")
 
     def _fail(self, kind: str, name: str, message: str) -> None:
         raise LockstepFailure(kind, name, message, len(self.steps) - 1, self.steps, self._state_diff())

@@ -212,7 +212,9 @@ def parse(doc: Any, where: str = "trace") -> Trace:
                       _optional(doc, "profile", str), steps, failure)
     except TraceError as exc:
         raise TraceError(f"{where!r}: {exc}") from None
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except KeyError as exc:
+        raise TraceError(f"{where!r} is malformed: it lacks the key {show(exc.args[0], 40)}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
         raise TraceError(f"{where!r} is malformed: {type(exc).__name__}: {exc}") from None
     return trace
 
@@ -517,4 +519,6 @@ def replay(component: Component, impl_cls: type, steps: Sequence[tuple[Any, Any]
         ls.run(checked)
     except LockstepFailure as exc:
         return ReplayResult(Failure.of(exc), exc.step + 1)
+    except ValueError as exc:  # the harness refused a step (e.g. an init that builds nothing)
+        raise TraceError(f"step {len(ls.steps) - 1}: {exc}") from None
     return ReplayResult(None, len(checked))
