@@ -307,7 +307,7 @@ class DaemonHostSubject(Subject):
         return self._anchor(snap)
 
     def restore_crafted(self, sequence: int, head_size: int, state_size: int, with_head_payload: bool,
-                        entries: tuple, logical_time: int, reject: bool) -> tuple:
+                        entries: tuple[tuple[int, int], ...], logical_time: int, reject: bool) -> tuple:
         link = self._link(self.origin, sequence)
         head, state = self._payload(head_size), self._payload(state_size)
         snap = DaemonSnapshot(self.origin, link, state, HorizonState(entries, logical_time),
@@ -367,11 +367,11 @@ class DaemonHostSubject(Subject):
         self.horizon.observe(origin, sequence)
         return self.horizon.logical_time()
 
-    def horizon_merge(self, entries: tuple, logical_time: int) -> int:
+    def horizon_merge(self, entries: tuple[tuple[int, int], ...], logical_time: int) -> int:
         self.horizon.merge(HorizonState(entries, logical_time))
         return self.horizon.logical_time()
 
-    def horizon_from_state(self, entries: tuple, logical_time: int) -> int:
+    def horizon_from_state(self, entries: tuple[tuple[int, int], ...], logical_time: int) -> int:
         self.horizon = self.horizon_cls.from_state(HorizonState(entries, logical_time))
         return self.horizon.entity_count()
 
@@ -383,7 +383,8 @@ class DaemonHostSubject(Subject):
         return (h.get(origin), h.has_observed(origin, sequence), h.contains_origin(origin),
                 h.entity_count(), h.logical_time(), enc, might)
 
-    def potentially_concurrent(self, origin_a: int, origin_b: int, entries_b: tuple) -> bool:
+    def potentially_concurrent(self, origin_a: int, origin_b: int,
+                               entries_b: tuple[tuple[int, int], ...]) -> bool:
         other = self.horizon_cls.from_state(HorizonState(entries_b, 0))
         return self.horizon_cls.potentially_concurrent(self.horizon.encode(), origin_b, other.encode(), origin_a)
 
@@ -391,7 +392,7 @@ class DaemonHostSubject(Subject):
     def _events(self, sizes: tuple) -> list[CausalEvent]:
         return [CausalEvent(self._link(), self._payload(n), 0) for n in sizes]
 
-    def write_read(self, sizes: tuple, limit: int, count: int, prefix_size: int) -> Any:
+    def write_read(self, sizes: tuple[int, ...], limit: int, count: int, prefix_size: int) -> Any:
         events = self._events(sizes)
         prefix = self._payload(prefix_size)
         buf = bytearray(prefix)
@@ -402,7 +403,8 @@ class DaemonHostSubject(Subject):
         self.frame = (events, limit, prefix, bytes(buf), result, count, read, self.clock())
         return (result, bytes(buf), read)
 
-    def read_malformed(self, sizes: tuple, cut: str, tail_sizes: tuple) -> list[CausalEvent]:
+    def read_malformed(self, sizes: tuple[int, ...], cut: str,
+                       tail_sizes: tuple[int, ...]) -> list[CausalEvent]:
         good, tail = self._events(sizes), self._events(tail_sizes) if cut in MID_STREAM else []
         head_buf, tail_buf = bytearray(), bytearray()
         self.sut.write_causal_events(good, head_buf)

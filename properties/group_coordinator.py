@@ -98,7 +98,7 @@ class GroupCoordinatorSubject(Subject):
     """One coordinator, a scheduler of the same side, and ghost state; one method per rule."""
 
     def init(self, strategy: str, max_connections: int, prefill: int, prefill_down: int,
-             node_masks: tuple, local_mask: int) -> None:
+             node_masks: tuple[int, ...], local_mask: int) -> None:
         self.cap = max_connections
         config = LoadBalancerConfig(max_connections_per_endpoint=max_connections)
         self.sut = self.cls(Strategy(strategy), clock=self.clock, rng=self.rng, lb_config=config)
@@ -310,7 +310,7 @@ class GroupCoordinatorSubject(Subject):
         return self.sut.members()
 
     # -- placement over the scheduler --------------------------------------------------------
-    def place_with_spread(self, req_mask: int, exclude: tuple) -> M.SpreadPlacement:
+    def place_with_spread(self, req_mask: int, exclude: tuple[int, ...]) -> M.SpreadPlacement:
         excluded = frozenset(exclude)
         try:
             got = self.sut.place_with_spread(self.scheduler, requirements(req_mask), excluded)
@@ -331,8 +331,9 @@ class GroupCoordinatorSubject(Subject):
         if left:
             self.spread_violation = f"PlacementFailed(all excluded) although {left} are not excluded"
 
-    def place_member(self, req_mask: int, exclude: tuple, scores: tuple,
-                     default: Optional[float], rtt: Optional[tuple]) -> Any:
+    def place_member(self, req_mask: int, exclude: tuple[int, ...],
+                     scores: tuple[tuple[int, Optional[float]], ...], default: Optional[float],
+                     rtt: Optional[tuple[tuple[int, int], ...]]) -> Any:
         table = ScoreTable(scores, default)
         got = self.sut.place_member(self.scheduler, Artifact(), requirements(req_mask),
                                     frozenset(exclude), table, TieBreakContext(rtt))

@@ -62,6 +62,11 @@ BAD_IDS = (-1, U64_MAX + 1)
 ART = Artifact()
 PROBE_FILTERS = ((), ("a",), ("a", "b"), (MIG,), ("gpu", MIG), (CAUSAL,))
 
+# Argument types of the Subject's rules (a replayed trace is checked against them).
+Tags = tuple[str, ...]
+Scores = tuple[tuple[int, Optional[float]], ...]
+Rtt = tuple[tuple[int, int], ...]
+
 
 @functools.lru_cache(maxsize=None)
 def _filter(required: tuple) -> CapabilityFilter:
@@ -104,7 +109,7 @@ class Pick:
 class SchedulerSubject(Subject):
     """One scheduler plus ghost records of its last choices; one method per machine rule."""
 
-    def init(self, local: int, local_tags: tuple, nodes: tuple, drained: bool) -> None:
+    def init(self, local: int, local_tags: Tags, nodes: tuple[tuple[int, Tags], ...], drained: bool) -> None:
         self.sut = self.cls(local, local_tags, dict(nodes))
         self.sut.set_drained(drained)
         self.local = local
@@ -129,7 +134,7 @@ class SchedulerSubject(Subject):
         }
 
     # -- the capability index and the local node -----------------------------------------
-    def add_node(self, node: int, tags: tuple) -> Any:
+    def add_node(self, node: int, tags: Tags) -> Any:
         return _or_value_error(lambda: self.sut.add_node(node, tags))
 
     def remove_node(self, node: int) -> Any:
@@ -141,7 +146,7 @@ class SchedulerSubject(Subject):
     def remove_tag(self, node: int, tag: str) -> Any:
         return _or_value_error(lambda: self.sut.remove_tag(node, tag))
 
-    def set_local_caps(self, tags: tuple) -> None:
+    def set_local_caps(self, tags: Tags) -> None:
         self.sut.set_local_caps(tags)
 
     def set_drained(self, drained: bool) -> bool:
@@ -153,10 +158,10 @@ class SchedulerSubject(Subject):
         return (s.abstract(), s.is_drained(), tuple(s.node_caps(n) for n in NODES))
 
     # -- queries ---------------------------------------------------------------------------
-    def can_run_locally(self, required: tuple) -> bool:
+    def can_run_locally(self, required: Tags) -> bool:
         return self.sut.can_run_locally(_filter(required))
 
-    def query_candidates(self, required: tuple) -> list[int]:
+    def query_candidates(self, required: Tags) -> list[int]:
         return self.sut.query_candidates(_filter(required))
 
     def pin(self, node: int) -> Any:
@@ -165,20 +170,20 @@ class SchedulerSubject(Subject):
     def find_subprotocol_nodes(self, subprotocol_id: int) -> Any:
         return _or_value_error(lambda: self.sut.find_subprotocol_nodes(subprotocol_id))
 
-    def find_migration_targets(self, required: tuple, source: int) -> Any:
+    def find_migration_targets(self, required: Tags, source: int) -> Any:
         targets = _or_value_error(lambda: self.sut.find_migration_targets(_filter(required), source))
         if isinstance(targets, list):
             self.migration = (source, tuple(targets))
         return targets
 
-    def tie_break_compare(self, a: int, b: int, rtt: Optional[tuple]) -> int:
+    def tie_break_compare(self, a: int, b: int, rtt: Optional[Rtt]) -> int:
         return self.sut.tie_break_compare(a, b, TieBreakContext(rtt))
 
     # -- placement -------------------------------------------------------------------------
     def _local_is_candidate(self, required: tuple) -> bool:
         return self.sut.can_run_locally(_filter(required)) or self.local in self._scan(required)
 
-    def place(self, required: tuple) -> Any:
+    def place(self, required: Tags) -> Any:
         local_candidate = self._local_is_candidate(required)
         try:
             decision = self.sut.place(_filter(required))
@@ -188,7 +193,7 @@ class SchedulerSubject(Subject):
         self.locality = (False, decision.node_id, local_candidate)
         return decision
 
-    def place_with_locality(self, required: tuple, drained: Optional[bool]) -> Any:
+    def place_with_locality(self, required: Tags, drained: Optional[bool]) -> Any:
         effective = self.sut.is_drained() if drained is None else drained
         local_candidate = self._local_is_candidate(required)
         try:
@@ -209,7 +214,7 @@ class SchedulerSubject(Subject):
         self.migration = (source, (winner,))
         self.pick = None if eligible else Pick(rule, targets, table, ctx, winner)
 
-    def place_migration(self, required: tuple, source: int) -> Any:
+    def place_migration(self, required: Tags, source: int) -> Any:
         try:
             decision = _or_value_error(lambda: self.sut.place_migration(_filter(required), source))
         except NoCandidate:
@@ -222,8 +227,8 @@ class SchedulerSubject(Subject):
             self.migration = (source, (decision.node_id,))
         return decision
 
-    def select_migration_target(self, required: tuple, source: int, scores: tuple,
-                                default: Optional[float], rtt: Optional[tuple]) -> Any:
+    def select_migration_target(self, required: Tags, source: int, scores: Scores,
+                                default: Optional[float], rtt: Optional[Rtt]) -> Any:
         table, ctx = _table(scores, default), TieBreakContext(rtt)
         winner = _or_value_error(lambda: self.sut.select_migration_target(
             ART, _filter(required), source, table, ctx))
@@ -231,7 +236,7 @@ class SchedulerSubject(Subject):
             self._migration_record("select_migration_target", required, source, table, ctx, winner)
         return winner
 
-    def place_migration_v2(self, required: tuple, source: int) -> Any:
+    def place_migration_v2(self, required: Tags, source: int) -> Any:
         permissive = ScoreTable({n: 1.0 for n, _ in self.sut.abstract()[3]}, default=None)
         try:
             decision = _or_value_error(lambda: self.sut.place_migration_v2(_filter(required), source))
@@ -243,23 +248,23 @@ class SchedulerSubject(Subject):
                                    TieBreakContext(), decision.node_id)
         return decision
 
-    def select_member_node(self, required: tuple, exclude: tuple, scores: tuple,
-                           default: Optional[float], rtt: Optional[tuple]) -> Any:
+    def select_member_node(self, required: Tags, exclude: tuple[int, ...], scores: Scores,
+                           default: Optional[float], rtt: Optional[Rtt]) -> Any:
         table, ctx = _table(scores, default), TieBreakContext(rtt)
         winner = self.sut.select_member_node(ART, _filter(required), set(exclude), table, ctx)
         self.pick = Pick("select_member_node", tuple(self._scan(required, exclude)), table, ctx, winner)
         return winner
 
-    def select_promotion_target(self, candidates: tuple, scores: tuple, default: Optional[float],
-                                rtt: Optional[tuple]) -> Any:
+    def select_promotion_target(self, candidates: tuple[int, ...], scores: Scores, default: Optional[float],
+                                rtt: Optional[Rtt]) -> Any:
         table, ctx = _table(scores, default), TieBreakContext(rtt)
         winner = _or_value_error(lambda: self.sut.select_promotion_target(list(candidates), ART, table, ctx))
         if not isinstance(winner, tuple):
             self.pick = Pick("select_promotion_target", candidates, table, ctx, winner)
         return winner
 
-    def pick_best_candidate(self, candidates: tuple, scores: tuple, default: Optional[float],
-                            rtt: Optional[tuple]) -> Any:
+    def pick_best_candidate(self, candidates: tuple[int, ...], scores: Scores, default: Optional[float],
+                            rtt: Optional[Rtt]) -> Any:
         table, ctx = _table(scores, default), TieBreakContext(rtt)
         winner = _or_value_error(lambda: self.sut.pick_best_candidate(iter(candidates), ART, table, ctx))
         if not isinstance(winner, tuple):
