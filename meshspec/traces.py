@@ -211,7 +211,7 @@ def parse(doc: Any, where: str = "trace") -> Trace:
         trace = Trace(component.name, _impl_spec(doc["impl"]), _optional(doc, "seed", int),
                       _optional(doc, "profile", str), steps, failure)
     except TraceError as exc:
-        raise TraceError(f"{where!r}: {exc}") from None
+        raise TraceError(f"{where!r} is malformed: {exc}") from None
     except KeyError as exc:
         raise TraceError(f"{where!r} is malformed: it lacks the key {show(exc.args[0], 40)}") from None
     except (TypeError, ValueError, AttributeError) as exc:
