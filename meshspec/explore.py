@@ -707,7 +707,7 @@ def fuzz_coverage(component: Component, impl_cls: type, exploration: Exploration
                 seen.add(identity(self.ls.model, self.ls.impl))
 
     base = settings_for(profile)
-    steps = max(1, exploration.depth(bound))
+    steps = exploration.depth(bound) + 1  # Hypothesis counts the initialize rule as a step
     try:
         run_state_machine_as_test(hypothesis_seed(seed)(AlphabetMachine),
                                   settings=settings(base, stateful_step_count=steps, database=None))

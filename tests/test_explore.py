@@ -210,3 +210,11 @@ def test_impl_view_joins_the_identity_and_splits_states_the_model_view_merges():
     split = explore(MAPPER, MAPPER.impl_cls, attrs.evolve(ex, impl_view=lambda s: s.clock()), bound="b")
     assert merged.states == 2  # an hour later every age is saturated: the same two states
     assert split.states == 6  # the impl's absolute clock tells 0, 1 and 2 hours apart
+
+
+def test_fuzz_coverage_steps_as_deep_as_the_bound_and_can_see_every_state():
+    actions = (("scale_up", (1,)), ("record_push", (1, 10)), ("advance_time", (100 * 10**6,)))
+    ex = attrs.evolve(MAPPER.exploration, actions=actions, bounds={"one": 1})
+    result = explore(MAPPER, MAPPER.impl_cls, ex, bound="one", keep_visited=True)
+    fraction = explore_mod.fuzz_coverage(MAPPER, MAPPER.impl_cls, ex, "one", result.visited, profile="ci")
+    assert fraction == 1.0  # every depth-1 state; with steps counted wrong only the inits
