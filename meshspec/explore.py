@@ -476,11 +476,18 @@ class Pool:
         n = self.workers
         return [(orders[w::n], fps[w::n]) for w in range(n)]
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """Stop idle workers; `abort` (an error or Ctrl-C mid-level) terminates busy ones."""
         for conn in self.conns:
-            conn.send(("stop",))
+            try:
+                if not abort:
+                    conn.send(("stop",))
+            except OSError:  # a worker already gone (e.g. killed by the same Ctrl-C)
+                pass
             conn.close()
         for proc in self.procs:
+            if abort:
+                proc.terminate()
             proc.join()
 
 
@@ -550,13 +557,18 @@ def explore(component: Component, impl_cls: type, exploration: Exploration, dept
     visited: dict[int, int] = {}
     pool = Pool(Expander(component, impl_cls, exploration, bound, visited), workers)
     try:
-        return _search(component, impl_cls, exploration, bound, depth, pool, visited, started, keep_visited)
+        result = _search(component, impl_cls, exploration, bound, depth, pool, visited, started, keep_visited)
     except ExploreError:
+        pool.close(abort=True)
         raise
     except Exception as exc:  # noqa: BLE001 - anything but a finding is a broken configuration
+        pool.close(abort=True)
         raise ExploreError(f"{type(exc).__name__}: {exc}") from exc
-    finally:
-        pool.close()
+    except BaseException:
+        pool.close(abort=True)
+        raise
+    pool.close()
+    return result
 
 
 def _search(component: Component, impl_cls: type, exploration: Exploration, bound: str, depth: int,

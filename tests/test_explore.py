@@ -188,11 +188,18 @@ def test_recording_merges_one_component_without_touching_the_others(tmp_path):
     assert doc["shard_mapper"]["m1"] == {"bound": "small", "verdict": "found: x", "seconds": 1.0, "depth": 2}
 
 
+def _view_broken_after_provisioning(s):
+    from properties.shard_mapper import explore_view
+
+    return object() if len(s.allocated) > 2 else explore_view(s)
+
+
 @pytest.mark.parametrize("workers", [1, 2])
-def test_a_view_that_cannot_be_fingerprinted_is_an_explore_error_with_any_workers(workers):
-    broken = attrs.evolve(MAPPER.exploration, view=lambda s: object(), symmetry=None)
+def test_a_view_that_cannot_be_fingerprinted_is_an_explore_error_with_any_workers(workers, monkeypatch):
+    monkeypatch.setattr(explore_mod, "FORK_AT", 1)  # the error comes from a forked worker
+    broken = attrs.evolve(MAPPER.exploration, view=_view_broken_after_provisioning, symmetry=None)
     with pytest.raises(explore_mod.ExploreError, match="address"):
-        explore(MAPPER, MAPPER.impl_cls, broken, 1, bound="small", workers=workers)
+        explore(MAPPER, MAPPER.impl_cls, broken, 2, bound="small", workers=workers)
 
 
 def test_the_explore_verb_reports_a_broken_exploration_in_one_line(monkeypatch, capsys):
