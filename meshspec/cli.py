@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 from tabulate import tabulate
 
 from meshspec import registry
-from meshspec.lockstep import ENVIRONMENT_ERRORS, Component, ImplLoadError, load_impl
+from meshspec.lockstep import ENVIRONMENT_ERRORS, Component, ImplLoadError, LockstepFailure, load_impl
 from meshspec.profiles import ProfileError, profile_name, resolve_seed
 from meshspec.traces import TraceError
 
@@ -432,7 +432,8 @@ def explore_bound(comp: Component, impl_cls: type, args: argparse.Namespace) -> 
     return 0 if r.failure is None else export_explore_failure(comp, impl_cls, args, r.failure)
 
 
-def export_explore_failure(comp: Component, impl_cls: type, args: argparse.Namespace, f) -> int:
+def export_explore_failure(comp: Component, impl_cls: type, args: argparse.Namespace,
+                           f: LockstepFailure) -> int:
     from meshspec.lockstep import impl_path
     from meshspec.traces import Failure, Trace, export
 
