@@ -468,6 +468,11 @@ def _diffs(a: Any, b: Any, path: str, depth: int = 0) -> Iterable[tuple[str, Any
         for i, (x, y) in enumerate(zip(a, b)):
             yield from _diffs(x, y, f"{path}[{i}]", depth + 1)
         return
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)) and fa is None and fb is None:
+        in_a, in_b = {canon(x) for x in a}, {canon(y) for y in b}
+        yield (f"{path or '<root>'} items in one only", [x for x in a if canon(x) not in in_b],
+               [y for y in b if canon(y) not in in_a])
+        return
     yield (path, a, b)
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from meshspec.clock import FakeClock
-from meshspec.lockstep import canon
+from meshspec.lockstep import canon, diff_lines
 from meshspec.traces import Trace, decode, encode, parse
 
 
@@ -42,3 +42,9 @@ def test_trace_json_round_trips():
                   (INIT, ("inject_weight", (0, math.nan)), ("select_shard", (2**64 - 1,))), None)
     again = parse(json.loads(trace.to_json()))
     assert canon(again.steps) == canon(trace.steps) and again.seed == 7
+
+
+def test_state_diff_of_lists_of_different_lengths_shows_only_the_items_one_side_lacks():
+    model, impl = (5, ((1, "a"), (2, "b"))), (6, ((1, "a"), (3, "b"), (4, "c")))
+    assert diff_lines(model, impl) == ["[0]: model 5, impl 6",
+                                       "[1] items in one only: model [(2, 'b')], impl [(3, 'b'), (4, 'c')]"]
