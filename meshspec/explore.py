@@ -552,7 +552,10 @@ def _first_failure(reports: list[LevelReport]) -> Edge | None:
 def explore(component: Component, impl_cls: type, exploration: Exploration, depth: int | None = None,
             *, bound: str = "small", workers: int = 1, keep_visited: bool = False) -> ExploreResult:
     """Explore `bound` (depth overridable) with `workers` processes; never raises for a finding."""
-    depth = exploration.depth(bound) if depth is None else depth
+    try:
+        depth = exploration.depth(bound) if depth is None else depth
+    except KeyError as exc:
+        raise ExploreError(str(exc.args[0])) from None
     started = time.perf_counter()
     visited: dict[int, int] = {}
     pool = Pool(Expander(component, impl_cls, exploration, bound, visited), workers)

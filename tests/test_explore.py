@@ -225,3 +225,18 @@ def test_fuzz_coverage_steps_as_deep_as_the_bound_and_can_see_every_state():
     result = explore(MAPPER, MAPPER.impl_cls, ex, bound="one", keep_visited=True)
     fraction = explore_mod.fuzz_coverage(MAPPER, MAPPER.impl_cls, ex, "one", result.visited, profile="ci")
     assert fraction == 1.0  # every depth-1 state; with steps counted wrong only the inits
+
+
+def test_an_unknown_bound_is_an_explore_error():
+    with pytest.raises(explore_mod.ExploreError, match="unknown bound 'huge'"):
+        explore(MAPPER, MAPPER.impl_cls, MAPPER.exploration, bound="huge")
+
+
+def test_every_mutant_bound_names_a_curated_mutant_and_a_declared_bound_or_a_reason():
+    for comp in registry.all_components():
+        if comp.exploration is None:
+            continue
+        names = {m.name for m in comp.mutants}
+        for mutant_name, bound in comp.exploration.mutant_bounds.items():
+            assert mutant_name in names, (comp.name, mutant_name)
+            assert bound in comp.exploration.bounds or bound.startswith("unreachable: "), (comp.name, bound)
