@@ -209,7 +209,11 @@ def _has_float(value: Any) -> bool:
 
 
 def show(value: Any, limit: int = 300) -> str:
-    text = repr(value)
+    """repr() cut at `limit` characters; a value whose repr raises is described, not raised."""
+    try:
+        text = repr(value)
+    except Exception as exc:  # noqa: BLE001 - a user class's broken __repr__ is not a crash
+        text = f"<{type(value).__name__} whose repr raised {type(exc).__name__}>"
     return text if len(text) <= limit else text[:limit] + "..."
 
 

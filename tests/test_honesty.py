@@ -178,3 +178,21 @@ def test_check_invariants_changes_neither_abstract_state_nor_counters(name, fuzz
     budget = settings(max_examples=15, stateful_step_count=30, database=None, deadline=None,
                       suppress_health_check=list(HealthCheck), phases=[Phase.generate])
     run_state_machine_as_test(hypothesis_seed(fuzz_seed)(Checked), settings=budget)
+
+
+class _BadRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+class ReturnsUnprintable(ShardMapper):
+    def select_shard(self, event_hash: int) -> Any:
+        return _BadRepr() if event_hash == 12345 else super().select_shard(event_hash)
+
+
+def test_a_returned_value_whose_repr_raises_is_still_reported_as_a_divergence():
+    ls = Lockstep(COMPONENT, ReturnsUnprintable)
+    ls.step("init", **INIT)
+    with pytest.raises(AssertionError) as info:
+        ls.step("select_shard", event_hash=12345)
+    assert "_BadRepr whose repr raised RuntimeError" in str(info.value)
