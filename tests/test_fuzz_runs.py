@@ -19,7 +19,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-
 from meshspec import registry
 from meshspec.cli import main, print_verdict
 from meshspec.fuzz import FuzzResult, MutantResult, run_fuzz
