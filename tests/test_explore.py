@@ -240,3 +240,19 @@ def test_every_mutant_bound_names_a_curated_mutant_and_a_declared_bound_or_a_rea
         for mutant_name, bound in comp.exploration.mutant_bounds.items():
             assert mutant_name in names, (comp.name, mutant_name)
             assert bound in comp.exploration.bounds or bound.startswith("unreachable: "), (comp.name, bound)
+
+
+def test_the_age_view_finds_every_mutant_at_the_same_depth_as_the_full_default_view():
+    full = attrs.evolve(MAPPER.exploration, view=None, symmetry=None)
+    for m in MAPPER.mutants:
+        bound = MAPPER.exploration.mutant_bounds[m.name]
+        aged = explore(MAPPER, m.cls, MAPPER.exploration, bound=bound)
+        absolute = explore(MAPPER, m.cls, full, bound=bound)
+        assert (aged.verdict, aged.depth) == (absolute.verdict, absolute.depth), m.name
+
+
+def test_the_age_view_merges_states_the_full_default_view_keeps_apart():
+    full = attrs.evolve(MAPPER.exploration, view=None, symmetry=None)
+    aged = explore(MAPPER, MAPPER.impl_cls, MAPPER.exploration, bound="small")
+    absolute = explore(MAPPER, MAPPER.impl_cls, full, bound="small")
+    assert aged.states < absolute.states and aged.failure is None and absolute.failure is None
