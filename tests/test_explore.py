@@ -2,6 +2,7 @@
 counterexamples that replay, witnesses, coverage, mutants at their bounds, and the CLI."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -89,6 +90,8 @@ def test_a_restored_snapshot_rebinds_the_mapper_callbacks_to_the_copied_subject(
     model, impl = restore(snapshot((ls.model, ls.impl)))
     assert model.sut._on_created.func.__self__ is model
     assert impl.sut._on_removed.func.__self__ is impl
+    copied, _ = copy.deepcopy((ls.model, ls.impl))
+    assert copied.sut._on_created.func.__self__ is copied
 
 
 def test_fingerprints_do_not_depend_on_the_process_string_hash_seed():
