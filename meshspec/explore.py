@@ -229,7 +229,9 @@ def fingerprint(value: Any) -> int:
 def default_view(subject: Subject) -> Any:
     """Abstract state, ghost state, clock reading and RNG state of one subject."""
     ghost = {k: v for k, v in vars(subject).items() if k not in UNTRACKED}
-    return (canon(subject.abstract()), ghost, subject.clock(), hash(subject.rng.getstate()))
+    version, words, gauss_next = subject.rng.getstate()
+    # hash() of a tuple of ints is the same in every process; hash(None) is not (< 3.12)
+    return (canon(subject.abstract()), ghost, subject.clock(), (version, hash(words), gauss_next))
 
 
 class Identity:
@@ -253,6 +255,7 @@ class Identity:
 
 _RNG_STATES: list[Any] = []
 _RNG_INDEX: dict[Any, int] = {}
+RNG_TABLE_MAX = 1024  # ~25 KB per interned state; RNG states past this are pickled whole
 
 
 def _rng_from_table(index: int) -> random.Random:
@@ -265,6 +268,8 @@ def _intern_rng(rng: random.Random) -> tuple:
     state = rng.getstate()
     index = _RNG_INDEX.get(state)
     if index is None:
+        if len(_RNG_STATES) >= RNG_TABLE_MAX:  # a component that keeps drawing: no interning
+            return rng.__reduce__()
         index = _RNG_INDEX[state] = len(_RNG_STATES)
         _RNG_STATES.append(state)
     return (_rng_from_table, (index,))

@@ -259,3 +259,13 @@ def test_the_age_view_merges_states_the_full_default_view_keeps_apart():
     aged = explore(MAPPER, MAPPER.impl_cls, MAPPER.exploration, bound="small")
     absolute = explore(MAPPER, MAPPER.impl_cls, full, bound="small")
     assert aged.states < absolute.states and aged.failure is None and absolute.failure is None
+
+
+def test_rng_states_past_the_interning_table_are_snapshotted_whole_and_restore_exactly(monkeypatch):
+    monkeypatch.setattr(explore_mod, "RNG_TABLE_MAX", 0)
+    ls = Lockstep(MAPPER)
+    ls.step("init", *MAPPER.exploration.inits[0])
+    ls.model.rng.random()
+    model, _ = restore(snapshot((ls.model, ls.impl)))
+    assert model.rng.getstate() == ls.model.rng.getstate()
+    assert model.sut._clock is model.clock  # one memo: the mapper still reads the subject's clock
