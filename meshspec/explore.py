@@ -19,7 +19,9 @@ Design choices (each measured or argued; numbers from this 2-core machine):
   would copy a lambda by reference and keep calling the original subject).
   A `random.Random` is 3.7 KB of the 10 KB; the snapshot pickler interns RNG states in a
   per-process table (`copyreg`-style dispatch entry for `random.Random` only, so every
-  other object stays on the C fast path) and a blob carries a table index.
+  other object stays on the C fast path) and a blob carries a table index. The table
+  keeps at most RNG_TABLE_MAX states: a component that draws on every step gets its later
+  RNG states pickled whole instead of growing the table without bound.
 - **Restores happen only when a state changed.** Actions are applied in order to one
   working copy of the parent; after an action whose successor has the parent's own
   fingerprint (a query, a saturated clock step) the working copy is kept for the next
