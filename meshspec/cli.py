@@ -242,6 +242,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         if result.trace is not None:
             fail = result.trace.failure
             print(f"   FAILED: {fail.kind} {fail.name!r} at step {fail.step}: {fail.message}")
+            for line in fail.state_diff:
+                print(f"   state differs: {line}")
             json_path, py_path = export_failure(result, args.export)
             print(f"   trace ({len(result.trace.steps)} steps): {json_path}")
             print(f"   pytest file: {py_path}")
@@ -288,6 +290,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def recorded_impl(spec: str, comp: Component) -> type:
     """The class a trace names, imported only now (after the trace was validated)."""
+    ensure_cwd_on_path()
     try:
         cls = load_impl(spec, what="trace impl", quiet=True)
     except ImplLoadError as exc:
@@ -442,6 +445,8 @@ def export_explore_failure(comp: Component, impl_cls: type, args: argparse.Names
                   failure=Failure.of(f))
     json_path, py_path = export(trace, args.export)
     print(f"   FAILED (shortest path, {len(trace.steps)} steps): {f.kind} {f.name!r}: {f.message}")
+    for line in trace.failure.state_diff if trace.failure else ():
+        print(f"   state differs: {line}")
     print(f"   trace: {json_path}\n   pytest file: {py_path}\n   replay with: meshspec replay {json_path}")
     return 1
 

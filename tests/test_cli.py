@@ -140,3 +140,12 @@ def test_console_script_prints_no_traceback_on_bad_input():
 def test_list_names_every_component(capsys):
     code, out, _ = run(capsys, "list")
     assert code == 0 and "shard_mapper" in out
+
+
+def test_fuzz_prints_the_failing_step_s_state_diff_field_by_field(capsys, tmp_path):
+    code, out, err = run(capsys, "fuzz", "shard_mapper", "--impl",
+                         "properties.shard_mapper:ScaleUpZeroSideEffects", "--profile", "ci",
+                         "--export", str(tmp_path))
+    assert code == 1, out + err
+    assert "divergence 'abstract state'" in out
+    assert "   state differs: " in out

@@ -269,3 +269,11 @@ def test_rng_states_past_the_interning_table_are_snapshotted_whole_and_restore_e
     model, _ = restore(snapshot((ls.model, ls.impl)))
     assert model.rng.getstate() == ls.model.rng.getstate()
     assert model.sut._clock is model.clock  # one memo: the mapper still reads the subject's clock
+
+
+def test_a_kv_component_explores_on_the_embedded_etcd_even_when_a_server_is_configured(monkeypatch):
+    comp = registry.get_component("capacity")
+    monkeypatch.setenv("MESHSPEC_ETCD", "http://127.0.0.1:1")  # a dead server: must never be used
+    result = explore(comp, comp.impl_cls, comp.exploration, bound="small")
+    assert result.failure is None and result.states == 150  # the pinned small count
+    assert os.environ["MESHSPEC_ETCD"] == "http://127.0.0.1:1"

@@ -153,6 +153,22 @@ def test_impl_from_the_working_directory_is_found_and_its_pytest_file_runs_anywh
     assert "ImplLoadError" not in proc.stdout
 
 
+def test_replay_finds_a_recorded_impl_in_the_working_directory(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    spec = write_user_mapper(work)
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(work))])
+    assert run(capsys, "fuzz", "shard_mapper", "--impl", spec, "--profile", "dev",
+               "--export", str(tmp_path / "traces"))[0] == 1
+    [trace] = (tmp_path / "traces").glob("*.json")
+    sys.modules.pop(spec.partition(":")[0], None)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(work))])
+    code, out, err = run(capsys, "replay", str(trace))
+    assert code == 1 and "reproduces the recorded failure" in out, out + err
+
+
 def test_console_script_imports_impl_from_the_working_directory(tmp_path: Path) -> None:
     (tmp_path / "halfmapper.py").write_text("class Half:\n    def select_shard(self):\n        pass\n")
     script = Path(sys.executable).parent / "meshspec"
