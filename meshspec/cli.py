@@ -103,7 +103,9 @@ def build_parser() -> Parser:
     e.add_argument("--mutants", action="store_true",
                    help="explore every curated mutant at its configured bound")
     e.add_argument("--record", action="store_true",
-                   help="with --mutants: store the results in docs/explore-results.json (REPORT.md reads it)")
+                   help="store the figures for REPORT.md: with --mutants in docs/explore-results.json, "
+                        "else the bound's states, edges, states/s, memory and coverage in "
+                        "docs/explore-bounds.json")
     e.add_argument("--impl", help="module:Class to step along every edge instead of the impl"
                    + IMPL_HELP)
     e.add_argument("--export", default=DEFAULT_EXPORT, metavar="DIR")
@@ -385,8 +387,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
     impl_cls = impl_for(args.impl, [comp]) or comp.impl_cls
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, not {args.workers}")
-    if args.record and not args.mutants:
-        raise UsageError("--record needs --mutants")
+    if args.record and args.impl:
+        raise UsageError("--record stores the figures of the registered impl only (drop --impl)")
     try:
         comp.exploration.bound(args.bound)
         check_export_dir(args.export)
@@ -428,11 +430,24 @@ def explore_bound(comp: Component, impl_cls: type, args: argparse.Namespace) -> 
     print(f"   sometimes reached: {', '.join(sorted(r.reached)) or '-'}")
     if r.failure is None:
         print(f"   sometimes unreachable at bound {args.bound}: {', '.join(r.unreached) or '-'}")
+    rss, fraction = peak_rss_mb(), None
     if args.coverage and r.visited is not None:
         fraction = fuzz_coverage(comp, impl_cls, ex, args.bound, r.visited)
         print(f"   fuzz coverage (ci profile, same alphabet): {fraction:.1%} of {r.states:,} states")
     print(f"   verdict: {r.verdict}")
+    if args.record:
+        record_explored_bound(comp, impl_cls, args, r, rss, fraction)
     return 0 if r.failure is None else export_explore_failure(comp, impl_cls, args, r.failure)
+
+
+def record_explored_bound(comp: Component, impl_cls: type, args: argparse.Namespace, r: object,
+                          rss: float, fraction: float | None) -> None:
+    from meshspec import explore as explore_mod
+
+    record = explore_mod.bound_record(r, depth=comp.exploration.depth(args.bound),  # type: ignore[arg-type]
+                                      workers=args.workers, peak_rss=rss, coverage=fraction)
+    explore_mod.record_bound(comp.name, args.bound, record)
+    print(f"recorded in {explore_mod.BOUNDS_PATH}")
 
 
 def export_explore_failure(comp: Component, impl_cls: type, args: argparse.Namespace,

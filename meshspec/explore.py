@@ -721,6 +721,31 @@ def record_results(component: str, runs: Sequence[MutantRun], path: Path | None 
     atomic_write(path, json.dumps(dict(sorted(results.items())), indent=1, sort_keys=True) + "\n")
 
 
+BOUNDS_PATH = RESULTS_PATH.with_name("explore-bounds.json")
+
+
+def bound_record(result: ExploreResult, *, depth: int, workers: int, peak_rss: float,
+                 coverage: float | None) -> dict[str, Any]:
+    """What REPORT.md shows of one explored bound (measured figures, rounded)."""
+    return {"depth": depth, "states": result.states, "edges": result.edges,
+            "depth_reached": result.depth, "seconds": round(result.seconds, 1),
+            "states_per_second": round(result.states_per_second), "workers": workers,
+            "bytes_per_state": round(result.bytes_per_state), "peak_rss_mib": round(peak_rss),
+            "coverage": None if coverage is None else round(coverage, 4),
+            "verdict": result.verdict, "unreachable": sorted(result.unreached)}
+
+
+def record_bound(component: str, bound: str, record: dict[str, Any], path: Path | None = None) -> None:
+    """Merge one (component, bound) measurement into the bounds file, written atomically."""
+    from meshspec.traces import atomic_write
+
+    path = path or BOUNDS_PATH
+    results = load_results(path)
+    results.setdefault(component, {})[bound] = record
+    results[component] = dict(sorted(results[component].items()))
+    atomic_write(path, json.dumps(dict(sorted(results.items())), indent=1, sort_keys=True) + "\n")
+
+
 # -- fuzz coverage of the bounded space ----------------------------------------------------
 
 def fuzz_coverage(component: Component, impl_cls: type, exploration: Exploration, bound: str,

@@ -10,6 +10,10 @@ The "explore" column of each mutant comes from `docs/explore-results.json`, a co
 file that `meshspec explore C --mutants --record` rewrites atomically: the bound that
 finds the mutant and the seconds it took when recorded (or why no finite bound can).
 Re-record, then re-run `meshspec report`; the two files are committed together.
+The "Exhaustive exploration" table of each component comes the same way from
+`docs/explore-bounds.json`, written by `meshspec explore C --bound B --coverage --record`:
+distinct states, edges, states/s, bytes per visited state, peak RSS and fuzz coverage as
+measured when recorded (on the 2-core development machine).
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import re
 
 from tabulate import tabulate
 
-from meshspec.explore import load_results
+from meshspec.explore import BOUNDS_PATH, load_results
 from meshspec.lockstep import Component
 from meshspec.registry import all_components
 
@@ -50,6 +54,27 @@ def explore_cell(run: dict | None) -> str:
     return verdict
 
 
+def exploration_table(c: Component) -> str:
+    """Every declared bound with its recorded figures (or "not recorded")."""
+    if c.exploration is None:
+        return "No bounded exploration configured."
+    recorded = load_results(BOUNDS_PATH).get(c.name, {})
+    rows = []
+    for name in c.exploration.bounds:
+        r = recorded.get(name)
+        depth = c.exploration.depth(name)
+        if r is None:
+            rows.append([f"`{name}`", depth] + ["not recorded"] + [""] * 6)
+            continue
+        coverage = "-" if r.get("coverage") is None else f"{r['coverage']:.1%}"
+        rows.append([f"`{name}`", depth, f"{r['states']:,}", f"{r['edges']:,}",
+                     f"{r['states_per_second']:,} ({r['workers']} proc.)", r["bytes_per_state"],
+                     r["peak_rss_mib"], coverage, ", ".join(f"`{w}`" for w in r["unreachable"]) or "-"])
+    return tabulate(rows, headers=["bound", "depth", "distinct states", "edges", "states/s",
+                                   "bytes/state", "peak RSS MiB", "fuzz coverage",
+                                   "witnesses unreachable at this bound"], tablefmt="github")
+
+
 def component_section(c: Component) -> str:
     cov = operation_coverage(c)
     ops = tabulate([[f"`{op}`", ", ".join(r) or "**not covered**"] for op, r in cov.items()],
@@ -66,6 +91,7 @@ def component_section(c: Component) -> str:
         f"Model `{c.model_cls.__module__}.{c.model_cls.__qualname__}`, impl "
         f"`{c.impl_cls.__module__}.{c.impl_cls.__qualname__}`.",
         "### Operations covered", ops, "### Invariants", invs, "### Mutants", muts,
+        "### Exhaustive exploration", exploration_table(c),
     ])
 
 

@@ -277,3 +277,21 @@ def test_a_kv_component_explores_on_the_embedded_etcd_even_when_a_server_is_conf
     result = explore(comp, comp.impl_cls, comp.exploration, bound="small")
     assert result.failure is None and result.states == 150  # the pinned small count
     assert os.environ["MESHSPEC_ETCD"] == "http://127.0.0.1:1"
+
+
+def test_recording_a_bound_stores_its_figures_for_the_report(tmp_path, monkeypatch, capsys):
+    from meshspec import report
+
+    path = tmp_path / "bounds.json"
+    monkeypatch.setattr(explore_mod, "BOUNDS_PATH", path)
+    monkeypatch.setattr(report, "BOUNDS_PATH", path)
+    assert main(["explore", "capacity", "--bound", "small", "--record"]) == 0
+    recorded = explore_mod.load_results(path)["capacity"]["small"]
+    assert (recorded["states"], recorded["edges"], recorded["verdict"]) == (150, 406, "ok")
+    table = report.exploration_table(registry.get_component("capacity"))
+    assert "| `small`" in table and "150" in table and "not recorded" in table  # large is not
+
+
+def test_recording_a_bound_refuses_a_foreign_impl(capsys):
+    assert main(["explore", "shard_mapper", "--record", "--impl", "impl.shard_mapper:ShardMapper"]) == 2
+    assert "registered impl only" in capsys.readouterr().err
