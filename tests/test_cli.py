@@ -25,7 +25,7 @@ def assert_one_line_error(code: int, err: str, *needles: str) -> None:
     assert lines[0].startswith("meshspec: error: ")
     assert "Traceback" not in err
     for needle in needles:
-        assert needle in lines[0]
+        assert needle in lines[0], lines[0]
 
 
 def write_trace(tmp_path: Path, **overrides) -> Path:

@@ -32,25 +32,11 @@ from meshspec.etcd_server import (
 )
 from meshspec.lockstep import ENVIRONMENT_ERRORS, impl_search_path
 from meshspec.traces import atomic_write, check_export_dir, current_umask
+from test_cli import assert_one_line_error, run  # tests/ is on sys.path (rootdir import mode)
 
 ROOT = Path(__file__).resolve().parent.parent
 X86_64_LINUX = platform.system() == "Linux" and platform.machine() == "x86_64"
 _module_counter = itertools.count(1)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("meshspec: error: ") and "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def readme_test_command() -> str:
