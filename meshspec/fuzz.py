@@ -3,14 +3,21 @@
 `run_fuzz` runs one (component, impl) pair under a profile and seed and returns what the
 CLI prints: examples, steps, steps/second, rule hits, reached witnesses and the shrunk
 failure as a `Trace`. `run_mutants` runs it once per mutant and reports what caught each.
+Both take a Hypothesis `backend` (see meshspec.profiles); `compare_backends` measures the
+curated mutants under each backend with the same budget, for REPORT.md
+(`python -m meshspec.fuzz --compare-backends`, see `main`).
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import re
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Sequence, TextIO
 
 import attrs
 from hypothesis import seed as hypothesis_seed
@@ -20,8 +27,8 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from meshspec import machine as machine_mod
 from meshspec.lockstep import ENVIRONMENT_ERRORS, Component, LockstepFailure, Mutant, impl_path
-from meshspec.profiles import (CHUNK_EXAMPLES, chunk_seed, chunk_sizes, fixed_constants,
-                               settings_for, shrink_budget)
+from meshspec.profiles import (BACKENDS, CHUNK_EXAMPLES, DEFAULT_BACKEND, chunk_seed, chunk_sizes,
+                               fixed_constants, settings_for, shrink_budget)
 from meshspec.minimize import minimize
 from meshspec.traces import Failure, Trace
 
@@ -41,6 +48,7 @@ class FuzzResult:
     first_failure_examples: int | None
     first_failure_seconds: float | None
     error: str | None = None
+    backend: str = DEFAULT_BACKEND
 
     @property
     def failed(self) -> bool:
@@ -76,18 +84,22 @@ def _database_key(component: Component, impl_cls: type) -> str:
 def run_fuzz(component: Component, impl_cls: type, *, profile: str, seed: int,
              use_database: bool = True, max_examples: int | None = None,
              shrink: bool = True, chunk_examples: int = CHUNK_EXAMPLES,
-             progress: Callable[[machine_mod.RunStats], None] | None = None) -> FuzzResult:
+             progress: Callable[[machine_mod.RunStats], None] | None = None,
+             backend: str = DEFAULT_BACKEND) -> FuzzResult:
     """Run the lockstep machine (in chunks, see `run_chunks`); never raises for a finding (it is
-    in the result). `progress` is called with the run's stats after every step."""
+    in the result). `progress` is called with the run's stats after every step. `backend`
+    is the Hypothesis backend that generates the examples (checked by `settings_for`)."""
     machine_cls = hypothesis_seed(seed)(component.machine_for(impl_cls))
     key = _database_key(component, impl_cls) if use_database else None
     # Hypothesis' shrinker is capped by wall-clock time; the deterministic minimiser
     # (meshspec.minimize) replaces it, so the same seed exports the same trace anywhere.
-    settings = settings_for(profile, database_key=key, max_examples=max_examples, shrink=False)
+    settings = settings_for(profile, database_key=key, max_examples=max_examples, shrink=False,
+                            backend=backend)
     stats = machine_mod.reset_stats(progress)
     trace, error = None, None
     try:
-        with shrink_budget(profile), fixed_constants(component_modules(component, impl_cls)):
+        with shrink_budget(profile), fixed_constants(component_modules(component, impl_cls)), \
+                solver_chatter_dropped(backend):
             run_chunks(machine_cls, settings, seed, chunk_examples)
     except ENVIRONMENT_ERRORS:
         raise  # a lost etcd server is not a finding: the CLI exits 2
@@ -102,8 +114,50 @@ def run_fuzz(component: Component, impl_cls: type, *, profile: str, seed: int,
         examples=stats.examples, steps=stats.steps, seconds=stats.seconds,
         rule_hits=dict(stats.rule_hits), reached=dict(stats.reached), trace=trace,
         first_failure_examples=stats.first_failure_examples,
-        first_failure_seconds=stats.first_failure_seconds, error=error,
+        first_failure_seconds=stats.first_failure_seconds, error=error, backend=backend,
     )
+
+
+class _BlockFilter(io.TextIOBase):
+    """A stdout that drops CrossHair's "Not Deterministic Debug" blocks and passes the rest.
+
+    CrossHair prints such a block (one `print` per line, 50-100 lines) whenever a state
+    machine path it replays goes another way, which with Hypothesis' stateful feature flags
+    happens on most examples; the example is then discarded, not reported, so the block is
+    noise between meshspec's progress and verdict lines."""
+
+    BEGIN, END = "*** Begin Not Deterministic Debug ***", "*** End Not Deterministic Debug ***"
+
+    def __init__(self, out: TextIO) -> None:
+        super().__init__()
+        self.out, self.inside, self.drop_newline = out, False, False
+
+    def write(self, text: str) -> int:
+        if self.BEGIN in text:
+            self.inside = True
+        if self.inside or (self.drop_newline and text == "\n"):
+            self.inside = self.inside and self.END not in text
+            self.drop_newline = not self.inside and text != "\n"
+            return len(text)
+        self.drop_newline = False
+        return self.out.write(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+@contextlib.contextmanager
+def solver_chatter_dropped(backend: str) -> Iterator[None]:
+    """Under the crosshair backend, filter its debug blocks out of sys.stdout while the block runs."""
+    if backend != "crosshair":
+        yield
+        return
+    saved = sys.stdout
+    sys.stdout = _BlockFilter(saved)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stdout = saved
 
 
 def run_chunks(machine_cls: type, settings: Any, seed: int, chunk_examples: int) -> None:
@@ -171,13 +225,16 @@ MUTANT_HEADERS = ["mutant", "origin", "caught by", "examples to 1st failure",
 
 
 def run_mutants(component: Component, *, profile: str, seed: int, only: list[str] | None = None,
-                shrink: bool = True, on_result: Any = None) -> list[MutantResult]:
+                shrink: bool = True, on_result: Any = None, backend: str = DEFAULT_BACKEND,
+                max_examples: int | None = None) -> list[MutantResult]:
+    """Run the machine against each mutant (or the `only` ones); `on_result` sees each result."""
     results = []
     for m in component.mutants:
         if only and m.name not in only:
             continue
         res = MutantResult(m, run_fuzz(component, m.cls, profile=profile, seed=seed,
-                                       use_database=False, shrink=shrink))
+                                       use_database=False, shrink=shrink, backend=backend,
+                                       max_examples=max_examples))
         results.append(res)
         if on_result is not None:
             on_result(res)
@@ -190,3 +247,90 @@ def export_failure(result: FuzzResult, directory: str | Path) -> tuple[Path, Pat
     if result.trace is None:
         return None
     return export(result.trace, directory)
+
+
+#: Where `compare_backends` results are recorded for REPORT.md's "Hypothesis backends" table.
+BACKEND_RESULTS_PATH = Path(__file__).resolve().parent.parent / "docs" / "backend-results.json"
+#: The measurement's fixed budget: examples per mutant, under the dev profile's step count.
+COMPARE_EXAMPLES = 30
+#: The first this-many curated mutants of each component (registry order) are measured.
+COMPARE_MUTANTS = 5
+
+
+def backend_cell(result: FuzzResult) -> dict[str, Any]:
+    """One mutant under one backend: caught, by what, examples, steps and seconds."""
+    caught_by = result.trace.failure.name if result.trace and result.trace.failure else None
+    return {"caught": result.trace is not None, "caught_by": caught_by or result.error,
+            "examples": result.examples, "steps": result.steps, "seconds": round(result.seconds, 1)}
+
+
+def compare_backends(component: Component, *, mutants: Sequence[Mutant], examples: int, seed: int,
+                     backends: Sequence[str] = BACKENDS,
+                     on_cell: Callable[[str, str, dict[str, Any]], None] | None = None,
+                     ) -> dict[str, dict[str, dict[str, Any]]]:
+    """mutant -> backend -> `backend_cell`: each mutant run under every backend with the same
+    budget (`examples` examples of the dev profile's length, no minimising)."""
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for m in mutants:
+        for backend in backends:
+            result = run_fuzz(component, m.cls, profile="dev", seed=seed, use_database=False,
+                              max_examples=examples, shrink=False, backend=backend)
+            table.setdefault(m.name, {})[backend] = cell = backend_cell(result)
+            if on_cell is not None:
+                on_cell(m.name, backend, cell)
+    return table
+
+
+def load_backend_results(path: Path | None = None) -> dict[str, Any]:
+    """The recorded comparison: {"examples", "seed", "mutants_per_component", "components"}."""
+    try:
+        return json.loads((path or BACKEND_RESULTS_PATH).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def record_backend_results(component: str, table: dict[str, Any], *, examples: int, seed: int,
+                           per_component: int, path: Path | None = None) -> None:
+    """Merge one component's comparison into the results file, written atomically."""
+    from meshspec.traces import atomic_write
+
+    path = path or BACKEND_RESULTS_PATH
+    results = load_backend_results(path)
+    components = results.get("components", {})
+    components[component] = table
+    results.update(examples=examples, seed=seed, mutants_per_component=per_component,
+                   components=dict(sorted(components.items())))
+    atomic_write(path, json.dumps(results, indent=1, sort_keys=True) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m meshspec.fuzz --compare-backends [COMPONENT ...] [--record]`: run the first
+    COMPARE_MUTANTS mutants of each component under both backends and print (or record) it."""
+    import argparse
+
+    from meshspec import registry
+    from meshspec.profiles import DEFAULT_SEED, backend_name
+
+    p = argparse.ArgumentParser(prog="python -m meshspec.fuzz")
+    p.add_argument("--compare-backends", action="store_true", required=True)
+    p.add_argument("components", nargs="*")
+    p.add_argument("--examples", type=int, default=COMPARE_EXAMPLES)
+    p.add_argument("--mutants", type=int, default=COMPARE_MUTANTS)
+    p.add_argument("--record", action="store_true")
+    args = p.parse_args(argv)
+    backend_name("crosshair")
+    for name in args.components or registry.names():
+        comp = registry.get_component(name)
+        started = time.monotonic()
+        table = compare_backends(
+            comp, mutants=comp.mutants[: args.mutants], examples=args.examples, seed=DEFAULT_SEED,
+            on_cell=lambda m, b, c: print(f"{comp.name} {m} {b}: {c}", flush=True))
+        print(f"== {comp.name}: {time.monotonic() - started:.0f} s", flush=True)
+        if args.record:
+            record_backend_results(comp.name, table, examples=args.examples, seed=DEFAULT_SEED,
+                                   per_component=args.mutants)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,7 +7,11 @@
 - `nightly`: a large budget for long fuzzing outside CI.
 
 The profile is chosen by `--profile` or the `HYPOTHESIS_PROFILE` environment variable
-(default `dev`). Hypothesis' own built-in `ci` profile (loaded when `CI` is set) would
+(default `dev`). The backend (`--backend`) is Hypothesis' own random generation
+(`hypothesis`, the default) or `crosshair` (the optional extra `meshspec[crosshair]`, i.e.
+hypothesis-crosshair): symbolic execution that solves for branch conditions, about 40
+machine steps/s here against thousands, so a `ci` budget (300 examples of up to 80 steps)
+takes tens of minutes per component under it; pass a smaller `--max-examples`. Hypothesis' own built-in `ci` profile (loaded when `CI` is set) would
 derandomize and drop the database; meshspec registers its own `ci` over it on purpose.
 """
 from __future__ import annotations
@@ -25,6 +29,10 @@ from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 PROFILES = ("dev", "ci", "nightly")
+BACKENDS = ("hypothesis", "crosshair")
+DEFAULT_BACKEND = "hypothesis"
+#: How to get each optional backend, for the error when it is missing.
+BACKEND_INSTALL = {"crosshair": "pip install 'meshspec[crosshair]' (or pip install hypothesis-crosshair)"}
 DEFAULT_SEED = 20261123
 DATABASE_ROOT = Path(".meshspec") / "examples"
 
@@ -86,6 +94,18 @@ def profile_name(requested: str | None = None) -> str:
     return name
 
 
+def backend_name(requested: str | None = None) -> str:
+    """A known backend whose package is installed, or ProfileError saying how to install it."""
+    from hypothesis.internal.conjecture.providers import AVAILABLE_PROVIDERS
+
+    name = requested or DEFAULT_BACKEND
+    if name not in BACKENDS:
+        raise ProfileError(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})")
+    if name not in AVAILABLE_PROVIDERS:
+        raise ProfileError(f"backend {name!r} is not installed: {BACKEND_INSTALL[name]}")
+    return name
+
+
 def resolve_seed(requested: str | int | None = None) -> int:
     """`None` → MESHSPEC_SEED or the fixed default; "random" → a fresh seed (printed by callers)."""
     raw = requested if requested is not None else os.environ.get("MESHSPEC_SEED")
@@ -100,8 +120,10 @@ def resolve_seed(requested: str | int | None = None) -> int:
 
 
 def settings_for(profile: str, *, database_key: str | None = None, quiet: bool = True,
-                 max_examples: int | None = None, shrink: bool = True) -> settings:
-    """The profile's settings, with a per-(component, impl) example database when asked."""
+                 max_examples: int | None = None, shrink: bool = True,
+                 backend: str = DEFAULT_BACKEND) -> settings:
+    """The profile's settings, with a per-(component, impl) example database when asked,
+    generating with `backend` (see `backend_name`)."""
     base = settings.get_profile(profile_name(profile))
     database = None
     if database_key is not None:
@@ -111,6 +133,8 @@ def settings_for(profile: str, *, database_key: str | None = None, quiet: bool =
         extra["verbosity"] = Verbosity.quiet
     if max_examples is not None:
         extra["max_examples"] = max_examples
+    if backend != DEFAULT_BACKEND:
+        extra["backend"] = backend_name(backend)
     if not shrink:
         extra["phases"] = [p for p in base.phases if p != Phase.shrink]
     return settings(base, **extra)
