@@ -17,7 +17,7 @@ from tabulate import tabulate
 
 from meshspec import registry
 from meshspec.lockstep import ENVIRONMENT_ERRORS, Component, ImplLoadError, LockstepFailure, load_impl
-from meshspec.profiles import ProfileError, profile_name, resolve_seed
+from meshspec.profiles import ProfileError, backend_name, profile_name, resolve_seed
 from meshspec.traces import TraceError
 
 if TYPE_CHECKING:
@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 DEFAULT_EXPORT = "meshspec-traces"
 IMPL_HELP = " (imported like `python -m`: the current directory is on the import path)"
+BACKEND_HELP = ("hypothesis (default) | crosshair: Hypothesis' symbolic backend, from the extra "
+                "meshspec[crosshair]; about 40 steps/s, so a ci or nightly budget takes very "
+                "long: bound it with --max-examples")
+MAX_EXAMPLES_HELP = "examples per component (or mutant) instead of the profile's budget"
 
 
 FUZZ_DESCRIPTION = """\
@@ -74,6 +78,8 @@ def build_parser() -> Parser:
                         "PATH) on a free 127.0.0.1 port (default: the embedded in-memory etcd model)")
     f.add_argument("--export", default=DEFAULT_EXPORT, metavar="DIR",
                    help=f"where a failing run writes its trace (default: {DEFAULT_EXPORT})")
+    f.add_argument("--backend", default="hypothesis", help=BACKEND_HELP)
+    f.add_argument("--max-examples", type=int, metavar="N", help=MAX_EXAMPLES_HELP)
     r = sub.add_parser("replay", help="re-execute an exported trace without Hypothesis")
     r.add_argument("trace", metavar="TRACE.json")
     r.add_argument("--impl", help="module:Class to replay against instead of the recorded impl"
@@ -85,6 +91,8 @@ def build_parser() -> Parser:
     m.add_argument("--only", action="append", metavar="MUTANT", help="run just these mutants")
     m.add_argument("--no-shrink", action="store_true",
                    help="stop at the first failure (faster; trace lengths are unshrunk)")
+    m.add_argument("--backend", default="hypothesis", help=BACKEND_HELP)
+    m.add_argument("--max-examples", type=int, metavar="N", help=MAX_EXAMPLES_HELP)
     rep = sub.add_parser("report", help="regenerate REPORT.md")
     rep.add_argument("--output", default="REPORT.md")
     b = sub.add_parser("bench", help="model vs impl on the hot paths")
@@ -220,6 +228,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     comps = components_of(args.components)
     impl_cls = impl_for(args.impl, comps if args.components else [])
     profile, seed = profile_name(args.profile), resolve_seed(args.seed)
+    backend, budget = backend_name(args.backend), example_budget(args.max_examples)
     try:
         check_export_dir(args.export)
     except OSError as exc:
@@ -227,7 +236,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     if args.etcd is not None:
         os.environ["MESHSPEC_ETCD"] = configure_etcd(args.etcd)
 
-    print(f"meshspec fuzz: profile {profile}, seed {seed}"
+    print(f"meshspec fuzz: profile {profile}, seed {seed}" + run_options(backend, budget)
           + (f", real etcd {args.etcd}" if args.etcd else ""), flush=True)
     outcomes = []
     progress = progress_for(sys.stdout)
@@ -235,7 +244,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         progress.start(comp.name)
         try:
             result = run_fuzz(comp, impl_cls or comp.impl_cls, profile=profile, seed=seed,
-                              progress=progress.update)
+                              progress=progress.update, backend=backend, max_examples=budget)
         finally:
             progress.stop()
         print_fuzz(result, comp)
@@ -253,6 +262,19 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         outcomes.append(outcome_of(result, comp))
         sys.stdout.flush()
     return print_verdict(outcomes, profile)
+
+
+def example_budget(value: int | None) -> int | None:
+    """`--max-examples`: None (the profile's budget) or a positive count, else UsageError."""
+    if value is not None and value < 1:
+        raise UsageError(f"--max-examples must be at least 1, not {value}")
+    return value
+
+
+def run_options(backend: str, budget: int | None) -> str:
+    """The header's note of a non-default backend and example budget ('' for the defaults)."""
+    return ((f", backend {backend}" if backend != "hypothesis" else "")
+            + (f", max examples {budget}" if budget is not None else ""))
 
 
 def print_verdict(outcomes: list[Outcome], profile: str) -> int:
@@ -317,11 +339,12 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     comps = components_of(args.components)
     check_mutant_names(args.only or [], comps)
     profile, seed = profile_name(args.profile), resolve_seed(args.seed)
-    print(f"meshspec mutants: profile {profile}, seed {seed}")
+    backend, budget = backend_name(args.backend), example_budget(args.max_examples)
+    print(f"meshspec mutants: profile {profile}, seed {seed}" + run_options(backend, budget))
     status, everything = 0, []
     for comp in comps:
         results = run_mutants(comp, profile=profile, seed=seed, only=args.only,
-                              shrink=not args.no_shrink,
+                              shrink=not args.no_shrink, backend=backend, max_examples=budget,
                               on_result=lambda r: print(f"   {r.mutant.name}: {r.caught_by} "
                                                         f"({r.result.seconds:.1f} s)", flush=True))
         print(f"== {comp.name}: {sum(r.caught for r in results)}/{len(results)} mutants caught")
