@@ -8,7 +8,8 @@ with monotonicity over wide bit-vector products; see reference/tooling-notes.md)
 """
 from __future__ import annotations
 
-from typing import Callable
+import time
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import attrs
 import z3
@@ -112,3 +113,255 @@ def run(proof: Proof, timeout_ms: int = 20_000) -> ProofResult:
         cex = ", ".join(f"{v}={model.eval(v, model_completion=True)}" for v in variables)
         return ProofResult(proof.name, proof.claim, "REFUTED", cex)
     return ProofResult(proof.name, proof.claim, "unknown")
+
+
+# --------------------------------------------------------------------------------------
+# Inductive invariants over counter abstractions
+# --------------------------------------------------------------------------------------
+#
+# An `Abstraction` is a transition system over a few z3 integers and booleans: an init
+# predicate and named transitions, each a guarded relation over the pre-state, the
+# post-state and fresh integer parameters (which shard count, how much time passes). An
+# `Inductive` names one invariant to prove, the lemmas that strengthen it (each itself an
+# invariant of the abstraction, proved together with it) and the induction depth k.
+#
+# `prove_inductive` checks the base case (no state reachable in fewer than k steps from
+# init violates invariant ∧ lemmas) and the inductive step (k consecutive states that
+# satisfy it are followed by one that does too). A base-case model is a reachable
+# violation of the abstraction: `REFUTED`, with the path, which the abstraction module
+# can turn into a replayable trace. A step model starts from a state init may never
+# reach: `not inductive` (a lemma is missing), never reported as a bug. The proof is
+# as strong as the abstraction is faithful; tests check that every concrete model step
+# satisfies some transition relation.
+
+Scalar = Union[int, bool]
+
+
+class State(dict):
+    """Variable name → z3 term (or, for a concrete state, a Python value); `s.active` reads `s["active"]`."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+Guard = Callable[[State, State], z3.BoolRef]               # (pre, params) → enabled
+Update = Callable[[State, State], Mapping[str, Any]]        # (pre, params) → changed variables
+
+
+@attrs.frozen
+class Transition:
+    """A guarded assignment: enabled when `guard(pre, params)`; post = pre with `update` applied."""
+
+    name: str
+    guard: Guard
+    update: Update
+    params: tuple[str, ...] = ()
+
+    def relation(self, pre: State, post: State, params: State) -> z3.BoolRef:
+        changed = dict(self.update(pre, params))
+        unknown = set(changed) - set(pre)
+        if unknown:
+            raise KeyError(f"transition {self.name} assigns unknown variables {sorted(unknown)}")
+        frame = [post[v] == changed.get(v, pre[v]) for v in pre]
+        return z3.And(self.guard(pre, params), *frame)
+
+
+@attrs.frozen
+class Abstraction:
+    """A counter abstraction: typed variables, init (with parameters), transitions, invariants."""
+
+    name: str
+    variables: tuple[tuple[str, str], ...]                    # (name, "int" | "bool")
+    init: Callable[[State, State], z3.BoolRef]                 # (state, init params)
+    init_params: tuple[str, ...]
+    transitions: tuple[Transition, ...]
+    invariants: Mapping[str, Callable[[State], z3.BoolRef]]
+
+    def state(self, tag: str) -> State:
+        make = {"int": z3.Int, "bool": z3.Bool}
+        return State({v: make[sort](f"{v}@{tag}") for v, sort in self.variables})
+
+    def constant(self, values: Mapping[str, Scalar]) -> State:
+        """A concrete state as z3 values (for checking a concrete step)."""
+        make = {"int": z3.IntVal, "bool": z3.BoolVal}
+        return State({v: make[sort](values[v]) for v, sort in self.variables})
+
+    def transition(self, name: str) -> Transition:
+        for t in self.transitions:
+            if t.name == name:
+                return t
+        raise KeyError(f"{self.name} has no transition {name!r}")
+
+    def variant(self, *replacements: Transition) -> "Abstraction":
+        """The same abstraction with some transitions swapped (a broken variant)."""
+        by_name = {t.name: t for t in replacements}
+        missing = set(by_name) - {t.name for t in self.transitions}
+        if missing:
+            raise KeyError(f"{self.name} has no transitions {sorted(missing)}")
+        return attrs.evolve(self, transitions=tuple(by_name.get(t.name, t) for t in self.transitions))
+
+
+def params_of(names: Sequence[str], tag: str) -> State:
+    return State({p: z3.Int(f"{p}@{tag}") for p in names})
+
+
+@attrs.frozen
+class PathStep:
+    """One step of a concrete path: the transition taken, its parameters, the state after it."""
+
+    transition: str
+    params: Mapping[str, int]
+    state: Mapping[str, Scalar]
+
+
+@attrs.frozen
+class Path:
+    """A path of the abstraction from init: init parameters, initial state, then the steps."""
+
+    init_params: Mapping[str, int]
+    init: Mapping[str, Scalar]
+    steps: tuple[PathStep, ...]
+
+
+class _Unrolling:
+    """States s0..sn of one abstraction, linked by the transition relation."""
+
+    def __init__(self, abstraction: Abstraction, length: int, prefix: str) -> None:
+        self.abs = abstraction
+        self.states = [abstraction.state(f"{prefix}{i}") for i in range(length + 1)]
+        self.choice = [z3.Int(f"choice@{prefix}{i}") for i in range(length)]
+        self.params = [[params_of(t.params, f"{t.name}@{prefix}{i}") for t in abstraction.transitions]
+                       for i in range(length)]
+        self.init_params = params_of(abstraction.init_params, f"init@{prefix}")
+
+    def links(self) -> list[z3.BoolRef]:
+        out = []
+        for i, choice in enumerate(self.choice):
+            pre, post = self.states[i], self.states[i + 1]
+            out.append(z3.Or(*[z3.And(choice == j, t.relation(pre, post, self.params[i][j]))
+                               for j, t in enumerate(self.abs.transitions)]))
+        return out
+
+    def initial(self) -> z3.BoolRef:
+        return self.abs.init(self.states[0], self.init_params)
+
+    def path(self, model: z3.ModelRef) -> Path:
+        value = lambda e: _python(model.eval(e, model_completion=True))  # noqa: E731
+        steps = []
+        for i, choice in enumerate(self.choice):
+            j = value(choice)
+            t = self.abs.transitions[j]
+            steps.append(PathStep(t.name, {p: value(v) for p, v in self.params[i][j].items()},
+                                  {v: value(e) for v, e in self.states[i + 1].items()}))
+        return Path({p: value(v) for p, v in self.init_params.items()},
+                    {v: value(e) for v, e in self.states[0].items()}, tuple(steps))
+
+
+def _python(term: z3.ExprRef) -> Scalar:
+    if z3.is_bool(term):
+        return z3.is_true(term)
+    return term.as_long()
+
+
+@attrs.frozen
+class Inductive:
+    """Prove `invariant` of `abstraction` by k-induction, strengthened by `lemmas`."""
+
+    name: str
+    claim: str
+    abstraction: Abstraction
+    invariant: str
+    lemmas: tuple[str, ...] = ()
+    k: int = 1
+
+    def predicate(self, s: State) -> z3.BoolRef:
+        names = (self.invariant, *self.lemmas)
+        return z3.And(*[self.abstraction.invariants[n](s) for n in names])
+
+    @property
+    def method(self) -> str:
+        lemmas = f" + lemma {', '.join(self.lemmas)}" if self.lemmas else ""
+        return f"{self.k}-induction{lemmas}"
+
+
+@attrs.frozen
+class InductiveResult:
+    name: str
+    claim: str
+    method: str
+    status: str                     # proved | REFUTED | not inductive | unknown
+    seconds: float
+    detail: str = ""
+    path: Optional[Path] = None     # the reachable violation, when REFUTED
+
+
+def _solve(formulas: Sequence[z3.BoolRef], timeout_ms: int) -> tuple[z3.CheckSatResult, Optional[z3.ModelRef]]:
+    solver = z3.Solver()
+    solver.set("timeout", timeout_ms)
+    solver.add(*formulas)
+    verdict = solver.check()
+    return verdict, (solver.model() if verdict == z3.sat else None)
+
+
+def bmc(spec: Inductive, depth: int, timeout_ms: int = 10_000) -> tuple[str, Optional[Path]]:
+    """Bounded model checking from init: ("REFUTED", path) for the shortest violation of
+    invariant ∧ lemmas within `depth` steps, ("clean", None) or ("unknown", None)."""
+    for length in range(depth + 1):
+        u = _Unrolling(spec.abstraction, length, "b")
+        verdict, model = _solve([u.initial(), *u.links(), z3.Not(spec.predicate(u.states[-1]))], timeout_ms)
+        if verdict == z3.sat:
+            return "REFUTED", u.path(model)
+        if verdict == z3.unknown:
+            return "unknown", None
+    return "clean", None
+
+
+def _step_case(spec: Inductive, timeout_ms: int) -> tuple[z3.CheckSatResult, Optional[Path]]:
+    u = _Unrolling(spec.abstraction, spec.k, "k")
+    assumed = [spec.predicate(s) for s in u.states[:-1]]
+    verdict, model = _solve([*u.links(), *assumed, z3.Not(spec.predicate(u.states[-1]))], timeout_ms)
+    return verdict, (u.path(model) if model is not None else None)
+
+
+def _violated(spec: Inductive, state: Mapping[str, Scalar]) -> list[str]:
+    s = spec.abstraction.constant(state)
+    names = (spec.invariant, *spec.lemmas)
+    return [n for n in names if z3.is_false(z3.simplify(spec.abstraction.invariants[n](s)))]
+
+
+def prove_inductive(spec: Inductive, timeout_ms: int = 10_000) -> InductiveResult:
+    """Base case by BMC to depth k−1, then the inductive step; see the section comment."""
+    started = time.perf_counter()
+    done = lambda status, detail="", path=None: InductiveResult(  # noqa: E731
+        spec.name, spec.claim, spec.method, status, round(time.perf_counter() - started, 2), detail, path)
+    base, path = bmc(spec, spec.k - 1, timeout_ms)
+    if base == "REFUTED":
+        return done("REFUTED", f"reachable in {len(path.steps)} steps: violates "
+                    f"{', '.join(_violated(spec, (path.steps[-1].state if path.steps else path.init)))}", path)
+    if base == "unknown":
+        return done("unknown", "base case timed out")
+    verdict, step_path = _step_case(spec, timeout_ms)
+    if verdict == z3.unsat:
+        return done("proved")
+    if verdict == z3.unknown:
+        return done("unknown", "inductive step timed out")
+    last = step_path.steps[-1]
+    return done("not inductive", f"{last.transition}({_show(last.params)}) from an unreachable state "
+                f"breaks {', '.join(_violated(spec, last.state))}: a lemma is missing")
+
+
+def _show(values: Mapping[str, Scalar]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items())
+
+
+def admits(abstraction: Abstraction, pre: Mapping[str, Scalar], post: Mapping[str, Scalar],
+           transitions: Sequence[str], timeout_ms: int = 10_000) -> bool:
+    """Whether some named transition relates the concrete `pre` and `post` for some parameters."""
+    a, b = abstraction.constant(pre), abstraction.constant(post)
+    options = [abstraction.transition(n) for n in transitions]
+    rel = [t.relation(a, b, params_of(t.params, f"{t.name}@c")) for t in options]
+    verdict, _ = _solve([z3.Or(*rel)], timeout_ms)
+    return verdict == z3.sat

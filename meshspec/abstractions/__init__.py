@@ -1,0 +1,1 @@
+"""Counter abstractions of the component models, proved with `meshspec.prove`."""
