@@ -1,0 +1,103 @@
+"""`--backend` (Hypothesis' default generation or the optional crosshair backend) and
+`--max-examples` of `fuzz` and `mutants`, the stdout filter for CrossHair's debug blocks,
+and the recorded backend comparison REPORT.md shows."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis.internal.conjecture.providers import AVAILABLE_PROVIDERS
+
+from meshspec import registry
+from meshspec.cli import main
+from meshspec.fuzz import _BlockFilter, record_backend_results, run_fuzz
+from meshspec.profiles import ProfileError, backend_name, settings_for
+
+CROSSHAIR_INSTALLED = "crosshair" in AVAILABLE_PROVIDERS
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("meshspec: error: "), err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("verb", ["fuzz", "mutants"])
+def test_crosshair_backend_without_the_package_says_how_to_install_the_extra(capsys, monkeypatch, verb):
+    monkeypatch.delitem(AVAILABLE_PROVIDERS, "crosshair", raising=False)
+    code, _, err = run(capsys, verb, "shard_mapper", "--backend", "crosshair")
+    assert_one_line_error(code, err, "crosshair", "meshspec[crosshair]")
+
+
+@pytest.mark.parametrize("verb", ["fuzz", "mutants"])
+def test_an_unknown_backend_is_refused_naming_the_known_ones(capsys, verb):
+    code, _, err = run(capsys, verb, "shard_mapper", "--backend", "quantum")
+    assert_one_line_error(code, err, "quantum", "hypothesis", "crosshair")
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_max_examples_below_one_is_refused(capsys, value):
+    code, _, err = run(capsys, "fuzz", "shard_mapper", "--max-examples", value)
+    assert_one_line_error(code, err, "--max-examples")
+
+
+def test_max_examples_overrides_the_profile_budget_and_is_printed(capsys, tmp_path):
+    code, out, _ = run(capsys, "fuzz", "shard_mapper", "--profile", "dev", "--max-examples", "2",
+                       "--export", str(tmp_path))
+    assert code == 0
+    assert "max examples 2" in out.splitlines()[0]
+    assert "examples 2," in out
+
+
+def test_the_default_backend_leaves_hypothesis_settings_unchanged():
+    assert backend_name(None) == "hypothesis"
+    assert settings_for("dev").backend == "hypothesis"
+
+
+def test_backend_name_refuses_an_unknown_name():
+    with pytest.raises(ProfileError, match="unknown backend"):
+        backend_name("quantum")
+
+
+def test_the_block_filter_drops_crosshair_debug_blocks_and_keeps_everything_else():
+    out = io.StringIO()
+    sink = _BlockFilter(out)
+    print("before", file=sink)
+    for line in [_BlockFilter.BEGIN, "Previous iteration: 1", "  File x\n    y", _BlockFilter.END]:
+        print(line, file=sink)
+    print("after", file=sink)
+    print("", file=sink)
+    assert out.getvalue() == "before\nafter\n\n"
+
+
+def test_recording_a_comparison_merges_components_into_one_sorted_file(tmp_path: Path):
+    path = tmp_path / "backend-results.json"
+    cell = {"caught": True, "caught_by": "x", "examples": 1, "steps": 2, "seconds": 0.1}
+    record_backend_results("scheduler", {"m": {"hypothesis": cell}}, examples=30, seed=1,
+                           per_component=5, path=path)
+    record_backend_results("capacity", {"n": {"crosshair": cell}}, examples=30, seed=1,
+                           per_component=5, path=path)
+    doc = json.loads(path.read_text())
+    assert list(doc["components"]) == ["capacity", "scheduler"]
+    assert (doc["examples"], doc["seed"], doc["mutants_per_component"]) == (30, 1, 5)
+
+
+@pytest.mark.skipif(not CROSSHAIR_INSTALLED, reason="hypothesis-crosshair is not installed "
+                    "(pip install 'meshspec[crosshair]')")
+def test_the_crosshair_backend_runs_the_lockstep_machine():
+    comp = registry.get_component("scheduler")
+    result = run_fuzz(comp, comp.impl_cls, profile="dev", seed=1, use_database=False,
+                      max_examples=1, shrink=False, backend="crosshair")
+    assert result.backend == "crosshair"
+    assert result.error is None and result.trace is None
+    assert result.steps > 0
