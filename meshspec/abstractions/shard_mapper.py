@@ -221,3 +221,30 @@ MACHINE_INVARIANT = {
     "counts_non_negative": "active_within_budget",
     "policy_in_range": "active_within_budget",
 }
+
+
+# --------------------------------------------------------------------------------------
+# Broken variants: the curated mutants' changes, applied to the abstraction
+# --------------------------------------------------------------------------------------
+
+def _sentinel_unchecked() -> tuple[Transition, ...]:
+    """IdSentinelOverflow: no 65535 check, the stored next id wraps at u16."""
+    return (allocate("scale_up", "active", False, sentinel_check=False, wrap=True),
+            allocate("scale_up_provisioning", "prov", False, sentinel_check=False, wrap=True),
+            allocate("scale_up_provisioning_force", "prov", True, sentinel_check=False, wrap=True))
+
+
+MUTANTS = "properties.shard_mapper"
+VARIANTS = (
+    (inductive("activate_without_budget_recheck", "active ≤ max_shards (activate skips the budget)",
+               "active_within_budget", "count_matches_active",
+               abstraction=ABSTRACTION.variant(activate(budget_check=False))),
+     f"{MUTANTS}:ActivateWithoutBudgetRecheck"),
+    (inductive("id_sentinel_overflow", "ids never 65535 (allocator unchecked, wrapping)",
+               "ids_strictly_increase_never_sentinel", "allocator_ahead_of_last_id",
+               abstraction=ABSTRACTION.variant(*_sentinel_unchecked())),
+     f"{MUTANTS}:IdSentinelOverflow"),
+    (inductive("count_drift_on_scale_down", "cached count = Active shards (scale_down subtracts count)",
+               "count_matches_active", abstraction=ABSTRACTION.variant(scale_down(drift=True))),
+     f"{MUTANTS}:CountDriftOnScaleDown"),
+)
