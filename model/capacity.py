@@ -99,12 +99,22 @@ CHILD_ID_BIT = 1 << 63
 
 
 def sat_add_u64(a: int, b: int) -> int:
-    """u64 saturating addition."""
+    """u64 saturating addition.
+
+    pre: 0 <= a <= U64_MAX and 0 <= b <= U64_MAX
+    post: max(a, b) <= __return__ <= U64_MAX
+    post: __return__ == a + b or __return__ == U64_MAX
+    """
     return min(a + b, U64_MAX)
 
 
 def sat_u32(n: int) -> int:
-    """Clamp a count to u32."""
+    """Clamp a count to u32.
+
+    pre: n >= 0
+    post: 0 <= __return__ <= U32_MAX
+    post: __return__ == n or (n > U32_MAX and __return__ == U32_MAX)
+    """
     return min(n, U32_MAX)
 
 
@@ -718,7 +728,12 @@ def find_op(log: Iterable[OpLogEntry], op_id: int, digest: int) -> Optional[OpLo
 
 
 def push_op(log: tuple[OpLogEntry, ...], entry: OpLogEntry) -> tuple[OpLogEntry, ...]:
-    """Append to the 16-entry ring (the oldest entry falls out)."""
+    """Append to the 16-entry ring (the oldest entry falls out).
+
+    post: len(__return__) == min(len(log) + 1, OP_LOG_CAPACITY)
+    post: __return__[-1] is entry
+    post: __return__[:-1] == log[len(log) + 1 - len(__return__):]
+    """
     return (log + (entry,))[-OP_LOG_CAPACITY:]
 
 
@@ -762,12 +777,20 @@ def validate_cursor(spec: ShardSpec, old: Cursor, new: Cursor, op: str) -> None:
 
 
 def is_owner_live(record: ShardRecord, owner_present: bool, now: int) -> bool:
-    """§1.4 owner_is_live_at: owner key present, record leased, now < deadline."""
+    """§1.4 owner_is_live_at: owner key present, record leased, now < deadline.
+
+    post: not __return__ or (owner_present and record.lease is not None)
+    post: not __return__ or is_owner_live(record, owner_present, now - 1)
+    """
     return owner_present and record.lease is not None and now < record.lease.deadline
 
 
 def hint_from_scan(entries: Iterable[tuple[ShardRecord, bool]], now: int) -> CapacityHint:
-    """count_available_for_run over (record, owner key present) pairs."""
+    """count_available_for_run over (record, owner key present) pairs.
+
+    post: 0 <= __return__.available_count <= U32_MAX
+    post: __return__.earliest_deadline is None or __return__.earliest_deadline > now
+    """
     available, earliest = 0, None
     for record, owner_present in entries:
         if record.status is not ShardStatus.ACTIVE:

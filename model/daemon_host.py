@@ -85,12 +85,23 @@ def check_u16(name: str, value: int) -> int:
 
 
 def u64_checked_add(a: int, b: int) -> Optional[int]:
-    """Rust `checked_add` on u64: None instead of wrapping."""
+    """Rust `checked_add` on u64: None instead of wrapping.
+
+    pre: 0 <= a <= U64_MAX and 0 <= b <= U64_MAX
+    post: (__return__ is None) == (a + b > U64_MAX)
+    post: __return__ is None or __return__ == a + b
+    """
     total = a + b
     return total if total <= U64_MAX else None
 
 
 def u64_saturating_add(a: int, b: int) -> int:
+    """u64 saturating addition.
+
+    pre: 0 <= a <= U64_MAX and 0 <= b <= U64_MAX
+    post: max(a, b) <= __return__ <= U64_MAX
+    post: __return__ == (u64_checked_add(a, b) if u64_checked_add(a, b) is not None else U64_MAX)
+    """
     return min(a + b, U64_MAX)
 
 
@@ -306,7 +317,13 @@ class HorizonState:
 
 
 def bloom_bits_for_origin(origin_hash: int) -> int:
-    """The three bloom bits of an origin: h1, h1 + h2, h1 + 2*h2 (mod 64), h2 forced odd."""
+    """The three bloom bits of an origin: h1, h1 + h2, h1 + 2*h2 (mod 64), h2 forced odd.
+
+    pre: 0 <= origin_hash <= U64_MAX
+    post: 0 < __return__ < 2**BLOOM_BITS
+    post: bin(__return__).count("1") == 3
+    post: might_contain(__return__, origin_hash)
+    """
     h = xxhash.xxh3_64_intdigest(check_u64("origin_hash", origin_hash).to_bytes(8, "little"))
     h1 = h & 0xFFFF_FFFF
     h2 = (h >> 32) | 1

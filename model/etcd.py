@@ -245,7 +245,12 @@ class LeaseLeasesResponse:
 
 
 def prefix_range_end(prefix: bytes) -> bytes:
-    """etcd's range end for a prefix: drop trailing 0xff bytes, increment the last one."""
+    """etcd's range end for a prefix: drop trailing 0xff bytes, increment the last one.
+
+    post: __return__ == ALL_KEYS_END or prefix < __return__
+    post: __return__ == ALL_KEYS_END or not __return__.startswith(prefix)
+    post: __return__ == ALL_KEYS_END or in_range(prefix, prefix, __return__)
+    """
     end = bytearray(prefix)
     while end and end[-1] == 0xFF:
         end.pop()

@@ -106,7 +106,12 @@ NONE_SATISFIED = "no candidate satisfied placement filter (every node excluded o
 
 
 def saturating_u8(count: int) -> int:
-    """`usize::min(u8::MAX) as u8`."""
+    """`usize::min(u8::MAX) as u8`.
+
+    pre: count >= 0
+    post: 0 <= __return__ <= U8_MAX
+    post: __return__ == count or (count > U8_MAX and __return__ == U8_MAX)
+    """
     return min(count, U8_MAX)
 
 

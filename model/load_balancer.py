@@ -127,6 +127,12 @@ U64_MAX = 2**64 - 1
 
 
 def wrapping_add_u64(a: int, b: int) -> int:
+    """u64 wrapping addition.
+
+    pre: 0 <= a <= U64_MAX and 0 <= b <= U64_MAX
+    post: 0 <= __return__ <= U64_MAX
+    post: __return__ == a + b or __return__ == a + b - 2**64
+    """
     return (a + b) & U64_MAX
 
 
@@ -135,6 +141,12 @@ def wrapping_add_u32(a: int, b: int) -> int:
 
 
 def saturating_sub_u32(a: int, b: int) -> int:
+    """u32 saturating subtraction.
+
+    pre: 0 <= a <= U32_MAX and 0 <= b <= U32_MAX
+    post: 0 <= __return__ <= a
+    post: __return__ + b >= a
+    """
     return max(a - b, 0)
 
 
@@ -176,7 +188,13 @@ def _check_uint(bits: int) -> Callable[[object, attrs.Attribute, int], None]:
 
 
 def fnv1a_64(data: bytes, state: int = FNV_OFFSET_BASIS) -> int:
-    """FNV-1a 64; `state` lets a caller continue a hash over a common prefix."""
+    """FNV-1a 64; `state` lets a caller continue a hash over a common prefix.
+
+    pre: 0 <= state <= U64_MAX
+    post: 0 <= __return__ <= U64_MAX
+    post: len(data) > 0 or __return__ == state
+    post: len(data) == 0 or __return__ == fnv1a_64(data[1:], fnv1a_64(data[:1], state))
+    """
     for byte in data:
         state = ((state ^ byte) * FNV_PRIME) & U64_MAX
     return state
@@ -366,7 +384,12 @@ class LoadBalancerConfig:
 
 
 def effective_recovery_ns(config: LoadBalancerConfig) -> int:
-    """Fix (e): the recovery window is at least 1 ms (0 would collapse the breaker)."""
+    """Fix (e): the recovery window is at least 1 ms (0 would collapse the breaker).
+
+    post: __return__ >= MIN_RECOVERY_NS
+    post: __return__ >= config.circuit_recovery_time_ns
+    post: __return__ == config.circuit_recovery_time_ns or __return__ == MIN_RECOVERY_NS
+    """
     return max(config.circuit_recovery_time_ns, MIN_RECOVERY_NS)
 
 
@@ -774,7 +797,12 @@ class LoadBalancer:
 
 
 def wheel_scale(quarters: Sequence[int]) -> int:
-    """Smallest k in (1, 2, 4) such that every effective weight times k is an integer."""
+    """Smallest k in (1, 2, 4) such that every effective weight times k is an integer.
+
+    post: __return__ in (1, 2, 4)
+    post: all(q * __return__ % 4 == 0 for q in quarters)
+    post: __return__ == 1 or not all(q * (__return__ // 2) % 4 == 0 for q in quarters)
+    """
     if all(q % 4 == 0 for q in quarters):
         return 1
     if all(q % 2 == 0 for q in quarters):
@@ -783,7 +811,12 @@ def wheel_scale(quarters: Sequence[int]) -> int:
 
 
 def first_at_or_after(ring: Sequence[tuple[int, bytes, int]], h: int) -> int:
-    """Index of the first ring entry with hash >= h (len(ring) if none), by a plain scan."""
+    """Index of the first ring entry with hash >= h (len(ring) if none), by a plain scan.
+
+    post: 0 <= __return__ <= len(ring)
+    post: all(entry[0] < h for entry in ring[:__return__])
+    post: __return__ == len(ring) or ring[__return__][0] >= h
+    """
     for i, entry in enumerate(ring):
         if entry[0] >= h:
             return i

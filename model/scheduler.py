@@ -197,11 +197,23 @@ def free_resource_for(node_id: int, ctx: TieBreakContext) -> int:
 
 
 def _cmp(a: object, b: object) -> int:
+    """Three-way comparison (Rust `Ord::cmp` as -1 / 0 / 1).
+
+    pre: isinstance(a, int) and isinstance(b, int)
+    post: __return__ in (-1, 0, 1)
+    post: _cmp(b, a) == -__return__
+    """
     return (a > b) - (a < b)  # type: ignore[operator]
 
 
 def tie_break_compare(a: int, b: int, ctx: TieBreakContext) -> int:
-    """-1 when `a` is better than `b`, 1 when worse, 0 when a == b."""
+    """-1 when `a` is better than `b`, 1 when worse, 0 when a == b.
+
+    pre: all(isinstance(n, int) and isinstance(r, int) for n, r in ctx.rtt_us or ())
+    post: __return__ in (-1, 0, 1)
+    post: (__return__ == 0) == (a == b)
+    post: tie_break_compare(b, a, ctx) == -__return__
+    """
     if a == b:
         return 0
     if ctx.rtt_us is not None:

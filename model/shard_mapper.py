@@ -83,10 +83,23 @@ def require_u64(name: str, value: int) -> int:
 
 
 def saturating_add_u32(a: int, b: int) -> int:
+    """u32 saturating addition.
+
+    pre: 0 <= a <= U32_MAX and 0 <= b <= U32_MAX
+    post: __return__ <= U32_MAX
+    post: __return__ >= max(a, b)
+    post: __return__ == a + b or __return__ == U32_MAX
+    """
     return min(a + b, U32_MAX)
 
 
 def saturating_mul_u16(a: int, b: int) -> int:
+    """u16 saturating multiplication.
+
+    pre: 0 <= a <= U16_MAX and 0 <= b <= U16_MAX
+    post: 0 <= __return__ <= U16_MAX
+    post: __return__ == a * b or __return__ == U16_MAX
+    """
     return min(a * b, U16_MAX)
 
 
@@ -95,7 +108,13 @@ def wrapping_add_u64(a: int, b: int) -> int:
 
 
 def lemire_index(event_hash: int, n: int) -> int:
-    """`((hash as u128 * n as u128) >> 64)`: an unbiased index in `0..n`."""
+    """`((hash as u128 * n as u128) >> 64)`: an unbiased index in `0..n`.
+
+    pre: 0 <= event_hash <= U64_MAX
+    pre: 1 <= n <= U16_MAX
+    post: 0 <= __return__ < n
+    post: event_hash == 0 or lemire_index(event_hash - 1, n) <= __return__
+    """
     return (event_hash * n) >> 64
 
 
@@ -246,21 +265,39 @@ class ShardMetrics:
 
 
 def compute_weight(m: ShardMetrics) -> float:
-    """fill×100 + push_ns/10 + rate/1e6; a draining sample weighs f64::MAX."""
+    """fill×100 + push_ns/10 + rate/1e6; a draining sample weighs f64::MAX.
+
+    pre: 0.0 <= m.fill_ratio <= 1.0
+    pre: 0 <= m.avg_push_latency_ns <= U64_MAX and 0 <= m.event_rate <= U64_MAX
+    post: __return__ >= 0.0
+    post: __return__ == F64_MAX if m.draining else __return__ >= m.fill_ratio * 100.0
+    """
     if m.draining:
         return F64_MAX
     return m.fill_ratio * 100.0 + m.avg_push_latency_ns / 10.0 + m.event_rate / 1_000_000.0
 
 
 def fill_ratio_of(current_len: int, capacity: int) -> float:
-    """`current_len as f64 / capacity as f64`, 0 when the capacity is 0."""
+    """`current_len as f64 / capacity as f64`, 0 when the capacity is 0.
+
+    pre: 0 <= current_len <= capacity <= U64_MAX
+    post: 0.0 <= __return__ <= 1.0
+    post: (__return__ == 0.0) == (current_len == 0)
+    """
     if capacity == 0:
         return 0.0
     return float(current_len) / float(capacity)
 
 
 def _packed_add(word: int, sample: int) -> int:
-    """Add one sample to a `(count << 32) | sum` word; both halves saturate at u32::MAX."""
+    """Add one sample to a `(count << 32) | sum` word; both halves saturate at u32::MAX.
+
+    pre: 0 <= word <= U64_MAX and 0 <= sample <= U64_MAX
+    post: 0 <= __return__ <= U64_MAX
+    post: __return__ >> 32 == min((word >> 32) + 1, U32_MAX)
+    post: __return__ & U32_MAX >= word & U32_MAX
+    post: word != 0 or _packed_average(__return__) == min(sample, U32_MAX)
+    """
     count, total = word >> 32, word & U32_MAX
     count = saturating_add_u32(count, 1)
     total = saturating_add_u32(total, min(sample, U32_MAX))
@@ -268,7 +305,12 @@ def _packed_add(word: int, sample: int) -> int:
 
 
 def _packed_average(word: int) -> int:
-    """`sum.checked_div(count).unwrap_or(0)`."""
+    """`sum.checked_div(count).unwrap_or(0)`.
+
+    pre: 0 <= word <= U64_MAX
+    post: 0 <= __return__ <= word & U32_MAX
+    post: word >> 32 != 1 or __return__ == word & U32_MAX
+    """
     count, total = word >> 32, word & U32_MAX
     return total // count if count else 0
 
