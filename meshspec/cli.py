@@ -118,6 +118,13 @@ def build_parser() -> Parser:
                    + IMPL_HELP)
     e.add_argument("--export", default=DEFAULT_EXPORT, metavar="DIR")
     sub.add_parser("prove", help="z3 proofs of the components' arithmetic")
+    ct = sub.add_parser("contracts", help="CrossHair: the models' PEP-316 contracts, and "
+                        "diffbehavior of every same-named model/impl function")
+    ct.add_argument("components", nargs="*", metavar="COMPONENT")
+    ct.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                    help="CPU seconds per condition (contracts) and per pair (diffbehavior); default 5")
+    ct.add_argument("--record", action="store_true",
+                    help="store every row with its seconds in docs/contracts-results.json (for REPORT.md)")
     return p
 
 
@@ -521,7 +528,37 @@ def cmd_prove(_: argparse.Namespace) -> int:
     return 0 if all(r.status == "proved" for r in results) else 1
 
 
-VERBS = {"explore": cmd_explore, "prove": cmd_prove, "list": cmd_list, "fuzz": cmd_fuzz, "replay": cmd_replay, "mutants": cmd_mutants,
+def cmd_contracts(args: argparse.Namespace) -> int:
+    from meshspec import contracts
+
+    if not args.timeout > 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, not {args.timeout}")
+    results = []
+    for comp in components_of(args.components):
+        print(f"== {comp.name}", flush=True)
+        results += contracts.run_component(comp.name, args.timeout, on_result=lambda r: print(
+            f"   {r.target}: {r.status} ({r.seconds:.1f} s)", flush=True))
+    print(tabulate([r.row() for r in results], headers=["function", "contract", "result",
+                                                         "detail", "seconds"], tablefmt="github"))
+    if args.record:
+        contracts.record(results)
+        print(f"recorded in {contracts.RESULTS_PATH}")
+    bad = [r for r in results if r.status in ("refuted", "differ", "error")]
+    for r in bad:
+        print(f"FAILED: {r.target}: {r.status}: {r.detail}")
+    print(f"{'FAIL' if bad else 'PASS'}: {len(results)} checks, "
+          + ", ".join(f"{n} {s}" for s, n in sorted(count_statuses(results).items())))
+    return 1 if bad else 0
+
+
+def count_statuses(results: Sequence[object]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1  # type: ignore[attr-defined]
+    return counts
+
+
+VERBS = {"explore": cmd_explore, "prove": cmd_prove, "contracts": cmd_contracts, "list": cmd_list, "fuzz": cmd_fuzz, "replay": cmd_replay, "mutants": cmd_mutants,
          "report": cmd_report, "bench": cmd_bench}
 
 
