@@ -15,6 +15,7 @@ import attrs
 import z3
 
 U16_MAX, U32_MAX = 0xFFFF, 0xFFFF_FFFF
+SMALL = 8  # the bound on transition parameters in BMC's first, preferred pass
 
 
 @attrs.frozen
@@ -179,6 +180,9 @@ class Abstraction:
     init_params: tuple[str, ...]
     transitions: tuple[Transition, ...]
     invariants: Mapping[str, Callable[[State], z3.BoolRef]]
+    #: Preferred (not required) initial states for short, cheap counterexamples: BMC
+    #: tries paths from these first, with every transition parameter at most SMALL.
+    small_init: Optional[Callable[[State, State], z3.BoolRef]] = None
 
     def state(self, tag: str) -> State:
         make = {"int": z3.Int, "bool": z3.Bool}
@@ -245,6 +249,12 @@ class _Unrolling:
                                for j, t in enumerate(self.abs.transitions)]))
         return out
 
+    def small(self) -> list[z3.BoolRef]:
+        """Preferences for a short concrete trace: small parameters, a small initial state."""
+        bounded = [p <= SMALL for step in self.params for ps in step for p in ps.values()]
+        init = self.abs.small_init
+        return bounded + ([init(self.states[0], self.init_params)] if init else [])
+
     def initial(self) -> z3.BoolRef:
         return self.abs.init(self.states[0], self.init_params)
 
@@ -309,13 +319,16 @@ def _solve(formulas: Sequence[z3.BoolRef], timeout_ms: int) -> tuple[z3.CheckSat
 def bmc(spec: Inductive, depth: int, timeout_ms: int = 10_000) -> tuple[str, Optional[Path]]:
     """Bounded model checking from init: ("REFUTED", path) for the shortest violation of
     invariant ∧ lemmas within `depth` steps, ("clean", None) or ("unknown", None)."""
-    for length in range(depth + 1):
-        u = _Unrolling(spec.abstraction, length, "b")
-        verdict, model = _solve([u.initial(), *u.links(), z3.Not(spec.predicate(u.states[-1]))], timeout_ms)
-        if verdict == z3.sat:
-            return "REFUTED", u.path(model)
-        if verdict == z3.unknown:
-            return "unknown", None
+    for small in (True, False):
+        for length in range(depth + 1):
+            u = _Unrolling(spec.abstraction, length, "b")
+            hints = u.small() if small else []
+            verdict, model = _solve([u.initial(), *u.links(), *hints,
+                                     z3.Not(spec.predicate(u.states[-1]))], timeout_ms)
+            if verdict == z3.sat:
+                return "REFUTED", u.path(model)
+            if verdict == z3.unknown:
+                return "unknown", None
     return "clean", None
 
 

@@ -185,8 +185,13 @@ INVARIANTS: Mapping[str, Any] = {
     "policy_in_range": lambda s: z3.And(1 <= s.lo, s.lo <= s.hi, s.hi <= U16),
 }
 
+def small_init(s: State, p: State) -> z3.BoolRef:
+    """A few boot shards, a small budget, a 1 ns cooldown: cheap traces to replay."""
+    return z3.And(p.initial <= 4, p.max_raw <= 8, s.lo <= 4, s.cooldown == 1)
+
+
 ABSTRACTION = Abstraction("shard_mapper", VARIABLES, initial, ("initial", "first_id", "max_raw"),
-                          TRANSITIONS, INVARIANTS)
+                          TRANSITIONS, INVARIANTS, small_init)
 
 
 def inductive(name: str, claim: str, invariant: str, *lemmas: str,
