@@ -117,7 +117,8 @@ def build_parser() -> Parser:
     e.add_argument("--impl", help="module:Class to step along every edge instead of the impl"
                    + IMPL_HELP)
     e.add_argument("--export", default=DEFAULT_EXPORT, metavar="DIR")
-    sub.add_parser("prove", help="z3 proofs of the components' arithmetic")
+    from meshspec.prove_cli import add_arguments as add_prove_arguments  # the prove verb's options
+    add_prove_arguments(sub.add_parser("prove", help="z3 proofs: arithmetic, and inductive invariants of counter abstractions"))
     ct = sub.add_parser("contracts", help="CrossHair: the models' PEP-316 contracts, and "
                         "diffbehavior of every same-named model/impl function")
     ct.add_argument("components", nargs="*", metavar="COMPONENT")
@@ -519,13 +520,13 @@ def explore_mutants(comp: Component, workers: int, record: bool) -> int:
     return 1 if missed else 0
 
 
-def cmd_prove(_: argparse.Namespace) -> int:
-    from meshspec.prove import PROOFS, run
+def cmd_prove(args: argparse.Namespace) -> int:
+    from meshspec.prove_cli import ProveUsageError, run_cli
 
-    results = [run(p) for p in PROOFS]
-    print(tabulate([[r.name, r.status, r.claim, r.counterexample] for r in results],
-                   headers=["proof", "status", "claim", "counterexample"], tablefmt="github"))
-    return 0 if all(r.status == "proved" for r in results) else 1
+    try:
+        return run_cli(args)
+    except ProveUsageError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_contracts(args: argparse.Namespace) -> int:

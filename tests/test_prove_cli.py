@@ -1,0 +1,38 @@
+"""`meshspec prove`: the table, the exit codes, and exported refutation traces."""
+from __future__ import annotations
+
+from meshspec.cli import main
+
+
+def test_prove_prints_every_proof_with_method_result_and_seconds_and_exits_0(capsys):
+    assert main(["prove", "--only", "shard_mapper.", "--only", "lemire_index"]) == 0
+    out = capsys.readouterr().out
+    assert "| property" in out and "seconds" in out and "1-induction + lemma" in out
+    assert "shard_mapper.ids_strictly_increase" in out and "PASS: 6 proofs" in out
+
+
+def test_prove_with_variants_exports_a_refutation_trace_that_replays(tmp_path, capsys):
+    assert main(["prove", "--variants", "--only", "count_drift", "--export", str(tmp_path)]) == 0
+    assert "refuted, confirmed" in capsys.readouterr().out
+    (trace,) = tmp_path.glob("shard_mapper-*.json")
+    assert main(["replay", str(trace)]) == 1
+    assert "reproduces the recorded failure" in capsys.readouterr().out
+
+
+def test_a_non_positive_timeout_is_one_line_and_exit_2(capsys):
+    assert main(["prove", "--timeout", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--timeout" in err
+
+
+def test_an_unknown_proof_name_is_one_line_listing_the_known_ones_and_exit_2(capsys):
+    assert main(["prove", "--only", "no_such_proof"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "shard_mapper.active_within_budget" in err
+
+
+def test_an_unwritable_export_dir_is_one_line_and_exit_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["prove", "--variants", "--only", "drift", "--export", str(blocker / "sub")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
