@@ -286,6 +286,7 @@ class Inductive:
     invariant: str
     lemmas: tuple[str, ...] = ()
     k: int = 1
+    bmc_depth: int = 6     # how far BMC looks for a reachable violation when the step fails
 
     def predicate(self, s: State) -> z3.BoolRef:
         names = (self.invariant, *self.lemmas)
@@ -345,9 +346,9 @@ def _violated(spec: Inductive, state: Mapping[str, Scalar]) -> list[str]:
     return [n for n in names if z3.is_false(z3.simplify(spec.abstraction.invariants[n](s)))]
 
 
-def prove_inductive(spec: Inductive, timeout_ms: int = 10_000, bmc_depth: int = 6) -> InductiveResult:
+def prove_inductive(spec: Inductive, timeout_ms: int = 10_000) -> InductiveResult:
     """Base case by BMC to depth k−1, then the inductive step. When the step fails, BMC
-    to `bmc_depth` tells a reachable violation (REFUTED) from a missing lemma."""
+    to `spec.bmc_depth` tells a reachable violation (REFUTED) from a missing lemma."""
     started = time.perf_counter()
     done = lambda status, detail="", path=None: InductiveResult(  # noqa: E731
         spec.name, spec.claim, spec.method, status, round(time.perf_counter() - started, 2), detail, path)
@@ -362,7 +363,7 @@ def prove_inductive(spec: Inductive, timeout_ms: int = 10_000, bmc_depth: int = 
         return done("proved")
     if verdict == z3.unknown:
         return done("unknown", "inductive step timed out")
-    reachable, path = bmc(spec, bmc_depth, timeout_ms) if bmc_depth else ("clean", None)
+    reachable, path = bmc(spec, spec.bmc_depth, timeout_ms) if spec.bmc_depth else ("clean", None)
     if reachable == "REFUTED":
         return done("REFUTED", f"not inductive, and BMC reaches a violation in {len(path.steps)} steps: "
                     f"{', '.join(_violated(spec, path.steps[-1].state))}", path)

@@ -5,9 +5,7 @@ state, the allocator, the policy, the clock and the harness's ghost checks).
 `concretize` turns an abstract path (a z3 model) into Subject rule calls: an abstract
 `activate` or `drain_specific` picks the lowest-id Provisioning or Active shard of the
 live mapper, `finalize_draining` and `remove_stopped` call the real operation (which
-decides how many shards stop). `refutation` exports the steps as a version-2 trace and
-replays them with the lockstep harness: a failure confirms the refutation; none means
-the abstraction admits a path the classes do not take ("abstraction too coarse").
+decides how many shards stop). `refutation` replays them (`replaying.refutation`).
 """
 from __future__ import annotations
 
@@ -16,8 +14,10 @@ from typing import Any, Mapping, Optional
 import attrs
 
 from meshspec import registry, traces
+from meshspec.abstractions import replaying
+from meshspec.abstractions.replaying import Concrete, Refutation, differs
 from meshspec.abstractions.shard_mapper import COUNTS, DOWN, MACHINE_INVARIANT, NONE, U16, UP
-from meshspec.lockstep import Component, Subject, load_impl
+from meshspec.lockstep import Component, Subject
 from meshspec.prove import Path, PathStep, Scalar
 from model import shard_mapper as M
 
@@ -81,12 +81,6 @@ def rule_for(step: PathStep, subject: Subject) -> Optional[tuple[str, dict[str, 
     return None
 
 
-@attrs.frozen
-class Concrete:
-    steps: traces.Steps
-    divergence: str   # where the classes left the abstract path ("" when they followed it)
-
-
 def concretize(path: Path, cls: type) -> Concrete:
     """Rule calls for an abstract path, run on `cls` to pick ids and to compare each state."""
     comp = component()
@@ -99,7 +93,8 @@ def concretize(path: Path, cls: type) -> Concrete:
         if call is not None:
             calls.append(call)
             advice = _apply(comp, subject, call, advice)
-        divergence = divergence or _differs(index, step, concrete_state(subject, advice))
+        divergence = divergence or differs(index, step.transition, step.state,
+                                                   concrete_state(subject, advice))
     return Concrete(traces.validate_steps(comp, calls), divergence)
 
 
@@ -114,32 +109,9 @@ def _apply(comp: Component, subject: Subject, call: tuple[str, dict[str, Any]],
     return advice_after(rule, result, before, advice)
 
 
-def _differs(index: int, step: PathStep, got: Mapping[str, Scalar]) -> str:
-    wrong = [f"{k} {got[k]} (abstract {v})" for k, v in step.state.items() if got[k] != v]
-    return f"after abstract step {index + 1} ({step.transition}): {', '.join(wrong[:4])}" if wrong else ""
-
-
-@attrs.frozen
-class Refutation:
-    trace: traces.Trace
-    verdict: str          # "confirmed" | "abstraction too coarse"
-    detail: str
-
-
 def refutation(path: Path, impl: str, invariant: str) -> Refutation:
     """Export an abstract counterexample as a trace and replay it against `impl`."""
-    comp, cls = component(), load_impl(impl, quiet=True)
-    concrete = concretize(path, cls)
-    replayed = traces.replay(comp, cls, concrete.steps)
-    expected = traces.Failure("invariant", MACHINE_INVARIANT.get(invariant, invariant),
-                              f"z3 refutation of {invariant} over the {comp.name} counter abstraction",
-                              len(concrete.steps) - 1)
-    trace = traces.Trace(comp.name, impl, None, "prove", concrete.steps, replayed.failure or expected)
-    if replayed.failure is not None:
-        f = replayed.failure
-        return Refutation(trace, "confirmed", f"{f.kind} {f.name!r} at step {f.step}: {f.message}")
-    why = concrete.divergence or "the classes follow the abstract path, yet no check fails"
-    return Refutation(trace, "abstraction too coarse", why)
+    return replaying.refutation("shard_mapper", concretize, MACHINE_INVARIANT, path, impl, invariant)
 
 
 # --------------------------------------------------------------------------------------
