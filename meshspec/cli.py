@@ -21,7 +21,7 @@ from meshspec.profiles import ProfileError, backend_name, profile_name, resolve_
 from meshspec.traces import TraceError
 
 if TYPE_CHECKING:
-    from meshspec.fuzz import FuzzResult
+    from meshspec.fuzz import FuzzResult, MutantResult
     from meshspec.progress import Outcome
 
 DEFAULT_EXPORT = "meshspec-traces"
@@ -256,6 +256,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         finally:
             progress.stop()
         print_fuzz(result, comp)
+        if result.solver_note():
+            print(f"   note: {result.solver_note()}")
         if result.error:
             print(f"   ERROR: {result.error}")
         if result.trace is not None:
@@ -353,8 +355,7 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     for comp in comps:
         results = run_mutants(comp, profile=profile, seed=seed, only=args.only,
                               shrink=not args.no_shrink, backend=backend, max_examples=budget,
-                              on_result=lambda r: print(f"   {r.mutant.name}: {r.caught_by} "
-                                                        f"({r.result.seconds:.1f} s)", flush=True))
+                              on_result=print_mutant_result)
         print(f"== {comp.name}: {sum(r.caught for r in results)}/{len(results)} mutants caught")
         print(tabulate([r.row() for r in results], headers=MUTANT_HEADERS, tablefmt="github"))
         for r in results:
@@ -367,6 +368,13 @@ def cmd_mutants(args: argparse.Namespace) -> int:
         everything += results
     print(mutants_verdict(everything))
     return status
+
+
+def print_mutant_result(r: MutantResult) -> None:
+    """A mutant's one progress line (with what the crosshair backend did, under it)."""
+    print(f"   {r.mutant.name}: {r.caught_by} ({r.result.seconds:.1f} s)", flush=True)
+    if r.result.solver_note():
+        print(f"      note: {r.result.solver_note()}", flush=True)
 
 
 def check_mutant_names(names: Sequence[str], comps: list[Component]) -> None:

@@ -15,6 +15,7 @@ import json
 import re
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator, Sequence, TextIO
@@ -49,6 +50,8 @@ class FuzzResult:
     first_failure_seconds: float | None
     error: str | None = None
     backend: str = DEFAULT_BACKEND
+    #: crosshair only: how each test case it ran symbolically ended (CrossHair's words) -> count
+    solver_outcomes: dict[str, int] = attrs.field(factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -57,6 +60,26 @@ class FuzzResult:
     @property
     def steps_per_second(self) -> float:
         return self.steps / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def solver_cases(self) -> int:
+        """Test cases the crosshair backend ran symbolically (Hypothesis generated the others)."""
+        return sum(self.solver_outcomes.values())
+
+    @property
+    def solver_found(self) -> bool:
+        """Whether a symbolic test case (not a fallback one) raised the failure."""
+        return any(text.startswith("raised ") for text in self.solver_outcomes)
+
+    def solver_note(self) -> str | None:
+        """One line on what the crosshair backend did, or None under the default backend."""
+        if self.backend != "crosshair":
+            return None
+        outcomes = ", ".join(f"{text}: {n}" for text, n in sorted(self.solver_outcomes.items()))
+        rest = self.examples - self.solver_cases
+        return (f"crosshair ran {self.solver_cases} of {self.examples} test cases symbolically "
+                f"({outcomes or 'none'})" + (f"; Hypothesis' own generation ran the other {rest} "
+                                             "after the backend gave up" if rest > 0 else ""))
 
 
 def rules_of(component: Component) -> list[str]:
@@ -96,10 +119,10 @@ def run_fuzz(component: Component, impl_cls: type, *, profile: str, seed: int,
     settings = settings_for(profile, database_key=key, max_examples=max_examples, shrink=False,
                             backend=backend)
     stats = machine_mod.reset_stats(progress)
-    trace, error = None, None
+    trace, error, outcomes = None, None, Counter[str]()
     try:
         with shrink_budget(profile), fixed_constants(component_modules(component, impl_cls)), \
-                solver_chatter_dropped(backend):
+                solver_chatter_dropped(backend), solver_outcomes_counted(backend, outcomes):
             run_chunks(machine_cls, settings, seed, chunk_examples)
     except ENVIRONMENT_ERRORS:
         raise  # a lost etcd server is not a finding: the CLI exits 2
@@ -115,7 +138,37 @@ def run_fuzz(component: Component, impl_cls: type, *, profile: str, seed: int,
         rule_hits=dict(stats.rule_hits), reached=dict(stats.reached), trace=trace,
         first_failure_examples=stats.first_failure_examples,
         first_failure_seconds=stats.first_failure_seconds, error=error, backend=backend,
+        solver_outcomes=dict(outcomes),
     )
+
+
+@contextlib.contextmanager
+def solver_outcomes_counted(backend: str, outcomes: Counter[str]) -> Iterator[None]:
+    """Under the crosshair backend, count how each symbolic test case ends into `outcomes`.
+
+    Hypothesis switches to its own generation, silently, once the backend has discarded more
+    than 10 test cases and more than 20% of them, or has exhausted its paths; on the lockstep
+    machines that happens after about a dozen cases (a 40-step path ends in CrossHair's
+    "non determinism detected", "path timeout" or "excessive solver costs"). The count shows
+    how much of a run was symbolic. It wraps the provider's `set_completion`, which CrossHair
+    calls once per test case with the reason it ended.
+    """
+    if backend != "crosshair":
+        yield
+        return
+    from hypothesis_crosshair_provider.crosshair_provider import CrossHairPrimitiveProvider
+
+    saved = CrossHairPrimitiveProvider.set_completion
+
+    def counted(provider: Any, text: str) -> Any:
+        outcomes[re.sub(r"^ignored due to ", "discarded: ", text)] += 1
+        return saved(provider, text)
+
+    CrossHairPrimitiveProvider.set_completion = counted  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        CrossHairPrimitiveProvider.set_completion = saved  # type: ignore[method-assign]
 
 
 class _BlockFilter(io.TextIOBase):
@@ -260,8 +313,12 @@ COMPARE_MUTANTS = 5
 def backend_cell(result: FuzzResult) -> dict[str, Any]:
     """One mutant under one backend: caught, by what, examples, steps and seconds."""
     caught_by = result.trace.failure.name if result.trace and result.trace.failure else None
-    return {"caught": result.trace is not None, "caught_by": caught_by or result.error,
+    cell = {"caught": result.trace is not None, "caught_by": caught_by or result.error,
             "examples": result.examples, "steps": result.steps, "seconds": round(result.seconds, 1)}
+    if result.backend == "crosshair":
+        cell.update(solver_cases=result.solver_cases, solver_found=result.solver_found,
+                    solver_outcomes=dict(sorted(result.solver_outcomes.items())))
+    return cell
 
 
 def compare_backends(component: Component, *, mutants: Sequence[Mutant], examples: int, seed: int,
