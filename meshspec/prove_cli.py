@@ -10,6 +10,7 @@ path is exported as a trace under `--export` and replayed against the mutant cla
 from __future__ import annotations
 
 import argparse
+import importlib
 import time
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -51,16 +52,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"where refutation traces are written (default {DEFAULT_EXPORT})")
 
 
-def inductive_specs() -> tuple[prove.Inductive, ...]:
-    from meshspec.abstractions import shard_mapper
+ABSTRACTIONS = ("shard_mapper", "load_balancer")  # modules of meshspec.abstractions
 
-    return shard_mapper.PROOFS
+
+def _modules() -> list[Any]:
+    return [importlib.import_module(f"meshspec.abstractions.{name}") for name in ABSTRACTIONS]
+
+
+def inductive_specs() -> tuple[prove.Inductive, ...]:
+    return tuple(spec for m in _modules() for spec in m.PROOFS)
 
 
 def variant_specs() -> tuple[tuple[prove.Inductive, str], ...]:
-    from meshspec.abstractions import shard_mapper
+    return tuple(v for m in _modules() for v in m.VARIANTS)
 
-    return shard_mapper.VARIANTS
+
+def refutation(spec: prove.Inductive, path: prove.Path, impl: str) -> Any:
+    """The component's concretizer turns the path into a trace and replays it on `impl`."""
+    concrete = importlib.import_module(f"meshspec.abstractions.{spec.abstraction.name}_concrete")
+    return concrete.refutation(path, impl, spec.invariant)
 
 
 def names() -> list[str]:
@@ -88,12 +98,11 @@ def inductive_row(spec: prove.Inductive, timeout_ms: int) -> Row:
 
 def variant_row(spec: prove.Inductive, impl: str, timeout_ms: int, export: str) -> Row:
     from meshspec import prove, traces
-    from meshspec.abstractions.shard_mapper_concrete import refutation
 
     r = prove.prove_inductive(spec, timeout_ms)
     if r.status != "REFUTED" or r.path is None:
         return Row(f"{spec.name} (broken variant)", r.method, f"NOT refuted: {r.status}", r.seconds, r.detail)
-    ref = refutation(r.path, impl, spec.invariant)
+    ref = refutation(spec, r.path, impl)
     path, _ = traces.export(ref.trace, export)
     return Row(f"{spec.name} (broken variant)", r.method + " + BMC", f"refuted, {ref.verdict}",
                r.seconds, f"{ref.detail}; trace {path}")
