@@ -110,39 +110,63 @@ def render() -> str:
 
 
 def backend_cell(cell: dict | None) -> str:
-    """One mutant under one backend: `check` caught it, or not caught, and the seconds."""
+    """One mutant under one backend: the check that caught it (and, under crosshair, whether a
+    symbolic test case did), or not caught; and the seconds."""
     if cell is None:
         return "not recorded"
-    what = f"caught (`{cell['caught_by']}`)" if cell["caught"] else "not caught"
-    return f"{what}, {cell['seconds']} s"
+    if not cell["caught"]:
+        return f"not caught, {cell['seconds']} s"
+    how = {True: ", symbolically", False: ", after the fallback"}.get(cell.get("solver_found"), "")
+    return f"caught (`{cell['caught_by']}`{how}), {cell['seconds']} s"
+
+
+def symbolic_cell(cell: dict | None) -> str:
+    """How many test cases crosshair ran symbolically, and how many of those it discarded."""
+    if not cell or "solver_cases" not in cell:
+        return "-"
+    discarded = sum(n for text, n in cell["solver_outcomes"].items() if text.startswith("discarded"))
+    return f"{cell['solver_cases']} of {cell['examples']} ({discarded} discarded)"
+
+
+BACKENDS_INTRO = (
+    "Each of the first {per} curated mutants of each component (registry order; rows sorted by "
+    "name) runs under both backends with the same budget: {examples} examples of the dev "
+    "profile's length, seed {seed}, no minimising. Seconds are as measured when recorded, on "
+    "the 2-core development machine (`python -m meshspec.fuzz --compare-backends --record`). "
+    "Under crosshair, Hypothesis silently switches to its own generation once the backend has "
+    "discarded more than 10 test cases (and over 20% of them): \"symbolic cases\" says how many "
+    "it ran before that, and \"symbolically\" marks a mutant caught in one of them.")
 
 
 def backends_section() -> str:
     """"Hypothesis backends": the curated mutants under the default and the crosshair backend
-    with the same budget, from docs/backend-results.json (`python -m meshspec.fuzz
-    --compare-backends --record`)."""
+    with the same budget, from docs/backend-results.json."""
     from meshspec.fuzz import load_backend_results
 
     recorded = load_backend_results()
-    title = "## Hypothesis backends"
     if not recorded.get("components"):
-        return title + "\n\nNot recorded."
-    rows, totals = [], {"hypothesis": [0, 0.0], "crosshair": [0, 0.0]}
-    for comp, mutants in recorded["components"].items():
-        for name, cells in mutants.items():
-            rows.append([f"`{comp}`", f"`{name}`"] + [backend_cell(cells.get(b)) for b in totals])
-            for b, total in totals.items():
-                total[0] += bool(cells.get(b, {}).get("caught"))
-                total[1] += cells.get(b, {}).get("seconds", 0.0)
-    table = tabulate(rows, headers=["component", "mutant", "`hypothesis` (default)", "`crosshair`"],
-                     tablefmt="github")
-    intro = (f"The first {recorded['mutants_per_component']} curated mutants of each component, "
-             f"each run under both backends with the same budget: {recorded['examples']} examples "
-             f"of the dev profile's length, seed {recorded['seed']}, no minimising (seconds as "
-             "measured when recorded, on the 2-core development machine).")
-    summary = "; ".join(f"`{b}` caught {n} of {len(rows)} in {secs:.0f} s"
-                        for b, (n, secs) in totals.items())
-    return "\n\n".join([title, intro, table, f"In total: {summary}. {only_one(recorded)}"])
+        return "## Hypothesis backends\n\nNot recorded."
+    rows = [[f"`{comp}`", f"`{name}`", backend_cell(cells.get("hypothesis")),
+             backend_cell(cells.get("crosshair")), symbolic_cell(cells.get("crosshair"))]
+            for comp, mutants in recorded["components"].items() for name, cells in mutants.items()]
+    table = tabulate(rows, headers=["component", "mutant", "`hypothesis` (default)", "`crosshair`",
+                                    "crosshair: symbolic cases"], tablefmt="github")
+    intro = BACKENDS_INTRO.format(examples=recorded["examples"], seed=recorded["seed"],
+                                  per=recorded["mutants_per_component"])
+    return "\n\n".join(["## Hypothesis backends", intro, table, backends_summary(recorded)])
+
+
+def backends_summary(recorded: dict) -> str:
+    """Totals per backend, and the mutants only one backend caught."""
+    cells = [c for mutants in recorded["components"].values() for c in mutants.values()]
+    totals = []
+    for b in ("hypothesis", "crosshair"):
+        caught = sum(bool(c.get(b, {}).get("caught")) for c in cells)
+        secs = sum(c.get(b, {}).get("seconds", 0.0) for c in cells)
+        totals.append(f"`{b}` caught {caught} of {len(cells)} in {secs:.0f} s")
+    symbolic = sum(bool(c.get("crosshair", {}).get("solver_found")) for c in cells)
+    return (f"In total: {'; '.join(totals)} ({symbolic} of them in a symbolic test case). "
+            + only_one(recorded))
 
 
 def only_one(recorded: dict) -> str:

@@ -12,8 +12,9 @@ from hypothesis.internal.conjecture.providers import AVAILABLE_PROVIDERS
 
 from meshspec import registry
 from meshspec.cli import main
-from meshspec.fuzz import _BlockFilter, record_backend_results, run_fuzz
+from meshspec.fuzz import FuzzResult, _BlockFilter, record_backend_results, run_fuzz
 from meshspec.profiles import ProfileError, backend_name, settings_for
+from meshspec.report import backend_cell, symbolic_cell
 
 CROSSHAIR_INSTALLED = "crosshair" in AVAILABLE_PROVIDERS
 
@@ -97,7 +98,42 @@ def test_recording_a_comparison_merges_components_into_one_sorted_file(tmp_path:
 def test_the_crosshair_backend_runs_the_lockstep_machine():
     comp = registry.get_component("scheduler")
     result = run_fuzz(comp, comp.impl_cls, profile="dev", seed=1, use_database=False,
-                      max_examples=1, shrink=False, backend="crosshair")
+                      max_examples=2, shrink=False, backend="crosshair")
     assert result.backend == "crosshair"
     assert result.error is None and result.trace is None
-    assert result.steps > 0
+    assert result.steps > 0 and result.solver_cases >= 1
+
+
+def fuzz_result(**overrides: object) -> FuzzResult:
+    fields: dict = dict(component="scheduler", impl="impl.scheduler:Scheduler", profile="dev",
+                        seed=1, examples=20, steps=400, seconds=8.0, rule_hits={}, reached={},
+                        trace=None, first_failure_examples=None, first_failure_seconds=None)
+    return FuzzResult(**{**fields, **overrides})
+
+
+def test_the_default_backend_adds_no_solver_note():
+    assert fuzz_result().solver_note() is None
+
+
+def test_the_crosshair_note_says_how_many_cases_were_symbolic_and_who_ran_the_rest():
+    result = fuzz_result(backend="crosshair",
+                         solver_outcomes={"discarded: path timeout": 9, "completed normally": 2})
+    note = result.solver_note()
+    assert result.solver_cases == 11 and not result.solver_found
+    assert note is not None and "11 of 20 test cases symbolically" in note
+    assert "the other 9" in note
+
+
+def test_a_failure_raised_in_a_symbolic_case_counts_as_found_by_the_solver():
+    result = fuzz_result(backend="crosshair", solver_outcomes={"raised LockstepFailure exception": 1})
+    assert result.solver_found
+
+
+def test_the_report_cells_say_whether_crosshair_caught_a_mutant_symbolically():
+    cell = {"caught": True, "caught_by": "ids_never_reused", "seconds": 9.5, "examples": 21,
+            "solver_cases": 10, "solver_found": True,
+            "solver_outcomes": {"discarded: path timeout": 9, "raised LockstepFailure exception": 1}}
+    assert backend_cell(cell) == "caught (`ids_never_reused`, symbolically), 9.5 s"
+    assert symbolic_cell(cell) == "10 of 21 (9 discarded)"
+    assert backend_cell({"caught": False, "seconds": 0.4}) == "not caught, 0.4 s"
+    assert symbolic_cell({"caught": False, "seconds": 0.4}) == "-"
