@@ -37,7 +37,7 @@ class Row:
 
     @property
     def ok(self) -> bool:
-        return self.result in ("proved", "refuted, confirmed")
+        return self.result in ("proved", "refuted, confirmed", "refuted, abstract only")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,7 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"where refutation traces are written (default {DEFAULT_EXPORT})")
 
 
-ABSTRACTIONS = ("shard_mapper", "load_balancer")  # modules of meshspec.abstractions
+ABSTRACTIONS = ("shard_mapper", "load_balancer", "capacity")  # modules of meshspec.abstractions
+CONCRETIZED = ("shard_mapper", "load_balancer")  # those with a `<name>_concrete` module
 
 
 def _modules() -> list[Any]:
@@ -102,6 +103,10 @@ def variant_row(spec: prove.Inductive, impl: str, timeout_ms: int, export: str) 
     r = prove.prove_inductive(spec, timeout_ms)
     if r.status != "REFUTED" or r.path is None:
         return Row(f"{spec.name} (broken variant)", r.method, f"NOT refuted: {r.status}", r.seconds, r.detail)
+    if spec.abstraction.name not in CONCRETIZED:
+        steps = ", ".join(step.transition for step in r.path.steps)
+        return Row(f"{spec.name} (broken variant)", r.method + " + BMC", "refuted, abstract only",
+                   r.seconds, f"path: {steps} (no concretizer: not replayed)")
     ref = refutation(spec, r.path, impl)
     path, _ = traces.export(ref.trace, export)
     return Row(f"{spec.name} (broken variant)", r.method + " + BMC", f"refuted, {ref.verdict}",
@@ -153,6 +158,12 @@ def catalogue() -> list[list[Any]]:
 
     out: list[list[Any]] = [[f"`{p.name}`", "z3: negation unsat", p.claim, "proved"] for p in prove.PROOFS]
     out += [[f"`{s.name}`", s.method, s.claim, "proved"] for s in inductive_specs()]
-    out += [[f"`{s.name}` (broken variant)", s.method + " + BMC", s.claim,
-             f"refuted; trace replays on `{impl.split(':')[1]}`"] for s, impl in variant_specs()]
+    out += [[f"`{s.name}` (broken variant)", s.method + " + BMC", s.claim, _variant_result(s, impl)]
+            for s, impl in variant_specs()]
     return out
+
+
+def _variant_result(spec: prove.Inductive, impl: str) -> str:
+    if spec.abstraction.name not in CONCRETIZED:
+        return f"refuted in the abstraction (not replayed; mutant `{impl.split(':')[1]}`)"
+    return f"refuted; trace replays on `{impl.split(':')[1]}`"
