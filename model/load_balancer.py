@@ -384,13 +384,19 @@ class LoadBalancerConfig:
 
 
 def effective_recovery_ns(config: LoadBalancerConfig) -> int:
-    """Fix (e): the recovery window is at least 1 ms (0 would collapse the breaker).
-
-    post: __return__ >= MIN_RECOVERY_NS
-    post: __return__ >= config.circuit_recovery_time_ns
-    post: __return__ == config.circuit_recovery_time_ns or __return__ == MIN_RECOVERY_NS
-    """
+    """Fix (e): the recovery window is at least 1 ms (0 would collapse the breaker)."""
     return max(config.circuit_recovery_time_ns, MIN_RECOVERY_NS)
+
+
+def recovery_elapsed(since: int, now: int, recovery_ns: int) -> bool:
+    """The breaker's clock: has a recovery window that started at `since` run out by `now`?
+
+    pre: 0 <= since <= now and recovery_ns >= MIN_RECOVERY_NS
+    post: __return__ == (now >= since + recovery_ns)
+    post: not __return__ or recovery_elapsed(since, now + 1, recovery_ns)
+    post: since != now or not __return__
+    """
+    return now - since >= recovery_ns
 
 
 def metrics_abstract(m: LoadMetrics) -> tuple:
@@ -528,13 +534,13 @@ class LoadBalancer:
     # ---- circuit breaker ---------------------------------------------------------------
 
     def _probe_is_stale(self, state: _EndpointState, now: int) -> bool:
-        return state.probe_at is not None and now - state.probe_at >= self._recovery_ns
+        return state.probe_at is not None and recovery_elapsed(state.probe_at, now, self._recovery_ns)
 
     def _circuit_open(self, state: _EndpointState, now: int) -> bool:
         """The pure predicate of the filter: never claims anything."""
         if state.opened_at is None:
             return False
-        if now - state.opened_at < self._recovery_ns:
+        if not recovery_elapsed(state.opened_at, now, self._recovery_ns):
             return True
         return state.probe and not self._probe_is_stale(state, now)
 
