@@ -9,9 +9,12 @@
 The profile is chosen by `--profile` or the `HYPOTHESIS_PROFILE` environment variable
 (default `dev`). The backend (`--backend`) is Hypothesis' own random generation
 (`hypothesis`, the default) or `crosshair` (the optional extra `meshspec[crosshair]`, i.e.
-hypothesis-crosshair): symbolic execution that solves for branch conditions, about 40
-machine steps/s here against thousands, so a `ci` budget (300 examples of up to 80 steps)
-takes tens of minutes per component under it; pass a smaller `--max-examples`. Hypothesis' own built-in `ci` profile (loaded when `CI` is set) would
+hypothesis-crosshair): symbolic execution that solves for branch conditions, a few machine
+steps/s while symbolic (the default backend: about a thousand). On the lockstep machines
+CrossHair discards most symbolic test cases (non-determinism it detects at the end of a long
+path, path timeouts) and after 11 discards Hypothesis silently generates the rest itself,
+2-3x slower than under the default backend: a budget costs about 10-20 s more per
+component, and the run says how many cases were symbolic. `--max-examples` bounds any budget. Hypothesis' own built-in `ci` profile (loaded when `CI` is set) would
 derandomize and drop the database; meshspec registers its own `ci` over it on purpose.
 """
 from __future__ import annotations
