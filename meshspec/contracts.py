@@ -207,8 +207,17 @@ def record(results: Sequence[CheckResult], path: Path = RESULTS_PATH) -> None:
     merged = load_recorded(path)
     for r in results:
         merged[(r.kind, r.target)] = attrs.asdict(r) | {"seconds": round(r.seconds, 1)}
-    rows = sorted(merged.values(), key=lambda r: (r["kind"] != "contract", r["target"]))
+    current = current_keys()
+    rows = sorted((row for key, row in merged.items() if key in current),
+                  key=lambda r: (r["kind"] != "contract", r["target"]))
     atomic_write(path, json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
+
+
+def current_keys() -> set[tuple[str, str]]:
+    """(kind, target) of every check that exists now (stale recorded rows are dropped)."""
+    keys = {("contract", t) for t, _ in contract_targets(list(CONTRACT_MODULES))}
+    return keys | {("diffbehavior", f"{m} ↔ {i}") for comp in CONTRACT_MODULES
+                   for m, i, _ in diff_pairs(comp)}
 
 
 def load_recorded(path: Path = RESULTS_PATH) -> dict[tuple[str, str], dict]:

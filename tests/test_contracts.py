@@ -156,3 +156,12 @@ def test_contracts_bad_input_is_one_line_and_exit_2(argv, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("meshspec: error:") and err.count("\n") == 1
+
+
+def test_record_merges_rows_and_drops_checks_that_no_longer_exist(tmp_path):
+    path = tmp_path / "contracts-results.json"
+    stale = CheckResult("contract", "model.load_balancer.gone", "x", "confirmed", "", 1.0)
+    live = CheckResult("contract", "model.shard_mapper.lemire_index", "y", "confirmed", "all paths", 0.34)
+    contracts.record([stale, live], path)
+    assert set(contracts.load_recorded(path)) == {("contract", "model.shard_mapper.lemire_index")}
+    assert contracts.load_recorded(path)[("contract", "model.shard_mapper.lemire_index")]["seconds"] == 0.3
