@@ -377,10 +377,15 @@ def _show(values: Mapping[str, Scalar]) -> str:
 
 
 def admits(abstraction: Abstraction, pre: Mapping[str, Scalar], post: Mapping[str, Scalar],
-           transitions: Sequence[str], timeout_ms: int = 10_000) -> bool:
-    """Whether some named transition relates the concrete `pre` and `post` for some parameters."""
+           transitions: Sequence[str], max_steps: int = 1, timeout_ms: int = 10_000) -> bool:
+    """Whether `post` follows `pre` by at most `max_steps` of the named transitions, for some
+    parameters (one concrete operation may be several abstract steps, e.g. detect then acquire)."""
     a, b = abstraction.constant(pre), abstraction.constant(post)
     options = [abstraction.transition(n) for n in transitions]
-    rel = [t.relation(a, b, params_of(t.params, f"{t.name}@c")) for t in options]
-    verdict, _ = _solve([z3.Or(*rel)], timeout_ms)
-    return verdict == z3.sat
+    for steps in range(1, max_steps + 1):
+        states = [a, *[abstraction.state(f"mid{i}") for i in range(steps - 1)], b]
+        links = [z3.Or(*[t.relation(states[i], states[i + 1], params_of(t.params, f"{t.name}@c{i}"))
+                         for t in options]) for i in range(steps)]
+        if _solve(links, timeout_ms)[0] == z3.sat:
+            return True
+    return False

@@ -36,3 +36,38 @@ def test_prove_lists_capacity_variants_as_refuted_in_the_abstraction_only(capsys
     assert main(["prove", "--variants", "--only", "unpark_not_counted", "--export", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "refuted, abstract only" in out and "park_shard, unpark" in out
+
+
+# -- faithfulness: random steps of the optimized coordinator fit the counter relation -----
+
+import random  # noqa: E402
+
+from meshspec.abstractions import capacity_concrete as C  # noqa: E402
+from meshspec.prove import admits  # noqa: E402
+from properties.capacity import SplitAddsNoChildren, UnparkNotCounted  # noqa: E402
+
+
+def _fits(step) -> bool:
+    allowed = ("stutter", *C.RULE_TRANSITIONS.get(step.rule, ()))
+    return admits(A.ABSTRACTION, step.pre, step.post, allowed, C.MAX_STEPS)
+
+
+def _runs(cls=C.ImplCoordinator):
+    return [step for seed in range(6) for step in C.random_run(random.Random(seed), 60, cls)]
+
+
+def test_every_random_impl_step_fits_the_counter_abstraction():
+    for step in _runs():
+        assert _fits(step), step
+
+
+def test_random_runs_commit_every_kind_of_counter_change():
+    changed = {s.rule for s in _runs() if s.pre != s.post}
+    assert {"register_shards", "claim", "complete", "park_shard", "unpark_shard", "split_replace",
+            "split_residual", "advance_clock", "expire_lease", "capacity_hint"} <= changed
+    assert any(s.pre["stale"] and s.rule == "capacity_hint" and not s.post["stale"] for s in _runs())
+
+
+@pytest.mark.parametrize("mutant", [SplitAddsNoChildren, UnparkNotCounted], ids=lambda c: c.__name__)
+def test_a_counter_mutant_takes_a_step_the_abstraction_does_not_admit(mutant):
+    assert not all(_fits(step) for step in _runs(mutant))

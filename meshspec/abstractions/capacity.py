@@ -6,7 +6,7 @@ Split shards (`finished`) — and what the impl's counters hold: the available c
 shards counted as leased (`c_leased`), and how many counted-leased shards no longer have
 a live lease but have not been detected yet (`stale`: a deadline passed, or etcd
 deleted the owner key). Counters are updated only by the commit notifications; expiry
-is detected lazily, on the next read (`detect`).
+is detected lazily, on the next read (`detect`, of some or all of them).
 
 The invariant is the intended fix of semantics.md §1.9: after every committed
 transition the counters, with every pending detection applied, equal the full scan
@@ -16,9 +16,8 @@ lease (`revoke_prior`).
 
 Abstracted away: which shard is which (ids, records, cursors, op logs), tenants and
 other runs, the KV and its revisions, deadlines as numbers (expiry is "k live leases
-lapse"), and the earliest-deadline half of the hint. Not yet checked for faithfulness
-against the Python classes and not concretized into traces: its refutations are of the
-abstraction only.
+lapse"), and the earliest-deadline half of the hint. `capacity_concrete` checks that
+random impl steps fit the relation; refutations are not yet concretized into traces.
 """
 from __future__ import annotations
 
@@ -84,8 +83,8 @@ TRANSITIONS = (
     t("renew", lambda s, p: s.leased >= 1, lambda s, p: {}),
     t("expire", lambda s, p: z3.And(0 <= p.k, p.k <= s.leased), lambda s, p: {
         "leased": s.leased - p.k, "avail": s.avail + p.k, "stale": s.stale + p.k}, ("k",)),
-    t("detect", lambda s, p: TRUE, lambda s, p: {
-        "c_avail": s.c_avail + s.stale, "c_leased": s.c_leased - s.stale, "stale": 0}),
+    t("detect", lambda s, p: z3.And(0 <= p.k, p.k <= s.stale), lambda s, p: {
+        "c_avail": s.c_avail + p.k, "c_leased": s.c_leased - p.k, "stale": s.stale - p.k}, ("k",)),
     terminal("complete", "finished"),
     terminal("park_shard", "parked"),
     split_replace(),
