@@ -1,10 +1,20 @@
-"""`meshspec prove`: z3 proofs of the arithmetic the components rely on.
+"""`meshspec prove`: z3 proofs of the arithmetic and of inductive invariants.
 
-Fuzzing samples; these hold for every input in range. Each proof states a claim as a z3
-formula, asks for a counterexample to it, and reports `proved` (unsat), `REFUTED` with
-the counterexample (sat) or `unknown`. Bit-vectors are used where the Rust code uses fixed
-widths (Lemire's 128-bit product), integers where only ordering matters (z3 struggles
-with monotonicity over wide bit-vector products; see reference/tooling-notes.md).
+Fuzzing samples; these hold for every input in range. Two kinds of proof:
+
+- Arithmetic lemmas (`PROOFS`): each states a claim as a z3 formula, asks for a
+  counterexample to it, and reports `proved` (unsat), `REFUTED` with the counterexample
+  (sat) or `unknown`. Bit-vectors are used where the Rust code uses fixed widths
+  (Lemire's 128-bit product), integers where only ordering matters (z3 struggles with
+  monotonicity over wide bit-vector products; see reference/tooling-notes.md).
+- Inductive invariants over counter abstractions (`Abstraction`, `Inductive`,
+  `prove_inductive`, below): a component's state reduced to a few integers and booleans,
+  each operation a guarded transition; k-induction with explicitly stated lemmas, BMC
+  to tell a reachable violation from a missing lemma. The abstractions live in
+  `meshspec.abstractions`, with their faithfulness checks (`admits`) and the
+  concretization of refutations into replayable traces.
+
+Every solver call has a timeout (z3's `timeout` parameter); running out is `unknown`.
 """
 from __future__ import annotations
 

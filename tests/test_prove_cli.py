@@ -36,3 +36,16 @@ def test_an_unwritable_export_dir_is_one_line_and_exit_2(tmp_path, capsys):
     blocker.write_text("x")
     assert main(["prove", "--variants", "--only", "drift", "--export", str(blocker / "sub")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_prove_exits_1_when_an_invariant_is_only_not_inductive(monkeypatch, capsys):
+    from meshspec import prove_cli
+    from meshspec.abstractions import shard_mapper as A
+    from meshspec.prove import Inductive
+
+    bare = Inductive("shard_mapper.bare_ids", "ids without their lemma", A.ABSTRACTION,
+                     "ids_strictly_increase_never_sentinel")
+    monkeypatch.setattr(prove_cli, "inductive_specs", lambda: (bare,))
+    assert main(["prove", "--only", "bare_ids"]) == 1
+    out = capsys.readouterr().out
+    assert "not inductive" in out and "FAIL: not proved: shard_mapper.bare_ids" in out
