@@ -172,6 +172,44 @@ def classify_diff(rc: int, output: str) -> tuple[str, str]:
     return "error", last_line(output)
 
 
+REPLAY = """
+import importlib, sys
+def resolve(target):
+    parts = target.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            obj = getattr(obj, name)
+        return obj
+def outcome(fn, kwargs):
+    try:
+        return ("returns", repr(fn(**kwargs)))
+    except Exception as exc:
+        return ("raises", type(exc).__name__, str(exc))
+first, second, given = sys.argv[1:4]
+same = outcome(resolve(first), eval("dict" + given)) == outcome(resolve(second), eval("dict" + given))
+print("same" if same else "differ")
+"""
+
+
+def concretely_same(first: str, second: str, detail: str, path: Optional[Path]) -> bool:
+    """Whether the reported `Given:` call, re-run on plain values, agrees after all (then the
+    difference came from CrossHair's symbolic stand-ins, e.g. a symbolic memoryview)."""
+    given = detail.split("Given: ", 1)[1].split("),", 1)[0] + ")" if "Given: " in detail else ""
+    if not given:
+        return False
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(p) for p in (path, ROOT) if p]))
+    try:
+        proc = subprocess.run([sys.executable, "-c", REPLAY, first, second, given], env=env,
+                              capture_output=True, text=True, timeout=60, cwd=str(path or ROOT))
+    except subprocess.TimeoutExpired:
+        return False
+    return proc.stdout.strip() == "same"
+
+
 def check_diff(model_target: str, impl_target: str, timeout: float = DEFAULT_TIMEOUT, *,
                shared: bool = False, path: Optional[Path] = None) -> CheckResult:
     """`crosshair diffbehavior` on one model/impl pair (or nothing when it is one function)."""
@@ -183,6 +221,8 @@ def check_diff(model_target: str, impl_target: str, timeout: float = DEFAULT_TIM
                          "--per_condition_timeout", str(timeout), model_target, impl_target],
                         timeout + 30, path)
     status, detail = classify_diff(rc, out)
+    if status == "differ" and concretely_same(model_target, impl_target, detail, path):
+        status, detail = "differs only symbolically", "the same call on plain values agrees: " + detail
     return CheckResult("diffbehavior", target, "same behaviour", status, detail,
                        time.perf_counter() - start)
 

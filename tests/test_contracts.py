@@ -165,3 +165,12 @@ def test_record_merges_rows_and_drops_checks_that_no_longer_exist(tmp_path):
     contracts.record([stale, live], path)
     assert set(contracts.load_recorded(path)) == {("contract", "model.shard_mapper.lemire_index")}
     assert contracts.load_recorded(path)[("contract", "model.shard_mapper.lemire_index")]["seconds"] == 0.3
+
+
+def test_a_difference_that_vanishes_on_plain_values_is_only_symbolic(tmp_path):
+    broken = write_broken(tmp_path, "model.daemon_host", "u64_checked_add",
+                          "total <= U64_MAX", "total < U64_MAX")
+    given = "Given: (a=18446744073709551615, b=0),\n  x : returns 1\n  y : returns None"
+    real = "model.daemon_host.u64_checked_add"
+    assert contracts.concretely_same(real, real, given, None)
+    assert not contracts.concretely_same(real, broken, given, tmp_path)
