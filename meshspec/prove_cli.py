@@ -53,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 ABSTRACTIONS = ("shard_mapper", "load_balancer", "capacity")  # modules of meshspec.abstractions
-CONCRETIZED = ("shard_mapper", "load_balancer")  # those with a `<name>_concrete` module
+CONCRETIZED = ("shard_mapper", "load_balancer", "capacity")  # those with a `<name>_concrete` module
 
 
 def _modules() -> list[Any]:

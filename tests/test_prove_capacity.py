@@ -32,10 +32,23 @@ def test_a_failed_compare_in_the_faithful_abstraction_changes_no_counter():
     assert cas.update(A.ABSTRACTION.state("x"), {}) == {}
 
 
-def test_prove_lists_capacity_variants_as_refuted_in_the_abstraction_only(capsys, tmp_path):
+@pytest.mark.parametrize("spec,impl", A.VARIANTS, ids=[s.name for s, _ in A.VARIANTS])
+def test_refutation_trace_replays_on_the_mutant_and_not_on_the_correct_impl(spec, impl):
+    from meshspec.abstractions import capacity_concrete as concrete
+
+    path = prove_inductive(spec).path
+    ref = concrete.refutation(path, impl, spec.invariant)
+    assert ref.verdict == "confirmed" and ref.trace.failure.name == "hint_equals_full_scan", ref.detail
+    assert concrete.refutation(path, "impl.capacity:EtcdCoordinator", spec.invariant).verdict == \
+        "abstraction too coarse"
+
+
+def test_prove_variants_replays_a_capacity_refutation(capsys, tmp_path):
     assert main(["prove", "--variants", "--only", "unpark_not_counted", "--export", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "refuted, abstract only" in out and "park_shard, unpark" in out
+    assert "refuted, confirmed" in capsys.readouterr().out
+    (trace,) = tmp_path.glob("capacity-*.json")
+    assert main(["replay", str(trace)]) == 1
+    assert "reproduces the recorded failure" in capsys.readouterr().out
 
 
 # -- faithfulness: random steps of the optimized coordinator fit the counter relation -----

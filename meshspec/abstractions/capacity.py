@@ -17,7 +17,7 @@ lease (`revoke_prior`).
 Abstracted away: which shard is which (ids, records, cursors, op logs), tenants and
 other runs, the KV and its revisions, deadlines as numbers (expiry is "k live leases
 lapse"), and the earliest-deadline half of the hint. `capacity_concrete` checks that
-random impl steps fit the relation; refutations are not yet concretized into traces.
+random impl steps fit the relation and turns refutations into replayable traces.
 """
 from __future__ import annotations
 

@@ -5,6 +5,9 @@ The scan side is read off the raw KV (`CapacitySubject.view()`, owner liveness b
 the available counter, the shards with a counted deadline, and which of those no longer
 have a live lease (`stale`). `random_run` drives an impl subject (on the embedded etcd
 model) through random calls on run 1, each recorded with the state before and after.
+`concretize` maps an abstract path to rule calls on run 1 (a failed compare forced by
+the harness's interferer, a prior lease revoked by taking over a lapsed lease), for
+`replaying.refutation`.
 """
 from __future__ import annotations
 
@@ -13,9 +16,11 @@ from typing import Any, Mapping
 import attrs
 
 from impl.capacity import EtcdCoordinator as ImplCoordinator
-from meshspec import registry
+from meshspec import registry, traces
+from meshspec.abstractions import replaying
+from meshspec.abstractions.replaying import Concrete, Refutation, differs
 from meshspec.lockstep import Subject
-from meshspec.prove import Scalar
+from meshspec.prove import Path, Scalar
 from model import capacity as M
 from properties.capacity import TENANT
 
@@ -91,3 +96,80 @@ def random_run(rng: Any, length: int, cls: type = ImplCoordinator) -> list[Concr
             pass
         out.append(ConcreteStep(call[0], call[1], pre, concrete_state(subject)))
     return out
+
+
+# --------------------------------------------------------------------------------------
+# Concretizing an abstract path (on the class the variant stands for)
+# --------------------------------------------------------------------------------------
+
+DURATION = 1_000
+INIT = {"retries": 3, "max_children": 4, "shards": 0, "duration": DURATION, "revocations_fail": False}
+
+
+def _last_lease(subject: Subject) -> int:
+    return len(subject.leases) - 1
+
+
+def _token(subject: Subject, op_id: int, interference: str = "") -> dict[str, Any]:
+    return {"index": _last_lease(subject), "forge": "", "op_id": op_id, "interference": interference}
+
+
+def _parked(subject: Subject) -> int:
+    parked = [s for (run, s), v in subject.view().shards.items()
+              if run == RUN and v.record.status is M.ShardStatus.PARKED]
+    return min(parked, default=1)
+
+
+def calls_for(transition: str, params: Mapping[str, int], subject: Subject, op_id: int) -> list[tuple[str, dict]]:
+    """The Subject rule calls that perform one abstract transition on run 1 (maybe none).
+
+    A failed compare is forced with the harness's interferer (`rewrite@0`); a prior lease is
+    revoked when a lapsed lease's shard is taken over by another worker."""
+    token = _token(subject, op_id)
+    table: dict[str, list[tuple[str, dict]]] = {
+        "register": [("register_shards", {"run": RUN, "count": params.get("n", 0), "flavor": "ok",
+                                          "op_id": op_id, "interference": ""})] if params.get("n") else [],
+        "acquire_counted": [("claim", {"run": RUN, "worker": 1, "interference": ""})],
+        "acquire_stale": [("claim", {"run": RUN, "worker": 2, "interference": ""})],
+        "renew": [("renew", {"index": token["index"], "forge": "", "interference": ""})],
+        "expire": [("advance_clock", {"ns": DURATION})] if params.get("k") else [],
+        "detect": [("capacity_hint", {"run": RUN})],
+        "complete": [("complete", {**token, "pos": "next"})],
+        "park_shard": [("park_shard", {**token, "reason": 0})],
+        "split_replace": [("split_replace", {**token, "parts": max(2, params.get("n", 2)), "shape": "ok"})],
+        "split_residual": [("split_residual", {**token, "shape": "ok"})],
+        "unpark": [("unpark_shard", {"run": RUN, "shard": _parked(subject), "op_id": op_id, "interference": ""})],
+        "cas_failed": [("renew", {"index": token["index"], "forge": "", "interference": "rewrite@0"})
+                       if subject.leases else ("register_shards", {"run": RUN, "count": 1, "flavor": "ok",
+                                                                   "op_id": op_id, "interference": "rewrite@0"})],
+        "revoke_prior": [("advance_clock", {"ns": DURATION}),
+                         ("acquire", {"run": RUN, "shard": _leased_shard(subject), "worker": 3, "tenant": "own",
+                                      "interference": ""})],
+    }
+    return table.get(transition, [])
+
+
+def _leased_shard(subject: Subject) -> int:
+    return subject.leases[-1].shard if subject.leases else 1
+
+
+def concretize(path: Path, cls: type) -> Concrete:
+    comp = registry.get_component("capacity")
+    subject = comp.subject_cls(cls, "model")
+    calls: list[tuple[str, dict]] = [("init", dict(INIT))]
+    subject.init(**INIT)
+    divergence = ""
+    for index, step in enumerate(path.steps):
+        for call in calls_for(step.transition, step.params, subject, 100 + index):
+            calls.append(call)
+            try:
+                getattr(subject, call[0])(**call[1])
+            except comp.errors:
+                pass
+        divergence = divergence or differs(index, step.transition, step.state, concrete_state(subject))
+    return Concrete(traces.validate_steps(comp, calls), divergence)
+
+
+def refutation(path: Path, impl: str, invariant: str) -> Refutation:
+    machine = {"counters_equal_full_scan": "hint_equals_full_scan"}
+    return replaying.refutation("capacity", concretize, machine, path, impl, invariant)
