@@ -348,21 +348,22 @@ def load_backend_results(path: Path | None = None) -> dict[str, Any]:
 
 def record_backend_results(component: str, table: dict[str, Any], *, examples: int, seed: int,
                            per_component: int, path: Path | None = None) -> None:
-    """Merge one component's comparison into the results file, written atomically."""
+    """Merge one component's comparison (mutant by mutant) into the results file, atomically."""
     from meshspec.traces import atomic_write
 
     path = path or BACKEND_RESULTS_PATH
     results = load_backend_results(path)
     components = results.get("components", {})
-    components[component] = table
+    components[component] = dict(sorted({**components.get(component, {}), **table}.items()))
     results.update(examples=examples, seed=seed, mutants_per_component=per_component,
                    components=dict(sorted(components.items())))
     atomic_write(path, json.dumps(results, indent=1, sort_keys=True) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m meshspec.fuzz --compare-backends [COMPONENT ...] [--record]`: run the first
-    COMPARE_MUTANTS mutants of each component under both backends and print (or record) it."""
+    """`python -m meshspec.fuzz --compare-backends [COMPONENT ...] [--start I] [--mutants N]
+    [--record]`: run mutants I..N-1 (registry order; default the first COMPARE_MUTANTS) of each
+    component under both backends and print (or record) the comparison."""
     import argparse
 
     from meshspec import registry
@@ -373,6 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("components", nargs="*")
     p.add_argument("--examples", type=int, default=COMPARE_EXAMPLES)
     p.add_argument("--mutants", type=int, default=COMPARE_MUTANTS)
+    p.add_argument("--start", type=int, default=0)
     p.add_argument("--record", action="store_true")
     args = p.parse_args(argv)
     backend_name("crosshair")
@@ -380,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         comp = registry.get_component(name)
         started = time.monotonic()
         table = compare_backends(
-            comp, mutants=comp.mutants[: args.mutants], examples=args.examples, seed=DEFAULT_SEED,
+            comp, mutants=comp.mutants[args.start: args.mutants], examples=args.examples, seed=DEFAULT_SEED,
             on_cell=lambda m, b, c: print(f"{comp.name} {m} {b}: {c}", flush=True))
         print(f"== {comp.name}: {time.monotonic() - started:.0f} s", flush=True)
         if args.record:

@@ -137,3 +137,14 @@ def test_the_report_cells_say_whether_crosshair_caught_a_mutant_symbolically():
     assert symbolic_cell(cell) == "10 of 21 (9 discarded)"
     assert backend_cell({"caught": False, "seconds": 0.4}) == "not caught, 0.4 s"
     assert symbolic_cell({"caught": False, "seconds": 0.4}) == "-"
+
+
+def test_recording_more_mutants_of_a_component_keeps_the_ones_recorded_before(tmp_path: Path):
+    path = tmp_path / "backend-results.json"
+    cell = {"caught": False, "caught_by": None, "examples": 30, "steps": 900, "seconds": 0.4}
+    for name, per in (("b", 5), ("a", 10)):
+        record_backend_results("scheduler", {name: {"hypothesis": cell}}, examples=30, seed=1,
+                               per_component=per, path=path)
+    doc = json.loads(path.read_text())
+    assert list(doc["components"]["scheduler"]) == ["a", "b"]
+    assert doc["mutants_per_component"] == 10
