@@ -96,7 +96,9 @@ def test_recording_a_comparison_merges_components_into_one_sorted_file(tmp_path:
 @pytest.mark.skipif(not CROSSHAIR_INSTALLED, reason="hypothesis-crosshair is not installed "
                     "(pip install 'meshspec[crosshair]')")
 def test_the_crosshair_backend_runs_the_lockstep_machine():
-    comp = registry.get_component("scheduler")
+    """Skipped in CI (the `test` extra leaves hypothesis-crosshair out); daemon_host's machine
+    is the one CrossHair gets through quickest (a few seconds here)."""
+    comp = registry.get_component("daemon_host")
     result = run_fuzz(comp, comp.impl_cls, profile="dev", seed=1, use_database=False,
                       max_examples=2, shrink=False, backend="crosshair")
     assert result.backend == "crosshair"
