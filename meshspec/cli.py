@@ -313,6 +313,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if trace.failure is not None:
             print(f"(the trace recorded {trace.failure.kind} {trace.failure.name!r} "
                   f"at step {trace.failure.step}: not reproduced)")
+            if trace.profile == "prove":
+                print("the z3 refutation does not reproduce on these classes: "
+                      "the abstraction is too coarse for them")
         return 0
     f = result.failure
     print(f"FAILED: {f.kind} {f.name!r} at step {f.step}: {f.message}")

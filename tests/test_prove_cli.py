@@ -19,6 +19,15 @@ def test_prove_with_variants_exports_a_refutation_trace_that_replays(tmp_path, c
     assert "reproduces the recorded failure" in capsys.readouterr().out
 
 
+def test_replaying_a_refutation_on_classes_that_do_not_follow_it_says_the_abstraction_is_too_coarse(
+        tmp_path, capsys):
+    assert main(["prove", "--variants", "--only", "count_drift", "--export", str(tmp_path)]) == 0
+    (trace,) = tmp_path.glob("shard_mapper-*.json")
+    capsys.readouterr()
+    assert main(["replay", str(trace), "--impl", "impl.shard_mapper:ShardMapper"]) == 0
+    assert "abstraction is too coarse" in capsys.readouterr().out
+
+
 def test_a_non_positive_timeout_is_one_line_and_exit_2(capsys):
     assert main(["prove", "--timeout", "0"]) == 2
     err = capsys.readouterr().err
