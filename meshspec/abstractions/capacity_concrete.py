@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import attrs
 
 from impl.capacity import EtcdCoordinator as ImplCoordinator
 from meshspec import registry, traces
 from meshspec.abstractions import replaying
-from meshspec.abstractions.replaying import Concrete, Refutation, differs
+from meshspec.abstractions.replaying import ConcreteStep, Concrete, Refutation, differs
 from meshspec.lockstep import Subject
 from meshspec.prove import Path, Scalar
 from model import capacity as M
@@ -52,13 +51,6 @@ def concrete_state(subject: Subject) -> dict[str, Scalar]:
             "c_avail": rs.available if rs is not None else 0, "c_leased": len(deadlines),
             "stale": len(deadlines - live)}
 
-
-@attrs.frozen
-class ConcreteStep:
-    rule: str
-    args: Mapping[str, Any]
-    pre: Mapping[str, Scalar]
-    post: Mapping[str, Scalar]
 
 
 def random_call(rng: Any, subject: Subject) -> tuple[str, dict[str, Any]]:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
-import attrs
 
 from impl.group_coordinator import GroupCoordinator as ImplCoordinator
 from meshspec import registry, traces
 from meshspec.abstractions import replaying
 from meshspec.abstractions.group_coordinator import MACHINE_INVARIANT
-from meshspec.abstractions.replaying import Concrete, Refutation, differs
+from meshspec.abstractions.replaying import ConcreteStep, Concrete, Refutation, differs
 from meshspec.lockstep import Subject
 from meshspec.prove import Path, PathStep, Scalar
 from properties.group_coordinator import NODES
@@ -87,13 +86,6 @@ def _call(subject: Subject, call: tuple[str, dict[str, Any]]) -> None:
 def refutation(path: Path, impl: str, invariant: str) -> Refutation:
     return replaying.refutation("group_coordinator", concretize, MACHINE_INVARIANT, path, impl, invariant)
 
-
-@attrs.frozen
-class ConcreteStep:
-    rule: str
-    args: Mapping[str, Any]
-    pre: Mapping[str, Scalar]
-    post: Mapping[str, Scalar]
 
 
 def random_run(rng: Any, length: int, cls: type = ImplCoordinator) -> list[ConcreteStep]:

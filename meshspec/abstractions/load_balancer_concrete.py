@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
-import attrs
 
 from meshspec import registry, traces
 from meshspec.abstractions import replaying
 from meshspec.abstractions.load_balancer import MACHINE_INVARIANT
-from meshspec.abstractions.replaying import Concrete, Refutation, differs
+from meshspec.abstractions.replaying import ConcreteStep, Concrete, Refutation, differs
 from meshspec.lockstep import Subject
 from meshspec.prove import Path, PathStep, Scalar
 from model import load_balancer as M
@@ -77,13 +76,6 @@ def concretize(path: Path, cls: type) -> Concrete:
 def refutation(path: Path, impl: str, invariant: str) -> Refutation:
     return replaying.refutation("load_balancer", concretize, MACHINE_INVARIANT, path, impl, invariant)
 
-
-@attrs.frozen
-class ConcreteStep:
-    rule: str
-    args: Mapping[str, Any]
-    pre: Mapping[str, Scalar]
-    post: Mapping[str, Scalar]
 
 
 def random_call(rng: Any) -> tuple[str, dict[str, Any]]:

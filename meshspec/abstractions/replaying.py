@@ -8,19 +8,30 @@ abstraction admits a path the classes do not take ("abstraction too coarse").
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import attrs
 
 from meshspec import registry, traces
 from meshspec.lockstep import load_impl
-from meshspec.prove import Path
+from meshspec.prove import Path, Scalar
 
 
 @attrs.frozen
 class Concrete:
     steps: traces.Steps
     divergence: str   # where the classes left the abstract path ("" when they followed it)
+
+
+@attrs.frozen
+class ConcreteStep:
+    """One concrete step of a faithfulness run: the rule, its arguments, the abstract
+    variables read from the classes before and after it."""
+
+    rule: str
+    args: Mapping[str, Any]
+    pre: Mapping[str, Scalar]
+    post: Mapping[str, Scalar]
 
 
 @attrs.frozen

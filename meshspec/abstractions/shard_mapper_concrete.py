@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
-import attrs
 
 from meshspec import registry, traces
 from meshspec.abstractions import replaying
-from meshspec.abstractions.replaying import Concrete, Refutation, differs
+from meshspec.abstractions.replaying import ConcreteStep, Concrete, Refutation, differs
 from meshspec.abstractions.shard_mapper import COUNTS, DOWN, MACHINE_INVARIANT, NONE, U16, UP
 from meshspec.lockstep import Component, Subject
 from meshspec.prove import Path, PathStep, Scalar
@@ -157,13 +156,6 @@ def random_call(rng: Any, subject: Subject) -> tuple[str, dict[str, Any]]:
         ("select_shard", {"event_hash": rng.getrandbits(64)}),
     ])
 
-
-@attrs.frozen
-class ConcreteStep:
-    rule: str
-    args: Mapping[str, Any]
-    pre: Mapping[str, Scalar]
-    post: Mapping[str, Scalar]
 
 
 def random_run(rng: Any, length: int, cls: type = M.ShardMapper) -> list[ConcreteStep]:
