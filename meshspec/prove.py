@@ -308,6 +308,17 @@ class Inductive:
         return f"{self.k}-induction{lemmas}"
 
 
+def inductive_over(default: Abstraction, bmc_depth: int = 6) -> Callable[..., Inductive]:
+    """An abstraction module's proof constructor: `inductive(name, claim, invariant, *lemmas,
+    abstraction=default)`; a broken variant passes its own abstraction."""
+
+    def inductive(name: str, claim: str, invariant: str, *lemmas: str,
+                  abstraction: Abstraction = default) -> Inductive:
+        return Inductive(name, claim, abstraction, invariant, lemmas, bmc_depth=bmc_depth)
+
+    return inductive
+
+
 @attrs.frozen
 class InductiveResult:
     name: str

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 import z3
 
-from meshspec.prove import Abstraction, Inductive, State, Transition
+from meshspec.prove import Abstraction, State, Transition, inductive_over
 
 VARIABLES = tuple((v, "int") for v in ("avail", "leased", "parked", "finished", "c_avail", "c_leased", "stale"))
 TRUE = z3.BoolVal(True)
@@ -104,9 +104,7 @@ INVARIANTS: Mapping[str, Any] = {
 ABSTRACTION = Abstraction("capacity", VARIABLES, initial, (), TRANSITIONS, INVARIANTS)
 
 
-def inductive(name: str, claim: str, invariant: str, *lemmas: str,
-              abstraction: Abstraction = ABSTRACTION) -> Inductive:
-    return Inductive(name, claim, abstraction, invariant, lemmas)
+inductive = inductive_over(ABSTRACTION)
 
 
 PROOFS = (

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import z3
 
-from meshspec.prove import Abstraction, Inductive, State, Transition
+from meshspec.prove import Abstraction, State, Transition, inductive_over
 
 VARIABLES = (("healthy", "int"), ("unhealthy", "int"), ("cached", "int"))
 TRUE = z3.BoolVal(True)
@@ -65,9 +65,7 @@ ABSTRACTION = Abstraction("group_coordinator", VARIABLES, lambda s, p: z3.And(*[
                           (), TRANSITIONS, INVARIANTS)
 
 
-def inductive(name: str, claim: str, invariant: str, *lemmas: str,
-              abstraction: Abstraction = ABSTRACTION) -> Inductive:
-    return Inductive(name, claim, abstraction, invariant, lemmas)
+inductive = inductive_over(ABSTRACTION)
 
 
 PROOFS = (

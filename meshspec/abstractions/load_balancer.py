@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 import z3
 
-from meshspec.prove import Abstraction, Inductive, State, Transition
+from meshspec.prove import Abstraction, State, Transition, inductive_over
 
 U32 = 2**32 - 1
 MIN_RECOVERY_NS = 1_000_000
@@ -112,9 +112,7 @@ ABSTRACTION = Abstraction("load_balancer", VARIABLES, initial, ("recovery_ns",),
                           small_init)
 
 
-def inductive(name: str, claim: str, invariant: str, *lemmas: str,
-              abstraction: Abstraction = ABSTRACTION) -> Inductive:
-    return Inductive(name, claim, abstraction, invariant, lemmas, bmc_depth=10)
+inductive = inductive_over(ABSTRACTION, bmc_depth=10)
 
 
 PROOFS = (

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 import z3
 
-from meshspec.prove import Abstraction, Inductive, State, Transition
+from meshspec.prove import Abstraction, State, Transition, inductive_over
 
 U16 = 0xFFFF
 U64 = 2**64 - 1
@@ -194,9 +194,7 @@ ABSTRACTION = Abstraction("shard_mapper", VARIABLES, initial, ("initial", "first
                           TRANSITIONS, INVARIANTS, small_init)
 
 
-def inductive(name: str, claim: str, invariant: str, *lemmas: str,
-              abstraction: Abstraction = ABSTRACTION) -> Inductive:
-    return Inductive(name, claim, abstraction, invariant, lemmas)
+inductive = inductive_over(ABSTRACTION)
 
 
 PROOFS = (
