@@ -11,26 +11,12 @@ import pytest
 from hypothesis.internal.conjecture.providers import AVAILABLE_PROVIDERS
 
 from meshspec import registry
-from meshspec.cli import main
 from meshspec.fuzz import FuzzResult, _BlockFilter, record_backend_results, run_fuzz
 from meshspec.profiles import ProfileError, backend_name, settings_for
 from meshspec.report import backend_cell, symbolic_cell
+from test_cli import assert_one_line_error, run  # tests/ is on sys.path (rootdir import mode)
 
 CROSSHAIR_INSTALLED = "crosshair" in AVAILABLE_PROVIDERS
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("meshspec: error: "), err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("verb", ["fuzz", "mutants"])

@@ -61,13 +61,18 @@ def test_two_workers_find_the_same_states_edges_and_counterexample_as_one(monkey
     assert (bad1.states, bad1.edges) == (bad2.states, bad2.edges)
 
 
-def test_symmetry_on_and_off_gives_the_same_verdict_on_every_shard_mapper_mutant():
-    plain = attrs.evolve(MAPPER.exploration, symmetry=None)
+def assert_same_verdicts_on_every_mutant(one, other) -> None:
+    """Two explorations of the mapper agree on every mutant's verdict and depth."""
     for m in MAPPER.mutants:
         bound = MAPPER.exploration.mutant_bounds[m.name]
-        on = explore(MAPPER, m.cls, MAPPER.exploration, bound=bound)
-        off = explore(MAPPER, m.cls, plain, bound=bound)
-        assert (on.verdict, on.depth) == (off.verdict, off.depth), m.name
+        a = explore(MAPPER, m.cls, one, bound=bound)
+        b = explore(MAPPER, m.cls, other, bound=bound)
+        assert (a.verdict, a.depth) == (b.verdict, b.depth), m.name
+
+
+def test_symmetry_on_and_off_gives_the_same_verdict_on_every_shard_mapper_mutant():
+    assert_same_verdicts_on_every_mutant(MAPPER.exploration,
+                                         attrs.evolve(MAPPER.exploration, symmetry=None))
 
 
 def test_symmetry_merges_states_that_differ_only_in_latency_sample_order():
@@ -246,12 +251,8 @@ def test_every_mutant_bound_names_a_curated_mutant_and_a_declared_bound_or_a_rea
 
 
 def test_the_age_view_finds_every_mutant_at_the_same_depth_as_the_full_default_view():
-    full = attrs.evolve(MAPPER.exploration, view=None, symmetry=None)
-    for m in MAPPER.mutants:
-        bound = MAPPER.exploration.mutant_bounds[m.name]
-        aged = explore(MAPPER, m.cls, MAPPER.exploration, bound=bound)
-        absolute = explore(MAPPER, m.cls, full, bound=bound)
-        assert (aged.verdict, aged.depth) == (absolute.verdict, absolute.depth), m.name
+    assert_same_verdicts_on_every_mutant(MAPPER.exploration,
+                                         attrs.evolve(MAPPER.exploration, view=None, symmetry=None))
 
 
 def test_the_age_view_merges_states_the_full_default_view_keeps_apart():

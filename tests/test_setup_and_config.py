@@ -121,13 +121,20 @@ def test_impl_help_says_the_working_directory_is_on_the_import_path(
     assert "current directory is on the import path" in " ".join(capsys.readouterr().out.split())
 
 
-def test_impl_from_the_working_directory_is_found_and_its_pytest_file_runs_anywhere(
-        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.fixture
+def user_impl_in_cwd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """A user mapper module in a fresh working directory that is not on sys.path; its spec."""
     work = tmp_path / "work"
     work.mkdir()
     spec = write_user_mapper(work)
     monkeypatch.chdir(work)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(work))])
+    return spec
+
+
+def test_impl_from_the_working_directory_is_found_and_its_pytest_file_runs_anywhere(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, user_impl_in_cwd: str) -> None:
+    spec, work = user_impl_in_cwd, tmp_path / "work"
     code, out, err = run(capsys, "fuzz", "shard_mapper", "--impl", spec, "--profile", "dev",
                          "--export", str(tmp_path / "traces"))
     assert code == 1, out + err
@@ -140,12 +147,9 @@ def test_impl_from_the_working_directory_is_found_and_its_pytest_file_runs_anywh
 
 
 def test_replay_finds_a_recorded_impl_in_the_working_directory(
-        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    work = tmp_path / "work"
-    work.mkdir()
-    spec = write_user_mapper(work)
-    monkeypatch.chdir(work)
-    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(work))])
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        user_impl_in_cwd: str) -> None:
+    spec, work = user_impl_in_cwd, tmp_path / "work"
     assert run(capsys, "fuzz", "shard_mapper", "--impl", spec, "--profile", "dev",
                "--export", str(tmp_path / "traces"))[0] == 1
     [trace] = (tmp_path / "traces").glob("*.json")
