@@ -16,6 +16,7 @@ COMPONENT_MODULES: dict[str, str] = {
     "scheduler": "properties.scheduler",
     "daemon_host": "properties.daemon_host",
     "capacity": "properties.capacity",
+    "groups": "properties.groups",
 }
 
 

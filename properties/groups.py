@@ -1,0 +1,762 @@
+"""Properties of the replica, fork and standby groups: subject, invariants, machine, mutants.
+
+The harness (`GroupsSubject`) holds one group (model or impl, spawned again by the
+`spawn` rule), a scheduler of the same side over nodes 1-5 (the local node is 1), and
+one `DaemonRegistry` with its failure-injection hook. Nodes fail (`fail_node`: the
+scheduler forgets the node, then the group's `on_node_failure`) and come back
+(`recover_node`). Registry rules act on foreign origins (daemons outside the group)
+and read member snapshots; a member origin is never unregistered by the harness, so
+a stranded slot is the group's doing.
+
+Ghost state (independent of the group's own bookkeeping): for a standby group, what
+each standby daemon must hold (`holds`: set by a sync that reached it, emptied by a
+re-placement) and what the active must hold (`active_expected`: every delivered event,
+and after a promote the new active's holdings plus the buffered events). The checks
+around each rule are recorded as violation messages the invariants read.
+
+What the machine reaches: all three kinds with 1-8 members over 2-5 nodes, spawns with
+reused seeds (RegistryFailed), spread exhaustion (PlacementFailed), injected placement,
+restore and deliver failures at chosen positions, partial syncs, promotes with and
+without a healthy standby, fallback promotes of never-synced standbys, recoveries.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from hypothesis import strategies as st
+from hypothesis.stateful import initialize, rule
+
+import impl.scheduler as impl_scheduler
+import model.scheduler as model_scheduler
+from impl.groups import Group as ImplGroup
+from meshspec.explore import Bound, Exploration
+from meshspec.lockstep import BenchCase, Component, Subject, always, mutant, sometimes
+from meshspec.machine import LockstepMachine
+from model import groups as M
+from model.group_coordinator import GroupError, NoHealthyMember, PlacementFailed, RegistryFailed
+from model.load_balancer import RequestContext, Strategy
+from model.scheduler import CapabilityFilter, ScoreTable, TieBreakContext
+
+LOCAL = 1
+NODES = (1, 2, 3, 4, 5)
+SCHEDULERS = {"model": model_scheduler.Scheduler, "impl": impl_scheduler.Scheduler}
+STRATEGIES = ("round_robin", "random", "consistent_hash", "least_connections")
+#: score tables for the *_with_placement variants (None = veto)
+TABLES = {0: ((), 0.5), 1: (((1, 0.1), (2, 0.9), (3, 0.5), (4, 0.7)), 0.2), 2: (((2, None), (3, None)), 1.0)}
+
+
+def seed_of(b: int) -> bytes:
+    return bytes([b]) * 32
+
+
+def foreign_origin(k: int) -> int:
+    return 0xF0F0_0000 + k
+
+
+def table(t: int) -> tuple[ScoreTable, TieBreakContext]:
+    scores, default = TABLES[t]
+    return ScoreTable(scores, default), TieBreakContext()
+
+
+def context(key: str) -> RequestContext:
+    return RequestContext(routing_key=key) if key else RequestContext()
+
+
+class GroupsSubject(Subject):
+    """One group, a scheduler of the same side, the daemon registry and ghost state."""
+
+    def init(self, kind: str, count: int, seed: int, strategy: str, node_count: int) -> None:
+        self.scheduler = SCHEDULERS[self.side](LOCAL, (), {n: () for n in NODES[:node_count]})
+        self.registry = M.DaemonRegistry()
+        self.strategy = strategy
+        self.next_seq = 1
+        self.violations: dict[str, str] = {}
+        self.flags: set[str] = set()
+        self.sut = None
+        self.spawn(kind, count, seed, -1)
+
+    def abstract(self) -> Any:
+        return (self.sut.abstract(), self.registry.abstract(), self.scheduler.abstract())
+
+    def observations(self) -> dict[str, Any]:
+        s = self.sut
+        return {"counts": (s.member_count(), s.healthy_count(), s.health(), s.term(), s.group_id()),
+                "standby": tuple((s.synced_through(i), s.ever_synced(i)) for i in range(len(s.members())))}
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _violate(self, name: str, message: str) -> None:
+        self.violations.setdefault(name, message)
+
+    def _standby(self) -> bool:
+        return self.sut.kind() == "standby"
+
+    def _placer_args(self, t: int) -> tuple:
+        return table(t) if t >= 0 else ()
+
+    def _reset_ghost(self) -> None:
+        n = len(self.sut.members())
+        self.holds: dict[int, frozenset[int]] = {i: frozenset() for i in range(n)}
+        self.active_expected: frozenset[int] = frozenset()
+
+    def _active(self) -> Optional[int]:
+        return self.sut.active_index() if self._standby() else None
+
+    def _state(self, origin: int) -> tuple[int, ...]:
+        return self.registry.state_of(origin) or ()
+
+    # -- spawning and scaling -------------------------------------------------------------------
+    def spawn(self, kind: str, count: int, seed: int, placed: int) -> int:
+        options = dict(strategy=Strategy(self.strategy), clock=self.clock, rng=self.rng)
+        if placed >= 0:
+            group = self.cls.spawn_with_placement(kind, count, seed_of(seed), self.scheduler, self.registry,
+                                                  *table(placed), **options)
+        else:
+            group = self.cls.spawn(kind, count, seed_of(seed), self.scheduler, self.registry, **options)
+        self._check_spread([], group.members(), "spawn")
+        self.sut = group
+        self._reset_ghost()
+        return group.group_id()
+
+    def _check_spread(self, before: list, after: list, op: str) -> None:
+        new = after[len(before):]
+        old_nodes = {m.node_id for m in before}
+        nodes = [m.node_id for m in new]
+        if len(set(nodes)) != len(nodes) or old_nodes & set(nodes):
+            self._violate("no_colocated_replicas", f"{op} placed new members on {nodes} (others on {sorted(old_nodes)})")
+
+    def _refused_placement(self, exc: Exception) -> None:
+        if isinstance(exc, PlacementFailed):
+            self.flags.add("placement_refused_when_nodes_ran_out")
+
+    def scale_to(self, n: int, placed: int) -> None:
+        before = self.sut.members()
+        try:
+            if placed >= 0:
+                self.sut.scale_to_with_placement(n, self.scheduler, self.registry, *table(placed))
+            else:
+                self.sut.scale_to(n, self.scheduler, self.registry)
+        except GroupError as exc:
+            self._refused_placement(exc)
+            raise
+        finally:
+            self._check_spread(before, self.sut.members(), "scale_to")
+
+    # -- routing and delivery -------------------------------------------------------------------
+    def route_event(self, key: str) -> int:
+        members = self.sut.members()
+        try:
+            origin = self.sut.route_event(context(key))
+        except NoHealthyMember:
+            if any(m.healthy for m in members):
+                self._violate("routes_only_to_healthy_members", "NoHealthyMember with healthy members")
+            self.flags.add("route_refused_dead_group")
+            raise
+        self._check_route(members, origin)
+        return origin
+
+    def _check_route(self, members: list, origin: int) -> None:
+        if self._standby():
+            if origin != members[self.sut.active_index()].origin_hash:
+                self._violate("routes_only_to_healthy_members", f"standby routed to {origin:#x}, not the active")
+        elif not any(m.origin_hash == origin and m.healthy for m in members):
+            self._violate("routes_only_to_healthy_members", f"routed to {origin:#x}, no healthy member")
+
+    def deliver(self, key: str) -> int:
+        seq, self.next_seq = self.next_seq, self.next_seq + 1
+        members = self.sut.members()
+        origin = self.sut.deliver(self.registry, seq, context(key))
+        self._check_route(members, origin)
+        if self._standby():
+            self.active_expected = self.active_expected | {seq}
+        return origin
+
+    # -- failures and recovery ------------------------------------------------------------------
+    def _around_promotion(self, op: Any, may_promote: bool) -> Any:
+        """Run `op`; check the term and the active's events across a promote it may make."""
+        term, active, buffer = self.sut.term(), self._active(), self.sut.buffered_events()
+        faults = self.registry.pending_faults("deliver")
+        out = op()
+        promoted = self._standby() and self.sut.active_index() != active
+        if promoted:
+            new = self.sut.active_index()
+            self.holds[active] = self.active_expected
+            self.active_expected = self.holds[new] | frozenset(buffer)
+            if faults:  # a replayed delivery may have been dropped (upstream ignores the error)
+                self.active_expected = frozenset(self._state(self.sut.members()[new].origin_hash))
+                self.flags.add("replay_delivery_failed")
+            if buffer:
+                self.flags.add("promote_replayed_events")
+        bump = int(promoted) + int(bool(out) and isinstance(out, list) and may_promote is None)
+        if self.sut.term() != min(term + bump, M.U64_MAX):
+            self._violate("term_bumps_on_promote_and_recovery",
+                          f"term {term} -> {self.sut.term()} (promoted: {promoted}, recovered: {out})")
+        return out
+
+    def fail_node(self, node: int, placed: int) -> list[int]:
+        self.scheduler.remove_node(node)
+        before = self.sut.members()
+
+        def op() -> list[int]:
+            if placed >= 0:
+                return self.sut.on_node_failure_with_placement(node, self.scheduler, self.registry, *table(placed))
+            return self.sut.on_node_failure(node, self.scheduler, self.registry)
+
+        try:
+            replaced = self._around_promotion(op, True)
+        except NoHealthyMember:
+            self.flags.add("active_failed_without_standby")
+            raise
+        affected = [m.index for m in before if m.node_id == node]
+        if set(affected) - set(replaced) - {self._active()}:
+            self.flags.add("failed_placement_left_slot_registered")
+        for i in replaced:
+            if i != self._active():
+                self.holds[i] = frozenset()
+        return replaced
+
+    def recover_node(self, node: int) -> None:
+        self.scheduler.add_node(node, ())
+        self.sut.on_node_recovery(node, self.registry)
+
+    def try_recover(self) -> list[int]:
+        members, active = self.sut.members(), self._active()
+        eligible = [m.index for m in members if not m.healthy and m.index != active]
+        healthy_nodes = {m.node_id for m in members if m.healthy}
+        free = [n for n in {LOCAL, *self.scheduler.query_candidates(CapabilityFilter())} if n not in healthy_nodes]
+        no_fault = not self.registry.pending_faults("place")
+        out = self._around_promotion(lambda: self.sut.try_recover(self.scheduler, self.registry), None)
+        after = {m.index: m.healthy for m in self.sut.members()}
+        if len(out) > M.MAX_RECOVERIES_PER_TICK or any(i not in eligible or not after[i] for i in out):
+            self._violate("try_recover_is_bounded_and_makes_progress", f"recovered {out} of eligible {eligible}")
+        if eligible and free and no_fault and not out:
+            self._violate("try_recover_is_bounded_and_makes_progress",
+                          f"nothing recovered of {eligible} although nodes {free} were free")
+        for i in out:
+            if i != active:
+                self.holds[i] = frozenset()
+        if out:
+            self.flags.add("try_recover_replaced_slot")
+        return out
+
+    # -- standby: sync and promote --------------------------------------------------------------
+    def sync_standbys(self) -> int:
+        active = self.sut.active_index()
+        standbys = [i for i in range(len(self.sut.members())) if i != active]
+        skips = self.registry.pending_faults("restore")
+        reach = min([s for s in skips if s < len(standbys)], default=len(standbys))
+        active_origin = self.sut.members()[active].origin_hash
+        registered = active_origin in self.registry
+        try:
+            through = self.sut.sync_standbys(self.registry)
+        finally:
+            if registered:
+                self._after_sync(standbys[:reach], active_origin)
+        return through
+
+    def _after_sync(self, reached: list[int], active_origin: int) -> None:
+        state = self._state(active_origin)
+        through = max(state, default=0)
+        members = self.sut.members()
+        for i in reached:
+            self.holds[i] = self.active_expected
+            if self._state(members[i].origin_hash) != state:
+                self._violate("sync_restores_standbys", f"standby {i} holds {self._state(members[i].origin_hash)}, "
+                                                        f"the active {state}")
+            if self.sut.synced_through(i) != through or not self.sut.ever_synced(i):
+                self._violate("sync_records_per_standby_progress",
+                              f"standby {i} restored through {through}, recorded {self.sut.synced_through(i)}")
+        if len(reached) < len(members) - 1:
+            self.flags.add("sync_partially_failed")
+
+    def promote(self, placed: int) -> int:
+        before = self.abstract()
+        members = self.sut.members()
+        active = self.sut.active_index()
+        cands = [i for i in range(len(members)) if i != active and members[i].healthy]
+        synced = [i for i in cands if self.sut.ever_synced(i)]
+        progress = {i: self.sut.synced_through(i) for i in cands}
+
+        def op() -> int:
+            if placed >= 0:
+                return self.sut.promote_with_placement(self.registry, self.scheduler, *table(placed))
+            return self.sut.promote(self.registry, self.scheduler)
+
+        try:
+            origin = self._around_promotion(op, True)
+        except GroupError:
+            if self.abstract() != before:
+                self._violate("promote_is_all_or_nothing", "a failed promote changed the group or the registry")
+            self.flags.add("promote_refused_without_healthy_standby")
+            raise
+        chosen = self.sut.active_index()
+        top = max((progress[i] for i in synced), default=None)
+        if chosen not in cands or (synced and (chosen not in synced or progress[chosen] != top)):
+            self._violate("promote_prefers_synced_standby",
+                          f"promoted {chosen}; healthy standbys {cands}, synced {synced}")
+        if not synced:
+            self.flags.add("promoted_never_synced_standby")
+        return origin
+
+    # -- the registry on its own (foreign daemons) and the fault hook --------------------------
+    def inject(self, op: str, skip: int) -> None:
+        self.registry.fail_next(op, skip)
+
+    def registry_register(self, k: int, member: bool) -> None:
+        members = self.sut.members()
+        origin = members[k % len(members)].origin_hash if member else foreign_origin(k)
+        try:
+            self.registry.register(origin)
+        except RegistryFailed:
+            self.flags.add("duplicate_registration_refused")
+            raise
+
+    def registry_unregister(self, k: int) -> bool:
+        return self.registry.unregister(foreign_origin(k))
+
+    def registry_replace(self, k: int) -> None:
+        self.registry.replace(foreign_origin(k))
+
+    def registry_deliver(self, k: int) -> None:
+        seq, self.next_seq = self.next_seq, self.next_seq + 1
+        self.registry.deliver(foreign_origin(k), seq)
+
+    def registry_restore(self, k: int, member: int) -> None:
+        members = self.sut.members()
+        snap = self.registry.snapshot(members[member % len(members)].origin_hash)
+        self.registry.restore(foreign_origin(k), snap)
+
+    def registry_snapshot(self, k: int, member: bool) -> M.Snapshot:
+        members = self.sut.members()
+        return self.registry.snapshot(members[k % len(members)].origin_hash if member else foreign_origin(k))
+
+    # -- queries --------------------------------------------------------------------------------
+    def queries(self) -> tuple:
+        s = self.sut
+        lineage = s.verify_lineage() if s.kind() == "fork" else None
+        if lineage:
+            self.flags.add("fork_lineage_verified")
+        active = s.active_index() if self._standby() else None
+        return (s.kind(), s.group_id(), s.term(), s.members(), s.health(), s.member_count(),
+                s.healthy_count(), lineage, active, s.buffered_events(), s.synced_through(0))
+
+
+# -- invariants -----------------------------------------------------------------------------------
+
+def _flag(name: str) -> Any:
+    def witness(s: GroupsSubject) -> bool:
+        return name in s.flags
+    witness.__name__ = name
+    return witness
+
+
+def _ghost(name: str, doc: str) -> Any:
+    def check(s: GroupsSubject) -> None:
+        assert name not in s.violations, s.violations[name]
+    check.__name__, check.__doc__ = name, doc
+    return check
+
+
+no_colocated_replicas = _ghost(
+    "no_colocated_replicas",
+    "spawn / scale_to never put two members of a group on one node (§2.6 item 28); short of nodes they fail")
+sync_restores_standbys = _ghost(
+    "sync_restores_standbys", "every standby a sync reached holds the active's state afterwards (§2.6 item 31)")
+sync_records_per_standby_progress = _ghost(
+    "sync_records_per_standby_progress",
+    "every standby a sync reached records synced_through = the snapshot's, even when a later one failed (§2.6 31)")
+promote_is_all_or_nothing = _ghost(
+    "promote_is_all_or_nothing", "a promote that fails changes nothing (§2.6 item 30)")
+promote_prefers_synced_standby = _ghost(
+    "promote_prefers_synced_standby",
+    "promote picks a healthy standby, a synced one (highest synced_through) when any has synced (§2.6 31)")
+term_bumps_on_promote_and_recovery = _ghost(
+    "term_bumps_on_promote_and_recovery",
+    "the term rises by one on every promote and every try_recover that recovered a slot, else stays (§2.6 32)")
+routes_only_to_healthy_members = _ghost(
+    "routes_only_to_healthy_members",
+    "routing answers a healthy member (standby: the active); NoHealthyMember only when none is healthy")
+try_recover_is_bounded_and_makes_progress = _ghost(
+    "try_recover_is_bounded_and_makes_progress",
+    "try_recover re-places at most 4 unhealthy non-active slots, and at least one when a node is free")
+
+
+def every_slot_registered(s: GroupsSubject) -> None:
+    """Every member's origin is registered: no slot is ever stranded (§2.6 item 29)."""
+    for m in s.sut.members():
+        assert m.origin_hash in s.registry, f"member {m.index} ({m.origin_hash:#x}) is not registered"
+
+
+def no_event_applied_twice(s: GroupsSubject) -> None:
+    """No daemon has applied one event twice (§2.6 item 31: double replay)."""
+    for origin, state in s.registry.abstract()[0]:
+        assert len(set(state)) == len(state), f"daemon {origin:#x} applied {state}"
+
+
+def no_event_lost_after_promote(s: GroupsSubject) -> None:
+    """The standby group's active holds exactly the events delivered to it and those a promote keeps."""
+    if s.sut.kind() != "standby":
+        return
+    active = s.sut.members()[s.sut.active_index()]
+    held = frozenset(s._state(active.origin_hash))
+    assert held == s.active_expected, (f"active {active.index} holds {sorted(held)}, "
+                                       f"expected {sorted(s.active_expected)}")
+
+
+WITNESSES = ("placement_refused_when_nodes_ran_out", "failed_placement_left_slot_registered",
+             "active_failed_without_standby", "promote_refused_without_healthy_standby",
+             "promote_replayed_events", "promoted_never_synced_standby", "sync_partially_failed",
+             "try_recover_replaced_slot", "route_refused_dead_group", "duplicate_registration_refused",
+             "fork_lineage_verified")
+
+INVARIANTS = (
+    always(every_slot_registered), always(sync_restores_standbys), always(sync_records_per_standby_progress),
+    always(promote_is_all_or_nothing), always(promote_prefers_synced_standby), always(no_event_applied_twice),
+    always(no_event_lost_after_promote), always(no_colocated_replicas),
+    always(term_bumps_on_promote_and_recovery), always(routes_only_to_healthy_members),
+    always(try_recover_is_bounded_and_makes_progress),
+    *(sometimes(_flag(w)) for w in WITNESSES),
+)
+for _inv in INVARIANTS:
+    if _inv.kind == "sometimes":
+        _inv.fn.__doc__ = "reached: " + _inv.fn.__name__.replace("_", " ")
+
+
+# -- the machine ----------------------------------------------------------------------------------
+
+KINDS = st.sampled_from(M.KINDS)
+PLACED = st.sampled_from([-1, -1, -1, 0, 1, 2])
+KEYS = st.sampled_from(["", "", "a", "b"])
+
+
+class GroupsMachine(LockstepMachine):
+    """Model and impl groups in lockstep over their own schedulers and one registry each."""
+
+    @initialize(kind=KINDS, count=st.integers(2, 4), seed=st.integers(0, 3),
+                strategy=st.sampled_from(STRATEGIES), node_count=st.integers(4, 5))
+    def init(self, kind: str, count: int, seed: int, strategy: str, node_count: int) -> None:
+        self.step("init", kind, count, seed, strategy, node_count)
+
+    @rule(kind=KINDS, count=st.integers(0, 6), seed=st.integers(0, 5), placed=PLACED)
+    def spawn(self, kind: str, count: int, seed: int, placed: int) -> None:
+        self.step("spawn", kind, count, seed, placed)
+
+    @rule(n=st.integers(0, 6), placed=PLACED)
+    def scale_to(self, n: int, placed: int) -> None:
+        self.step("scale_to", n, placed)
+
+    @rule(key=KEYS)
+    def route_event(self, key: str) -> None:
+        self.step("route_event", key)
+
+    @rule(key=KEYS)
+    def deliver(self, key: str) -> None:
+        self.step("deliver", key)
+
+    @rule(key=KEYS)
+    def deliver_more(self, key: str) -> None:
+        self.step("deliver", key)
+
+    @rule(data=st.data(), placed=PLACED)
+    def fail_node(self, data: Any, placed: int) -> None:
+        nodes = sorted({m.node_id for m in self.ls.model.sut.members()}) or list(NODES)
+        self.step("fail_node", data.draw(st.sampled_from(nodes), label="node"), placed)
+
+    @rule(node=st.sampled_from(NODES))
+    def recover_node(self, node: int) -> None:
+        self.step("recover_node", node)
+
+    @rule()
+    def try_recover(self) -> None:
+        self.step("try_recover")
+
+    @rule()
+    def sync_standbys(self) -> None:
+        self.step("sync_standbys")
+
+    @rule(placed=PLACED)
+    def promote(self, placed: int) -> None:
+        self.step("promote", placed)
+
+    @rule(op=st.sampled_from(M.FAULT_OPS), skip=st.integers(0, 2))
+    def inject(self, op: str, skip: int) -> None:
+        self.step("inject", op, skip)
+
+    @rule(k=st.integers(0, 3), member=st.booleans())
+    def registry_register(self, k: int, member: bool) -> None:
+        self.step("registry_register", k, member)
+
+    @rule(k=st.integers(0, 3))
+    def registry_unregister(self, k: int) -> None:
+        self.step("registry_unregister", k)
+
+    @rule(k=st.integers(0, 3))
+    def registry_replace(self, k: int) -> None:
+        self.step("registry_replace", k)
+
+    @rule(k=st.integers(0, 3))
+    def registry_deliver(self, k: int) -> None:
+        self.step("registry_deliver", k)
+
+    @rule(k=st.integers(0, 3), member=st.integers(0, 3))
+    def registry_restore(self, k: int, member: int) -> None:
+        self.step("registry_restore", k, member)
+
+    @rule(k=st.integers(0, 3), member=st.booleans())
+    def registry_snapshot(self, k: int, member: bool) -> None:
+        self.step("registry_snapshot", k, member)
+
+    @rule()
+    def queries(self) -> None:
+        self.step("queries")
+
+
+OPERATIONS = (
+    "spawn", "spawn_with_placement", "scale_to", "scale_to_with_placement", "route_event", "deliver",
+    "on_node_failure", "on_node_failure_with_placement", "on_node_recovery", "try_recover",
+    "sync_standbys", "promote", "promote_with_placement", "verify_lineage", "kind", "group_id", "term",
+    "members", "health", "member_count", "healthy_count", "active_index", "synced_through",
+    "ever_synced", "buffered_events", "abstract",
+)
+
+
+# -- mutants: §2.6 items 28-32 (upstream test names as origins), optimizations done wrong ---------
+
+
+class ScaleToColocates(ImplGroup):
+    """§2.6 28: the exclusion set is not updated inside the placement loop."""
+
+    def _grow(self, n: int, scheduler: Any, registry: M.DaemonRegistry, placer: M.Placer) -> None:
+        used = self._used_nodes()
+        for index in range(len(self._coord.members()), n):
+            secret = self._new_secret(index)
+            node = placer.place(self.COORDINATOR, scheduler, registry, self._requirements, used)
+            origin = M.origin_hash_of(secret)
+            registry.register(origin)
+            self._coord.add_member(M.MemberInfo(index, origin, node, M.entity_id_of(secret), True))
+            self._nodes_add(node)
+            for column, value in ((self._secrets, secret), (self._lineage, M.ForkRecord(self._parent, index)),
+                                  (self._synced_through, 0), (self._ever_synced, False)):
+                column.append(value)
+
+
+class UnregisterBeforePlacing(ImplGroup):
+    """§2.6 29: on_node_failure unregisters the slot first; a failed placement strands it."""
+
+    def _on_failure(self, node: int, scheduler: Any, registry: M.DaemonRegistry, placer: M.Placer) -> list[int]:
+        for m in self._coord.members():
+            if m.node_id == node and not (self._kind == "standby" and m.index == self._active):
+                registry.unregister(m.origin_hash)
+        return super()._on_failure(node, scheduler, registry, placer)
+
+
+class PromoteDemotesFirst(ImplGroup):
+    """§2.6 30: promote demotes the active before searching for a replacement."""
+
+    def _promote(self, registry: M.DaemonRegistry, scheduler: Any, placer: M.Placer) -> int:
+        self._coord.mark_unhealthy(self._active)
+        return super()._promote(registry, scheduler, placer)
+
+
+class _NoRestore:
+    def __init__(self, registry: M.DaemonRegistry) -> None:
+        self._registry = registry
+
+    def snapshot(self, origin: int) -> M.Snapshot:
+        return self._registry.snapshot(origin)
+
+    def restore(self, origin: int, snapshot: M.Snapshot) -> None:
+        if self._registry.take_fault("restore"):
+            raise RegistryFailed(f"restore onto {origin:#x}: {M.INJECTED}")
+
+
+class SyncOnlyBookkeeping(ImplGroup):
+    """§2.6 31a: sync_standbys records progress but never restores the standbys."""
+
+    def sync_standbys(self, registry: M.DaemonRegistry) -> int:
+        return super().sync_standbys(_NoRestore(registry))  # type: ignore[arg-type]
+
+
+class PartialSyncSkipsBookkeeping(ImplGroup):
+    """§2.6 31b: a failed restore skips the bookkeeping of the standbys already restored."""
+
+    def sync_standbys(self, registry: M.DaemonRegistry) -> int:
+        saved = (list(self._synced_through), list(self._ever_synced))
+        try:
+            return super().sync_standbys(registry)
+        except RegistryFailed:
+            self._synced_through, self._ever_synced = saved
+            raise
+
+
+class PromoteIgnoresSyncHistory(ImplGroup):
+    """§2.6 31c: promote takes the highest synced_through of ALL healthy standbys, never-synced included."""
+
+    def _roster(self) -> list[int]:
+        members = self._coord.members()
+        return [i for i in range(len(members)) if i != self._active and members[i].healthy]
+
+
+class PromoteReplaysWholeBuffer(ImplGroup):
+    """§2.6 31d: promote replays the whole buffer, also events the standby already holds."""
+
+    def _to_replay(self, synced_through: int) -> list[int]:
+        return list(self._buffer)
+
+
+class PromoteWithoutTerm(ImplGroup):
+    """§2.6 32 (X-1): no fencing term bump on promote."""
+
+    def _bump_term(self) -> None:
+        if not self._promoting:
+            super()._bump_term()
+
+    _promoting = False
+
+    def _promote(self, registry: M.DaemonRegistry, scheduler: Any, placer: M.Placer) -> int:
+        self._promoting = True
+        try:
+            return super()._promote(registry, scheduler, placer)
+        finally:
+            self._promoting = False
+
+
+class RecoverWithoutTerm(ImplGroup):
+    """§2.6 32: try_recover re-places a slot without bumping the term."""
+
+    def try_recover(self, scheduler: Any, registry: M.DaemonRegistry) -> list[int]:
+        term = self._term
+        out = super().try_recover(scheduler, registry)
+        self._term = term
+        return out
+
+
+class RecoverWipesActive(ImplGroup):
+    """§2.6 32: try_recover also re-places an unhealthy active, wiping its state with a fresh daemon."""
+
+    def try_recover(self, scheduler: Any, registry: M.DaemonRegistry) -> list[int]:
+        active, self._active = self._active, -1
+        try:
+            return super().try_recover(scheduler, registry)
+        finally:
+            self._active = active
+
+
+class NodesStaleOnReplace(ImplGroup):
+    """The node multiset done wrong: a re-placement does not move the slot's node."""
+
+    def _replace_slot(self, index: int, node: int, registry: M.DaemonRegistry) -> None:
+        M.Group._replace_slot(self, index, node, registry)
+
+
+class ReplayBisectLeft(ImplGroup):
+    """The bisection done wrong: bisect_left also replays the event at synced_through."""
+
+    def _to_replay(self, synced_through: int) -> list[int]:
+        import bisect
+        if not self._monotone:
+            return M.Group._to_replay(self, synced_through)
+        return self._buffer[bisect.bisect_left(self._buffer, synced_through):]
+
+
+class RecoverEarlyExitOnAnyHealthy(ImplGroup):
+    """The cached-count early exit done wrong: nothing to recover while any member is healthy."""
+
+    def try_recover(self, scheduler: Any, registry: M.DaemonRegistry) -> list[int]:
+        if self._coord.healthy_count() > 0:
+            return []
+        return super().try_recover(scheduler, registry)
+
+
+MUTANTS = (
+    mutant("scale_to_colocates", ScaleToColocates,
+           "§2.6 item 28 (BUG_REPORT #6), test scale_up_does_not_colocate_new_replicas", "no_colocated_replicas"),
+    mutant("unregister_before_placing", UnregisterBeforePlacing,
+           "§2.6 item 29 (BUG_REPORT #7), test place_failure_does_not_strand_slot_in_unregistered_state",
+           "every_slot_registered"),
+    mutant("promote_demotes_first", PromoteDemotesFirst,
+           "§2.6 item 30 (#103), test promote_does_not_half_mutate_on_no_healthy_member",
+           "promote_is_all_or_nothing"),
+    mutant("sync_only_bookkeeping", SyncOnlyBookkeeping,
+           "§2.6 item 31, test sync_standbys_actually_restores_state_onto_standbys", "sync_restores_standbys"),
+    mutant("partial_sync_skips_bookkeeping", PartialSyncSkipsBookkeeping,
+           "§2.6 item 31, test sync_standbys_partial_failure_records_per_standby_progress",
+           "sync_records_per_standby_progress"),
+    mutant("promote_ignores_sync_history", PromoteIgnoresSyncHistory,
+           "§2.6 item 31, test promote_prefers_synced_standby_over_freshly_replaced_one",
+           "promote_prefers_synced_standby"),
+    mutant("promote_replays_whole_buffer", PromoteReplaysWholeBuffer,
+           "§2.6 item 31, test promote_does_not_double_apply_events_within_synced_range",
+           "no_event_applied_twice"),
+    mutant("promote_without_term", PromoteWithoutTerm,
+           "§2.6 item 32 (X-1), test promote_bumps_term_counter", "term_bumps_on_promote_and_recovery"),
+    mutant("recover_without_term", RecoverWithoutTerm,
+           "§2.6 item 32 (X-1), test try_recover_bumps_term_on_standby_replacement",
+           "term_bumps_on_promote_and_recovery"),
+    mutant("recover_wipes_active", RecoverWipesActive,
+           "§2.6 item 32, test try_recover_skips_unhealthy_active_and_preserves_state",
+           "no_event_lost_after_promote"),
+    mutant("nodes_stale_on_replace", NodesStaleOnReplace,
+           "node multiset (impl) not moved by a re-placement", ("check_invariants", "no_colocated_replicas")),
+    mutant("replay_bisect_left", ReplayBisectLeft,
+           "replay bisection (impl) off by one: replays the event at synced_through", "no_event_applied_twice"),
+    mutant("recover_early_exit_on_any_healthy", RecoverEarlyExitOnAnyHealthy,
+           "cached healthy count (impl) early exit on the wrong test",
+           "try_recover_is_bounded_and_makes_progress"),
+)
+
+
+# -- benchmarks: routing an event through a replica group -----------------------------------------
+
+def _bench_route(cls: type, size: int) -> Any:
+    import random
+
+    from meshspec.clock import FakeClock
+    from model.load_balancer import LoadBalancerConfig
+
+    side = "impl" if issubclass(cls, ImplGroup) else "model"
+    scheduler = SCHEDULERS[side](0, ("none",), {n: () for n in range(1, size + 1)})
+    config = LoadBalancerConfig(max_connections_per_endpoint=2**32 - 1)
+    group = cls.spawn("replica", size, seed_of(7), scheduler, M.DaemonRegistry(), clock=FakeClock(0),
+                      rng=random.Random(1), lb_config=config)
+    ctx = RequestContext()
+    return lambda: group.route_event(ctx)
+
+
+BENCH = (BenchCase("route_event through a replica group", (8, 64, 255), _bench_route),)
+
+
+# -- the bounded exploration ------------------------------------------------------------------------
+
+def explore_view(s: GroupsSubject) -> tuple:
+    """Abstract state, RNG, the next sequence and the ghost holdings (violations and flags left out)."""
+    return (s.abstract(), s.rng.getstate(), s.next_seq, tuple(sorted(s.holds.items())), s.active_expected)
+
+
+def groups_init(kind: str = "standby", count: int = 3, node_count: int = 4) -> tuple:
+    return (kind, count, 0, "round_robin", node_count)
+
+
+ACTIONS = (
+    ("deliver", ("",)), ("sync_standbys", ()), ("promote", (-1,)), ("try_recover", ()),
+    ("fail_node", (2, -1)), ("fail_node", (1, -1)), ("recover_node", (2,)),
+    ("inject", ("restore", 1)), ("inject", ("place", 0)),
+    ("scale_to", (4, -1)), ("route_event", ("",)), ("queries", ()),
+)
+
+EXPLORATION = Exploration(
+    inits=(groups_init(), groups_init("replica", 2)),
+    actions=ACTIONS,
+    bounds={"small": Bound(2), "deep": Bound(4, inits=(groups_init(),)), "large": Bound(4)},
+    view=explore_view,
+    mutant_bounds={},
+)
+
+
+COMPONENT = Component(
+    name="groups",
+    summary="net-mesh 0.25.0 replica, fork and standby groups over the coordinator, scheduler and "
+            "load balancer, with the daemon registry and its injected faults.",
+    model_cls=M.Group, impl_cls=ImplGroup, subject_cls=GroupsSubject, machine_cls=GroupsMachine,
+    invariants=INVARIANTS, mutants=MUTANTS, errors=(GroupError,), operations=OPERATIONS, bench=BENCH,
+    exploration=EXPLORATION,
+)
