@@ -697,7 +697,7 @@ MUTANTS = (
            "term_bumps_on_promote_and_recovery"),
     mutant("recover_wipes_active", RecoverWipesActive,
            "§2.6 item 32, test try_recover_skips_unhealthy_active_and_preserves_state",
-           "no_event_lost_after_promote"),
+           ("no_event_lost_after_promote", "try_recover_is_bounded_and_makes_progress")),
     mutant("nodes_stale_on_replace", NodesStaleOnReplace,
            "node multiset (impl) not moved by a re-placement", ("check_invariants", "no_colocated_replicas")),
     mutant("replay_bisect_left", ReplayBisectLeft,
@@ -746,12 +746,35 @@ ACTIONS = (
     ("scale_to", (4, -1)), ("route_event", ("",)), ("queries", ()),
 )
 
+STANDBY2, STANDBY3 = groups_init("standby", 2), groups_init("standby", 3)
+PARTIAL_SYNC = (("deliver", ("",)), ("inject", ("restore", 1)), ("sync_standbys", ()), ("promote", (-1,)))
+
 EXPLORATION = Exploration(
     inits=(groups_init(), groups_init("replica", 2)),
     actions=ACTIONS,
-    bounds={"small": Bound(2), "deep": Bound(4, inits=(groups_init(),)), "large": Bound(4)},
+    bounds={
+        "small": Bound(2),
+        "large": Bound(4),
+        # the upstream tests' scenarios, each a few actions deep
+        "no_standby": Bound(3, inits=(STANDBY2,), actions=(("inject", ("place", 0)), ("fail_node", (2, -1)),
+                                                          ("promote", (-1,)))),
+        "fresh_standby": Bound(3, inits=(STANDBY3,), actions=(("sync_standbys", ()), ("fail_node", (3, -1)),
+                                                             ("promote", (-1,)))),
+        "partial_sync": Bound(4, inits=(STANDBY3,), actions=PARTIAL_SYNC),
+        "active_down": Bound(5, inits=(STANDBY2,), actions=(("deliver", ("",)), ("inject", ("place", 0)),
+                                                           ("fail_node", (2, -1)), ("fail_node", (1, -1)),
+                                                           ("try_recover", ()))),
+    },
     view=explore_view,
-    mutant_bounds={},
+    mutant_bounds={
+        "scale_to_colocates": "small", "unregister_before_placing": "small",
+        "promote_demotes_first": "no_standby", "sync_only_bookkeeping": "small",
+        "partial_sync_skips_bookkeeping": "small", "promote_ignores_sync_history": "fresh_standby",
+        "promote_replays_whole_buffer": "partial_sync", "promote_without_term": "small",
+        "recover_without_term": "small", "recover_wipes_active": "active_down",
+        "nodes_stale_on_replace": "small", "replay_bisect_left": "partial_sync",
+        "recover_early_exit_on_any_healthy": "small",
+    },
 )
 
 
