@@ -346,17 +346,20 @@ class GroupsSubject(Subject):
 
 # -- invariants -----------------------------------------------------------------------------------
 
-def _flag(name: str) -> Any:
+def _flag(name: str, doc: str) -> Any:
+    """A reachability witness: the harness set flag `name` at some step."""
     def witness(s: GroupsSubject) -> bool:
         return name in s.flags
-    witness.__name__ = name
+    witness.__name__, witness.__doc__ = name, doc[0].upper() + doc[1:] + "."
     return witness
 
 
 def _ghost(name: str, doc: str) -> Any:
+    """A safety invariant over the verdict the harness recorded around the rules that can break it."""
     def check(s: GroupsSubject) -> None:
         assert name not in s.violations, s.violations[name]
-    check.__name__, check.__doc__ = name, doc
+    check.__name__, check.__doc__ = name, doc[0].upper() + doc[1:] + "."
+    return check
     return check
 
 
@@ -406,23 +409,28 @@ def no_event_lost_after_promote(s: GroupsSubject) -> None:
                                        f"expected {sorted(s.active_expected)}")
 
 
-WITNESSES = ("placement_refused_when_nodes_ran_out", "failed_placement_left_slot_registered",
-             "active_failed_without_standby", "promote_refused_without_healthy_standby",
-             "promote_replayed_events", "promoted_never_synced_standby", "sync_partially_failed",
-             "try_recover_replaced_slot", "route_refused_dead_group", "duplicate_registration_refused",
-             "fork_lineage_verified")
+WITNESSES = {
+    "placement_refused_when_nodes_ran_out": "spawn or scale_to answered PlacementFailed: too few nodes for the spread",
+    "failed_placement_left_slot_registered": "on_node_failure could not re-place a slot; it stayed registered, unhealthy",
+    "active_failed_without_standby": "the standby active's node failed with no healthy standby (NoHealthyMember)",
+    "promote_refused_without_healthy_standby": "promote answered an error (no healthy standby)",
+    "promote_replayed_events": "a promote ran with buffered events to replay",
+    "promoted_never_synced_standby": "promote fell back to a standby that never synced",
+    "sync_partially_failed": "sync_standbys restored some standbys and then met an injected restore failure",
+    "try_recover_replaced_slot": "try_recover re-placed at least one slot",
+    "route_refused_dead_group": "routing answered NoHealthyMember (every member down)",
+    "duplicate_registration_refused": "the registry refused to register an origin twice",
+    "fork_lineage_verified": "a fork group's lineage verified",
+}
 
 INVARIANTS = (
-    always(every_slot_registered), always(sync_restores_standbys), always(sync_records_per_standby_progress),
+    always(every_slot_registered), always(routes_only_to_healthy_members), always(sync_restores_standbys), always(sync_records_per_standby_progress),
     always(promote_is_all_or_nothing), always(promote_prefers_synced_standby), always(no_event_applied_twice),
     always(no_event_lost_after_promote), always(no_colocated_replicas),
-    always(term_bumps_on_promote_and_recovery), always(routes_only_to_healthy_members),
+    always(term_bumps_on_promote_and_recovery),
     always(try_recover_is_bounded_and_makes_progress),
-    *(sometimes(_flag(w)) for w in WITNESSES),
+    *(sometimes(_flag(name, doc)) for name, doc in WITNESSES.items()),
 )
-for _inv in INVARIANTS:
-    if _inv.kind == "sometimes":
-        _inv.fn.__doc__ = "reached: " + _inv.fn.__name__.replace("_", " ")
 
 
 # -- the machine ----------------------------------------------------------------------------------
@@ -670,6 +678,15 @@ class RecoverEarlyExitOnAnyHealthy(ImplGroup):
         return super().try_recover(scheduler, registry)
 
 
+class StandbyRoutesToAnyHealthy(ImplGroup):
+    """A standby group routes to a healthy member (the last one), not to its active."""
+
+    def route_event(self, ctx: RequestContext) -> int:
+        if self._kind != "standby":
+            return super().route_event(ctx)
+        return [m.origin_hash for m in self._coord.members() if m.healthy][-1]
+
+
 MUTANTS = (
     mutant("scale_to_colocates", ScaleToColocates,
            "§2.6 item 28 (BUG_REPORT #6), test scale_up_does_not_colocate_new_replicas", "no_colocated_replicas"),
@@ -698,6 +715,9 @@ MUTANTS = (
     mutant("recover_wipes_active", RecoverWipesActive,
            "§2.6 item 32, test try_recover_skips_unhealthy_active_and_preserves_state",
            ("no_event_lost_after_promote", "try_recover_is_bounded_and_makes_progress")),
+    mutant("standby_routes_to_any_healthy", StandbyRoutesToAnyHealthy,
+           "§2.3: a standby group routes always to the active (its balancer is unused)",
+           "routes_only_to_healthy_members"),
     mutant("nodes_stale_on_replace", NodesStaleOnReplace,
            "node multiset (impl) not moved by a re-placement", ("check_invariants", "no_colocated_replicas")),
     mutant("replay_bisect_left", ReplayBisectLeft,
@@ -772,7 +792,7 @@ EXPLORATION = Exploration(
         "partial_sync_skips_bookkeeping": "small", "promote_ignores_sync_history": "fresh_standby",
         "promote_replays_whole_buffer": "partial_sync", "promote_without_term": "small",
         "recover_without_term": "small", "recover_wipes_active": "active_down",
-        "nodes_stale_on_replace": "small", "replay_bisect_left": "partial_sync",
+        "nodes_stale_on_replace": "small", "standby_routes_to_any_healthy": "small", "replay_bisect_left": "partial_sync",
         "recover_early_exit_on_any_healthy": "small",
     },
 )

@@ -203,3 +203,30 @@ def test_replace_is_an_atomic_upsert_and_register_refuses_a_duplicate():
         registry.register(9)
     registry.replace(9)
     assert registry.state_of(9) == () and 9 in registry
+
+
+# -- each ported test fails on the mutant that reintroduces its bug ---------------------------------
+
+from properties import groups as P  # noqa: E402
+
+PORTED = {
+    "scale_to_colocates": test_scale_up_does_not_colocate_new_replicas,
+    "unregister_before_placing": test_place_failure_does_not_strand_slot_in_unregistered_state,
+    "promote_demotes_first": test_promote_does_not_half_mutate_on_no_healthy_member,
+    "sync_only_bookkeeping": test_sync_standbys_actually_restores_state_onto_standbys,
+    "partial_sync_skips_bookkeeping": test_sync_standbys_partial_failure_records_per_standby_progress,
+    "promote_ignores_sync_history": test_promote_prefers_synced_standby_over_freshly_replaced_one,
+    "promote_replays_whole_buffer": test_promote_does_not_double_apply_events_within_synced_range,
+    "replay_bisect_left": test_promote_does_not_double_apply_events_within_synced_range,
+    "promote_without_term": test_promote_bumps_term_counter,
+    "recover_without_term": test_try_recover_bumps_term_on_standby_replacement,
+    "recover_wipes_active": test_try_recover_skips_unhealthy_active_and_preserves_state,
+    "recover_early_exit_on_any_healthy": test_try_recover_bumps_term_on_standby_replacement,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PORTED))
+def test_the_ported_test_fails_on_the_mutant_of_its_bug(name):
+    cls = next(m.cls for m in P.MUTANTS if m.name == name)
+    with pytest.raises((AssertionError, pytest.fail.Exception, NoHealthyMember)):
+        PORTED[name]((cls, IS.Scheduler))
