@@ -23,8 +23,13 @@ scheduler (`model.scheduler`):
   `try_recover` (at most 4 slots per tick), `sync_standbys`, `promote` /
   `promote_with_placement` (standby), `term`, `verify_lineage` (fork) and queries.
 
-Decisions (where semantics.md is silent, the upstream source followed; see below)
--------------------------------------------------------------------------------
+Decisions (where semantics.md is silent, the upstream source followed)
+---------------------------------------------------------------------
+Read for this model: net-mesh `compute/standby_group.rs` (spawn, sync_standbys,
+promote, promote_with_placement, on_node_failure(_with_placement), try_recover_inner,
+and its tests) and `compute/replica_group.rs` (spawn, scale_to, on_node_failure,
+derive_replica_keypair), as found with the code search.
+
 - Identities: group id = low 32 bits of xxh3_64(group_seed). A replica/standby
   member's secret = BLAKE2s-MAC keyed b"net-replica-v1" over seed‖index
   (`hashlib.blake2s(key=...)`, upstream `derive_replica_keypair`). Upstream derives an
@@ -48,7 +53,10 @@ Decisions (where semantics.md is silent, the upstream source followed; see below
   leaves the slot registered and unhealthy, a success `registry.replace`s a fresh
   daemon and calls `update_member_placement`; standby slots restart at
   synced_through 0, never synced. Returns the re-placed indices (upstream standby
-  returns the new active instead; it is visible through `active_index`).
+  returns the new active instead; it is visible through `active_index`). The exclusion
+  set is the failed node plus the nodes chosen in this call only (upstream), so a
+  re-placed member MAY land on a node that hosts another member: the no-colocation
+  guarantee (§2.6 item 28) is the spawn / scale_to loops', not a state invariant.
 - `try_recover`: the first 4 unhealthy slots (standby: never the active — a fresh
   daemon would wipe its state, upstream `try_recover_skips_unhealthy_active…`),
   exclusion = nodes of healthy members plus every node chosen in this tick; `term` +1
