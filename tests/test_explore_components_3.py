@@ -3,11 +3,17 @@ the correct impl clean at each, and every curated mutant found at its configured
 registered check."""
 from __future__ import annotations
 
+import copy
+import random
+
 import pytest
 
 from meshspec import registry
-from meshspec.explore import explore
+from meshspec.clock import FakeClock
+from meshspec.explore import explore, restore, snapshot
 from meshspec.fuzz import matches_check, rules_of
+from meshspec.lockstep import Lockstep, canon
+from properties import groups as G
 
 COMP = registry.get_component("groups")
 
@@ -50,3 +56,42 @@ def test_exploration_finds_the_mutant_at_its_bound_by_its_registered_check(mutan
 def test_large_bound_keeps_every_invariant():
     result = explore(COMP, COMP.impl_cls, COMP.exploration, bound="large")
     assert result.failure is None, result.failure
+
+
+PREFIX = (("init", G.groups_init("standby", 3)), ("deliver", ("",)), ("inject", ("restore", 1)))
+CONT_A = (("sync_standbys", ()), ("promote", (-1,)), ("deliver", ("a",)))
+CONT_B = (("fail_node", (2, -1)), ("try_recover", ()), ("sync_standbys", ()), ("spawn", ("fork", 2, 3, -1)))
+
+
+def _replayed(steps) -> Lockstep:
+    ls = Lockstep(COMP)
+    ls.run(steps)
+    return ls
+
+
+def _plain(value):
+    if isinstance(value, random.Random):
+        return ("rng", value.getstate())
+    if isinstance(value, FakeClock):
+        return ("clock", value())
+    return canon(value)
+
+
+def _same(ls: Lockstep, fresh: Lockstep) -> None:
+    for mine, theirs in ((ls.model, fresh.model), (ls.impl, fresh.impl)):
+        assert canon(mine.abstract()) == canon(theirs.abstract())
+        skip = ("sut", "cls", "side", "scheduler", "registry", "last")
+        assert {k: _plain(v) for k, v in vars(mine).items() if k not in skip} == \
+            {k: _plain(v) for k, v in vars(theirs).items() if k not in skip}
+
+
+@pytest.mark.parametrize("clone", [copy.deepcopy, lambda pair: restore(snapshot(pair))], ids=["deepcopy", "pickle"])
+def test_a_copied_group_state_and_its_original_go_separate_ways_each_like_a_fresh_replay(clone):
+    original = _replayed(PREFIX)
+    twin = Lockstep(COMP)
+    twin.model, twin.impl = clone((original.model, original.impl))
+    twin.steps = list(original.steps)
+    original.run(CONT_A)
+    twin.run(CONT_B)
+    _same(original, _replayed(PREFIX + CONT_A))
+    _same(twin, _replayed(PREFIX + CONT_B))
