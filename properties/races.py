@@ -583,33 +583,33 @@ def etcd_program(cls: type, variant: str) -> Program:
 RACES: tuple[Race, ...] = (
     Race("packed_latency", "record_push vs the metrics tick: (sum, count) as one packed word",
          "semantics.md §3.5 #3 (#108); test record_push_collect_no_sum_count_desync",
-         packed_fixed, packed_historical, "windows_consistent", 0),
+         packed_fixed, packed_historical, "windows_consistent", 26),
     Race("set_draining", "set_draining(true) vs record_push: store zero, then publish",
          "semantics.md §3.5 #4 (#33); test set_draining_resets_counter_under_concurrent_pushes",
-         drain_fixed, drain_historical, "pushes_after_drain_counted", 0),
+         drain_fixed, drain_historical, "pushes_after_drain_counted", 6),
     Race("activate_increment", "two activate calls: active_count += 1 inside the shards lock",
          "semantics.md §3.5 #6 (#83); test concurrent_activate_never_exceeds_max_shards",
-         activate_fixed, activate_historical, "active_within_max", 0),
+         activate_fixed, activate_historical, "active_within_max", 2),
     Race("cooldown_gate", "two scale_up calls: the cooldown re-checked under the write lock",
          "semantics.md §3.5 #7; tests cooldown_is_enforced_under_concurrent_scale_up, "
          "test_scale_up_max_shards_concurrent",
-         cooldown_fixed, cooldown_historical, "one_scale_up_per_cooldown", 0),
+         cooldown_fixed, cooldown_historical, "one_scale_up_per_cooldown", 6),
     Race("lb_connection_cap", "three selectors: connections reserved by CAS below the cap",
          "semantics.md §2.6 #5; test test_regression_max_connections_cap_enforced_concurrently",
-         cap_fixed, cap_historical, "connections_within_cap", 0),
+         cap_fixed, cap_historical, "connections_within_cap", 108),
     Race("probe_slot_scan", "two selectors, two recovering endpoints: the scan claims no probe slot",
          "semantics.md §2.6 #7 (#101); test "
          "circuit_breaker_does_not_leak_probe_slot_on_multi_endpoint_scan",
-         probe_scan_fixed, probe_scan_historical, "no_stranded_probe", 0),
+         probe_scan_fixed, probe_scan_historical, "no_stranded_probe", 5),
     Race("strict_half_open", "two selectors, one recovering endpoint: exactly one probe",
          "semantics.md §2.6 #8; test "
          "select_strict_half_open_admits_exactly_one_probe_under_concurrent_selectors",
-         half_open_fixed, half_open_historical, "exactly_one_probe", 0),
+         half_open_fixed, half_open_historical, "exactly_one_probe", 6),
     Race("etcd_cas_acquire", "two coordinators acquire one shard over model.etcd: one wins",
          "semantics.md §1.5 CAS/retry; upstream tests/concurrent_cas_contention.rs",
          lambda: etcd_program(impl_capacity.EtcdCoordinator, "fixed"),
          lambda: etcd_program(UnguardedCoordinator, "historical"),
-         "one_winner_and_counters_match", 0),
+         "one_winner_and_counters_match", 106),
 )
 
 
