@@ -190,7 +190,12 @@ class Shared:
 
 @attrs.frozen
 class Program:
-    """A shared state factory, its threads, and what must hold."""
+    """A shared state factory, its threads, and what must hold.
+
+    `visible`: the locations whose values the invariant reads, or whose order relative to
+    each other the postcondition depends on (e.g. through `Shared.log`); the reduction
+    explores every ordering of their writes.
+    """
 
     name: str
     setup: Callable[[], Shared]

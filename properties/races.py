@@ -166,16 +166,20 @@ def pushes_after_drain_counted(s: Shared) -> None:
                               f"pushes_since_drain_start is {counted}: finalize may stop the shard")
 
 
+# the check depends on the order of pushes relative to the flag: both are visible
+DRAIN_VISIBLE = frozenset({"draining", "pushes_since_drain_start"})
+
+
 def drain_fixed() -> Program:
     return Program("set_draining/fixed", _drain_setup,
                    (_set_draining_fixed, _record_push, _record_push),
-                   postcondition=pushes_after_drain_counted)
+                   postcondition=pushes_after_drain_counted, visible=DRAIN_VISIBLE)
 
 
 def drain_historical() -> Program:
     return Program("set_draining/historical", _drain_setup,
                    (_set_draining_historical, _record_push, _record_push),
-                   postcondition=pushes_after_drain_counted)
+                   postcondition=pushes_after_drain_counted, visible=DRAIN_VISIBLE)
 
 
 # =========================================================================== §3.5 #6 (#83)
@@ -586,7 +590,7 @@ RACES: tuple[Race, ...] = (
          packed_fixed, packed_historical, "windows_consistent", 26),
     Race("set_draining", "set_draining(true) vs record_push: store zero, then publish",
          "semantics.md §3.5 #4 (#33); test set_draining_resets_counter_under_concurrent_pushes",
-         drain_fixed, drain_historical, "pushes_after_drain_counted", 6),
+         drain_fixed, drain_historical, "pushes_after_drain_counted", 12),
     Race("activate_increment", "two activate calls: active_count += 1 inside the shards lock",
          "semantics.md §3.5 #6 (#83); test concurrent_activate_never_exceeds_max_shards",
          activate_fixed, activate_historical, "active_within_max", 2),
