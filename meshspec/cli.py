@@ -166,6 +166,9 @@ def configure_etcd(value: str) -> str:
 
 
 def components_of(names: Sequence[str]) -> list[Component]:
+    if "races" in names:
+        raise UsageError("races has no model/impl pair for this verb: use `meshspec interleave`, "
+                         "`list races`, `fuzz races` or `mutants races`")
     try:
         return [registry.get_component(n) for n in (names or registry.names())]
     except registry.UnknownComponent as exc:
@@ -286,7 +289,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         outcomes.append(outcome_of(result, comp))
         sys.stdout.flush()
     if races:
-        outcomes.append(races_cli.run_fuzz(profile, seed, budget))
+        outcomes.append(races_cli.run_fuzz(profile, seed, budget, args.export))
     return print_verdict(outcomes, profile)
 
 

@@ -40,8 +40,8 @@ Approach (DESIGN notes).
   exported schedule is the same on any machine. Invariant violations and deadlocks are
   found at equal length in the reduced and the full space (equivalent schedules have the
   same length and the visible orderings are all explored).
-- *Random mode.* `random_search` asks Hypothesis (`hypothesis.find`, derandomized, no
-  database) for a list of choices; step i runs `enabled[choice_i % len(enabled)]` and the
+- *Random mode.* `random_search` asks Hypothesis (`hypothesis.find` with a
+  `random.Random(seed)`, no database: the same seed finds the same schedule) for a list of choices; step i runs `enabled[choice_i % len(enabled)]` and the
   lowest enabled thread once the list runs out. Shrinking the list shrinks the schedule
   (fewer context switches, lower thread ids), so the schedule found is small.
 - *Traces.* A schedule is a list of `(thread id, access text)`; `schedule_document`
@@ -438,8 +438,9 @@ def _replay(program: Program, prefix: Sequence[int], max_steps: int) -> Executio
 
 
 def random_search(program: Program, *, max_examples: int = 300, max_steps: int = 400,
-                  seed: int = 0) -> Optional[Outcome]:
-    """Hypothesis over schedules: the shrunk failing schedule, or None when none failed."""
+                  seed: int = 0, stats: Optional[dict[str, int]] = None) -> Optional[Outcome]:
+    """Hypothesis over schedules: the shrunk failing schedule, or None when none failed.
+    `stats` (when given) accumulates the schedules run and the steps they took."""
     from hypothesis import HealthCheck, Phase, find, settings, strategies as st
     from hypothesis.errors import NoSuchExample
 
@@ -447,9 +448,13 @@ def random_search(program: Program, *, max_examples: int = 300, max_steps: int =
     choices = st.lists(st.integers(0, max(n - 1, 0)), max_size=max_steps)
 
     def fails(picks: list[int]) -> bool:
-        return _run_choices(program, picks, max_steps).violation is not None
+        outcome = _run_choices(program, picks, max_steps)
+        if stats is not None:
+            stats["schedules"] = stats.get("schedules", 0) + 1
+            stats["steps"] = stats.get("steps", 0) + len(outcome.steps)
+        return outcome.violation is not None
 
-    config = settings(max_examples=max_examples, database=None, derandomize=True, deadline=None,
+    config = settings(max_examples=max_examples, database=None, derandomize=False, deadline=None,
                       suppress_health_check=list(HealthCheck),
                       phases=[Phase.generate, Phase.shrink])
     try:
@@ -475,22 +480,6 @@ def _run_choices(program: Program, picks: Iterable[int], max_steps: int) -> Outc
     while ex.enabled():
         ex.step(ex.enabled()[0])
     return ex.conclude()
-
-
-def random_runs(program: Program, count: int, seed: int, max_steps: int = 400) -> tuple[int, Optional[Outcome]]:
-    """`count` schedules drawn by a seeded `random.Random` (no Hypothesis): (runs, first failure)."""
-    import random
-
-    rng = random.Random(seed)
-    for i in range(count):
-        ex = Execution(program, max_steps)
-        while ex.enabled():
-            enabled = ex.enabled()
-            ex.step(enabled[rng.randrange(len(enabled))])
-        out = ex.conclude()
-        if out.violation is not None:
-            return i + 1, out
-    return count, None
 
 
 # --------------------------------------------------------------------------- traces

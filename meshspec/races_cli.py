@@ -241,24 +241,28 @@ def print_races() -> None:
                    tablefmt="simple"))
 
 
-def run_fuzz(profile: str, seed: int, budget: Optional[int]) -> Any:
+def run_fuzz(profile: str, seed: int, budget: Optional[int], export: str = DEFAULT_EXPORT) -> Any:
     """Hypothesis-chosen schedules of every fixed protocol; a progress.Outcome for the verdict."""
     from meshspec.progress import Outcome
 
     examples = budget or FUZZ_EXAMPLES.get(profile, 100)
     print(f"== {NAME}: random schedules of every fixed protocol ({examples} examples each, seed {seed})")
-    problems, runs = [], 0
+    problems: list[str] = []
+    total: dict[str, int] = {}
     for race in races_module().RACES:
-        started = time.perf_counter()
-        failing = il.random_search(race.program("fixed"), max_examples=examples, seed=seed)
-        runs += examples
+        started, stats = time.perf_counter(), {"schedules": 0, "steps": 0}
+        failing = il.random_search(race.program("fixed"), max_examples=examples, seed=seed,
+                                   stats=stats)
+        for key, n in stats.items():
+            total[key] = total.get(key, 0) + n
         verdict = "no failing schedule" if failing is None else "FAIL"
-        print(f"   {race.name}: {verdict} ({time.perf_counter() - started:.1f} s)", flush=True)
+        print(f"   {race.name}: {stats['schedules']:,} schedules, {stats['steps']:,} steps, "
+              f"{verdict} ({time.perf_counter() - started:.1f} s)", flush=True)
         if failing is not None:
-            path = export_schedule(race.name, "fixed", "random", failing, None, DEFAULT_EXPORT)
+            path = export_schedule(race.name, "fixed", "random", failing, None, export)
             print_failure(failing, path)
             problems.append(f"{race.name} {failing.violation.kind}")  # type: ignore[union-attr]
-    return Outcome(NAME, runs, "; ".join(problems) or None)
+    return Outcome(NAME, total.get("steps", 0), "; ".join(problems) or None)
 
 
 def run_mutants(only: Sequence[str] = ()) -> list[Any]:

@@ -216,3 +216,8 @@ def test_a_schedule_replays_deterministically_and_a_changed_program_is_noticed()
     fixed = Program("fixed", counter_setup, (locked_increment,) * 2, postcondition=counted(2))
     with pytest.raises(il.ScheduleMismatch):
         il.run_schedule(fixed, [0, 1, 0, 1])  # thread 1 blocks on the mutex at step 1
+
+
+def test_random_mode_is_deterministic_for_a_seed():
+    runs = [il.random_search(lost_update(3), max_examples=100, seed=7) for _ in range(2)]
+    assert runs[0] is not None and runs[0].steps == runs[1].steps
