@@ -377,7 +377,9 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     names, races = races_cli.split_names(args.components)
     comps = components_of(names) if names or not args.components else []
     race_names = races_cli.races_module().names() if races else []
-    check_mutant_names([n for n in args.only or [] if n not in race_names], comps)
+    check_mutant_names(args.only or [], comps, race_names)
+    if args.only:  # only the components that have one of the named mutants
+        comps = [c for c in comps if any(m.name in args.only for m in c.mutants)]
     profile, seed = profile_name(args.profile), resolve_seed(args.seed)
     backend, budget = backend_name(args.backend), example_budget(args.max_examples)
     print(f"meshspec mutants: profile {profile}, seed {seed}" + run_options(backend, budget))
@@ -411,12 +413,13 @@ def print_mutant_result(r: MutantResult) -> None:
         print(f"      note: {r.result.solver_note()}", flush=True)
 
 
-def check_mutant_names(names: Sequence[str], comps: list[Component]) -> None:
-    """Every `--only` name is a mutant of one of the components, or UsageError listing them."""
-    known = [m.name for c in comps for m in c.mutants]
+def check_mutant_names(names: Sequence[str], comps: list[Component],
+                       race_names: Sequence[str] = ()) -> None:
+    """Every `--only` name is a mutant of one of the components (or a race), or UsageError listing them."""
+    known = [m.name for c in comps for m in c.mutants] + list(race_names)
     unknown = [n for n in names if n not in known]
     if unknown:
-        which = ", ".join(c.name for c in comps)
+        which = ", ".join([c.name for c in comps] + (["races"] if race_names else []))
         raise UsageError(f"unknown mutant {', '.join(map(repr, unknown))} for {which} "
                          f"(known: {', '.join(known) or 'none'})")
 

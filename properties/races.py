@@ -33,7 +33,12 @@ state and differ exactly in the window the fix closed:
   `model.etcd.EtcdModel` acquire the same shard. Each attempt is the coordinator's own
   read (`_check_acquire`, one read-only txn), run-record read, lease grant and guarded
   txn (`_guard`: the shard's `mod_revision` and the owner compares), one etcd request
-  per step. Historical: the txn carries no guard (a blind write after the read).
+  per step. Historical: the txn carries no guard (a blind write after the read). Dropping
+  only the `mod_revision` compare is not enough to break it: the owner compares (owner
+  absent, or the same value and lease) fail for the second txn too
+  (`OwnerOnlyCoordinator` passes every schedule; a test pins that). The postcondition
+  also asks both coordinators' counters to equal the full scan: the loser never commits,
+  so its counters must notice the winner's acquire as a foreign write.
 
 Left out: the rest of each operation (what happens before the racing accesses and after
 them is sequential and covered by the components' lockstep machines), memory orderings

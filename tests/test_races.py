@@ -129,6 +129,14 @@ def test_fuzz_races_runs_random_schedules_of_every_fixed_protocol(tmp_path, monk
     assert all(n in out for n in NAMES) and "PASS" in out
 
 
+def test_mutants_only_runs_the_named_race_and_rejects_unknown_names(capsys):
+    assert main(["mutants", "races", "--only", "strict_half_open"]) == 0
+    out = capsys.readouterr().out
+    assert "1/1 mutants caught" in out and "lb_connection_cap" not in out
+    assert main(["mutants", "races", "--only", "nope"]) == 2
+    assert "strict_half_open" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv,fragment", [
     (["interleave", "nope"], "unknown race"),
     (["interleave", "--variant", "latest"], "--variant"),
