@@ -249,6 +249,8 @@ class Execution:
             self.gens.append(thread(self.state))
             self.pending.append(None)
             self._advance(tid, None, first=True)
+        if self.violation is None:
+            self._check("invariant", program.invariant)  # the initial state too (step -1)
 
     def _guard(self, kind: str, name: str, fn: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -488,14 +490,17 @@ TRACE_KIND = "schedule"
 
 
 def schedule_document(race: str, variant: str, mode: str, outcome: Outcome,
-                      schedules: Optional[int] = None) -> dict[str, Any]:
+                      schedules: Optional[int] = None,
+                      program: Optional[Program] = None) -> dict[str, Any]:
     """The trace of one failing schedule, in the meshspec trace format (kind "schedule")."""
     from meshspec.traces import FORMAT, VERSION
 
     v = outcome.violation
+    names = [getattr(t, "__name__", str(i)) for i, t in enumerate(program.threads)] if program else None
     return {
         "format": FORMAT, "version": VERSION, "kind": TRACE_KIND, "component": "races",
         "race": race, "variant": variant, "mode": mode, "schedules_explored": schedules,
+        "threads": names,
         "schedule": [{"thread": t, "access": text} for t, text in outcome.steps],
         "failure": None if v is None else attrs.asdict(v),
     }

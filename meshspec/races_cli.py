@@ -140,7 +140,9 @@ def export_schedule(race: str, variant: str, mode: str, outcome: il.Outcome,
 
     from meshspec.traces import atomic_write, check_export_dir
 
-    doc = il.schedule_document(race, variant, mode, outcome, schedules)
+    from properties.races import get
+
+    doc = il.schedule_document(race, variant, mode, outcome, schedules, get(race).program(variant))
     text = json.dumps(doc, indent=1) + "\n"
     path = check_export_dir(directory)
     path.mkdir(parents=True, exist_ok=True)

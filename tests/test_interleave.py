@@ -221,3 +221,9 @@ def test_a_schedule_replays_deterministically_and_a_changed_program_is_noticed()
 def test_random_mode_is_deterministic_for_a_seed():
     runs = [il.random_search(lost_update(3), max_examples=100, seed=7) for _ in range(2)]
     assert runs[0] is not None and runs[0].steps == runs[1].steps
+
+
+def test_the_invariant_is_checked_in_the_initial_state():
+    r = il.explore(Program("bad start", counter_setup, (atomic_increment,),
+                           invariant=lambda s: s.mem["count"] > 0))
+    assert r.shortest.violation.kind == "invariant" and r.shortest.violation.step == -1
