@@ -66,7 +66,7 @@ READS = {"load", "read_acquire", "read_release", "atomic_read"}
 class Access:
     """One atomic access a thread yields: `op` on location `loc` with its operands."""
 
-    op: str
+    op: str = attrs.field(validator=attrs.validators.in_(WRITES | READS))
     loc: str
     args: tuple = ()
     fn: Optional[Callable[[Any], Any]] = attrs.field(default=None, eq=False, repr=False)
