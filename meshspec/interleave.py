@@ -71,6 +71,13 @@ class Access:
     args: tuple = ()
     fn: Optional[Callable[[Any], Any]] = attrs.field(default=None, eq=False, repr=False)
     label: str = ""
+    brief: Optional[Callable[[Any], str]] = attrs.field(default=None, eq=False, repr=False)
+
+    def result_text(self, result: Any) -> str:
+        """` -> result` as the schedule shows it (`brief` summarises large results)."""
+        if result is None:
+            return ""
+        return f" -> {self.brief(result) if self.brief is not None else repr(result)}"
 
     @property
     def writes(self) -> bool:
@@ -124,9 +131,11 @@ def read_release(lock: str) -> Access:
     return Access("read_release", lock)
 
 
-def atomic(loc: str, fn: Callable[[Any], Any], label: str, *, writes: bool = True) -> Access:
-    """An opaque atomic operation on `loc` (one etcd request, say): sends back `fn(state)`."""
-    return Access("atomic" if writes else "atomic_read", loc, (), fn, label)
+def atomic(loc: str, fn: Callable[[Any], Any], label: str, *, writes: bool = True,
+           brief: Optional[Callable[[Any], str]] = None) -> Access:
+    """An opaque atomic operation on `loc` (one etcd request, say): sends back `fn(state)`;
+    `brief(result)` is what the schedule shows of the result (default: its repr)."""
+    return Access("atomic" if writes else "atomic_read", loc, (), fn, label, brief)
 
 
 class Shared:
@@ -294,7 +303,7 @@ class Execution:
             self.state.log.append((tid, access, exc))
             self._advance(tid, exc, throw=True)
         else:
-            self.steps.append((tid, access.text() + describe_result(result)))
+            self.steps.append((tid, access.text() + access.result_text(result)))
             self.state.log.append((tid, access, result))
             self._advance(tid, result)
         if self.violation is None:
@@ -327,10 +336,6 @@ class Execution:
         if self.violation is None:
             final = self._guard("exception", "final state raised", self.program.final_state, self.state)
         return Outcome(tuple(self.steps), self.violation, final)
-
-
-def describe_result(result: Any) -> str:
-    return "" if result is None else f" -> {result!r}"
 
 
 @attrs.define

@@ -537,9 +537,9 @@ def _acquirer(index: int) -> Callable[[Shared], Gen]:
         try:
             for attempt in c._attempts():
                 loaded = yield atomic(ETCD, lambda _: c._check_acquire(now, TENANT, RUN, SHARD),
-                                      "read shard record + owner", writes=False)
+                                      "read shard record + owner", writes=False, brief=_loaded_text)
                 run_rec = yield atomic(ETCD, lambda _: c._load_run(TENANT, RUN), "read run record",
-                                       writes=False)
+                                       writes=False, brief=lambda r: f"mod_revision {r.mod_revision}")
                 deadline = model_capacity.sat_add_u64(now, run_rec.record.config.lease_duration_ns)
                 lease_id = yield atomic(ETCD, lambda _: c._grant_lease(), "lease grant")
                 record = attrs.evolve(loaded.record, fence_epoch=loaded.record.fence_epoch + 1,
@@ -553,7 +553,8 @@ def _acquirer(index: int) -> Callable[[Shared], Gen]:
                                   f"guarded txn ({len(guard)} compares)")
                 if ok:
                     yield atomic(ETCD, lambda _: c._after_acquire(now, loaded, record, deadline),
-                                 "committed: counters + capacity read")
+                                 "committed: counters + capacity read",
+                                 brief=lambda r: f"fence {r.lease.fence}, {r.capacity}")
                     s.ghost.setdefault("winners", []).append(index)
                     return
                 yield atomic(ETCD, lambda _: (c._revoke_best_effort(TENANT, RUN, SHARD, lease_id,
@@ -564,6 +565,12 @@ def _acquirer(index: int) -> Callable[[Shared], Gen]:
             s.ghost.setdefault("losers", []).append((index, type(exc).__name__))
     acquire_shard.__name__ = f"coordinator_{index}"
     return acquire_shard
+
+
+def _loaded_text(loaded: model_capacity.LoadedShard) -> str:
+    owner = "absent" if loaded.owner is None else f"lease {loaded.owner.lease_id}"
+    return (f"mod_revision {loaded.mod_revision}, fence {loaded.record.fence_epoch}, "
+            f"owner key {owner}")
 
 
 def one_winner_and_counters_match(s: Shared) -> None:

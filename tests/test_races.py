@@ -90,6 +90,16 @@ def test_random_mode_finds_nothing_in_a_fixed_protocol():
     assert il.random_search(races.get("lb_connection_cap").program("fixed"), max_examples=100) is None
 
 
+def test_without_its_guard_both_coordinators_win_the_etcd_acquire():
+    r = il.explore(races.get("etcd_cas_acquire").program("historical"))
+    assert "2 coordinators acquired shard" in r.shortest.violation.message
+    steps = r.shortest.steps
+    read_1 = steps.index((1, "atomic_read etcd: read shard record + owner -> mod_revision 3, "
+                             "fence 1, owner key absent"))
+    txn_0 = steps.index((0, "atomic etcd: guarded txn (0 compares) -> True"))
+    assert read_1 < txn_0  # coordinator 1 read before coordinator 0's txn, and still won
+
+
 def test_the_etcd_race_catches_counters_that_miss_another_coordinators_acquire():
     import impl.capacity as impl_capacity
 
