@@ -513,7 +513,9 @@ class EtcdWorld:
     reference: model_capacity.EtcdCoordinator
 
 
-def _etcd_setup(cls: type) -> Callable[[], Shared]:
+def _etcd_setup(cls: type, takeover: bool) -> Callable[[], Shared]:
+    """One run with one shard; with `takeover`, a worker 7 held it and its lease ran out
+    logically while its owner key still exists (etcd's TTL has not expired it)."""
     def setup() -> Shared:
         clock, kv = FakeClock(10_000), EtcdModel(clock=FakeClock())
         options = model_capacity.CoordinatorOptions(owner_lease_ttl_secs=60)
@@ -521,6 +523,9 @@ def _etcd_setup(cls: type) -> Callable[[], Shared]:
         admin.create_run(TENANT, RUN, model_capacity.RunConfig(1_000))
         spec = model_capacity.ShardSpec(b"\x00", b"\x10")
         admin.register_shards(TENANT, RUN, [model_capacity.ShardManifestEntry(SHARD, spec)], op_id=1)
+        if takeover:
+            admin.acquire_and_restore_into(TENANT, RUN, SHARD, 7)
+            clock.advance(5_000)
         coords = [cls(kv, clock=clock, options=options) for _ in range(2)]
         for c in coords:  # each coordinator has seen the run before the race (adopted its counters)
             c.capacity_hint(TENANT, RUN)
@@ -589,8 +594,9 @@ def _etcd_final(s: Shared) -> Any:
     return s.ext.kv.abstract() if hasattr(s.ext.kv, "abstract") else None
 
 
-def etcd_program(cls: type, variant: str) -> Program:
-    return Program(f"etcd_cas_acquire/{variant}", _etcd_setup(cls), (_acquirer(0), _acquirer(1)),
+def etcd_program(cls: type, variant: str, takeover: bool = False) -> Program:
+    return Program(f"etcd_cas_acquire/{variant}", _etcd_setup(cls, takeover),
+                   (_acquirer(0), _acquirer(1)),
                    postcondition=one_winner_and_counters_match, final_state=_etcd_final)
 
 

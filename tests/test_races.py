@@ -100,6 +100,15 @@ def test_without_its_guard_both_coordinators_win_the_etcd_acquire():
     assert read_1 < txn_0  # coordinator 1 read before coordinator 0's txn, and still won
 
 
+def test_two_coordinators_taking_over_an_expired_lease_also_leave_exactly_one_owner():
+    import impl.capacity as impl_capacity
+
+    fixed = il.explore(races.etcd_program(impl_capacity.EtcdCoordinator, "fixed", takeover=True))
+    assert fixed.shortest is None and fixed.schedules == 106
+    blind = il.explore(races.etcd_program(races.UnguardedCoordinator, "historical", takeover=True))
+    assert "2 coordinators acquired shard" in blind.shortest.violation.message
+
+
 def test_the_etcd_race_catches_counters_that_miss_another_coordinators_acquire():
     import impl.capacity as impl_capacity
 
