@@ -28,6 +28,9 @@ Approach (DESIGN notes).
   a test compares both on the same programs (same verdict, same set of final states).
 - *Preemption bound* (CHESS): `preemptions=K` cuts schedules that switch away from a
   thread that could still run more than K times. Off by default (the search is complete).
+  Combined with sleep sets the bound can cut more than the bound alone would (a schedule
+  whose only representative needs more switches is lost); `reduce=False` with a bound
+  explores exactly the schedules of at most K preemptions.
 - *Blocking and deadlock.* A thread waiting for a lock is not schedulable; a state where
   no thread can run but some have not finished is a `deadlock` violation. A program that
   runs more than `max_steps` steps is a `step bound` violation (a livelock).
