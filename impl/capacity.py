@@ -24,7 +24,10 @@ Leases that ran out are detected on the next read, never when they happen:
   wrapped so that every response's revision is compared with the revision this
   coordinator expects (its own committed writes add exactly one). A gap means someone
   else wrote; the next read then does one keys-only scan per tracked run and moves
-  counted-leased shards whose owner key is gone to `available`. Without foreign writes
+  counted-leased shards whose owner key is gone to `available`, and counted-available
+  shards that gained an owner key (another coordinator acquired them) to leased, with
+  the deadline read from their record (found by `meshspec interleave etcd_cas_acquire`:
+  two coordinators over one etcd). Without foreign writes
   a hint read is O(1) amortized in the number of shards (plus one single-key read of
   the run record).
 
@@ -217,12 +220,14 @@ class EtcdCoordinator(ModelCoordinator):
                 self._make_available(rs, shard)
 
     def _detect_vanished_owners(self) -> None:
-        """After a foreign write: counted-leased shards whose owner key is gone."""
+        """After a foreign write: counted-leased shards whose owner key is gone, and
+        counted-available shards that gained an owner key (another coordinator acquired
+        them: their record, read once, gives the deadline)."""
         if not self._watch.dirty:
             return
         self._watch.dirty = False
         for (tenant, run), rs in self._runs.items():
-            if not rs.deadlines:
+            if not rs.deadlines and not rs.available_ids:
                 continue
             resp = self._kv.get_prefix(self._keys.shards_prefix(tenant, run), keys_only=True)
             owned = {ident[2] for kind, ident in map(self._keys.classify, (kv.key for kv in resp.kvs))
@@ -230,6 +235,14 @@ class EtcdCoordinator(ModelCoordinator):
             for shard in [s for s in rs.deadlines if s not in owned]:
                 del rs.deadlines[shard]
                 self._make_available(rs, shard)
+            for shard in sorted(rs.available_ids & owned):
+                self._detect_foreign_acquire(tenant, run, rs, shard)
+
+    def _detect_foreign_acquire(self, tenant: bytes, run: int, rs: _RunCounters, shard: int) -> None:
+        loaded = self._load_shard(tenant, run, shard)
+        if loaded is not None and loaded.owner is not None and loaded.record.lease is not None \
+                and loaded.record.status is ShardStatus.ACTIVE:
+            self._make_leased(rs, shard, loaded.record.lease.deadline)
 
     def _earliest(self, rs: _RunCounters) -> Optional[int]:
         """The minimum live deadline; stale heap tops are dropped on the way."""

@@ -118,6 +118,9 @@ def build_parser() -> Parser:
     e.add_argument("--impl", help="module:Class to step along every edge instead of the impl"
                    + IMPL_HELP)
     e.add_argument("--export", default=DEFAULT_EXPORT, metavar="DIR")
+    from meshspec.races_cli import add_arguments as add_interleave_arguments
+    add_interleave_arguments(sub.add_parser("interleave", help="every schedule of the seeds' races "
+                                            "(component races): fixed and historical protocols"))
     from meshspec.prove_cli import add_arguments as add_prove_arguments  # the prove verb's options
     add_prove_arguments(sub.add_parser("prove", help="z3 proofs: arithmetic, and inductive invariants of counter abstractions"))
     ct = sub.add_parser("contracts", help="CrossHair: the models' PEP-316 contracts, and "
@@ -163,6 +166,9 @@ def configure_etcd(value: str) -> str:
 
 
 def components_of(names: Sequence[str]) -> list[Component]:
+    if "races" in names:
+        raise UsageError("races has no model/impl pair for this verb: use `meshspec interleave`, "
+                         "`list races`, `fuzz races` or `mutants races`")
     try:
         return [registry.get_component(n) for n in (names or registry.names())]
     except registry.UnknownComponent as exc:
@@ -187,12 +193,17 @@ def impl_for(spec: str | None, comps: list[Component]) -> type | None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from meshspec import races_cli
+
     if args.components:
-        for comp in components_of(args.components):
+        names, races = races_cli.split_names(args.components)
+        for comp in components_of(names) if names else []:
             print_component(comp)
+        if races:
+            races_cli.print_races()
         return 0
     rows = [[c.name, len(c.operations), len(c.invariants), len(c.mutants), c.summary]
-            for c in components_of([])]
+            for c in components_of([])] + [races_cli.list_row()]
     print(tabulate(rows, headers=["component", "operations", "invariants", "mutants", "what"]))
     return 0
 
@@ -234,7 +245,12 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     from meshspec.progress import outcome_of, progress_for
     from meshspec.traces import check_export_dir
 
-    comps = components_of(args.components)
+    from meshspec import races_cli
+
+    names, races = races_cli.split_names(args.components)
+    comps = components_of(names) if names or not args.components else []
+    if args.impl and races:
+        raise UsageError("--impl needs exactly one lockstep COMPONENT (not races)")
     impl_cls = impl_for(args.impl, comps if args.components else [])
     profile, seed = profile_name(args.profile), resolve_seed(args.seed)
     backend, budget = backend_name(args.backend), example_budget(args.max_examples)
@@ -272,6 +288,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             print(f"   replay with: meshspec replay {json_path}")
         outcomes.append(outcome_of(result, comp))
         sys.stdout.flush()
+    if races:
+        outcomes.append(races_cli.run_fuzz(profile, seed, budget, args.export))
     return print_verdict(outcomes, profile)
 
 
@@ -300,8 +318,12 @@ def print_verdict(outcomes: list[Outcome], profile: str) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from meshspec import traces
+    from meshspec import races_cli, traces
 
+    if races_cli.is_schedule_trace(args.trace):
+        if args.impl:
+            raise UsageError("--impl does not apply to a schedule trace (races)")
+        return races_cli.replay_schedule(args.trace)
     trace = traces.load(args.trace)  # shape, component and every step checked; nothing imported
     comp = components_of([trace.component])[0]
     impl_cls = impl_for(args.impl, [comp]) if args.impl else recorded_impl(trace.impl, comp)
@@ -350,8 +372,14 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     from meshspec.fuzz import MUTANT_HEADERS, run_mutants
     from meshspec.progress import mutants_verdict
 
-    comps = components_of(args.components)
-    check_mutant_names(args.only or [], comps)
+    from meshspec import races_cli
+
+    names, races = races_cli.split_names(args.components)
+    comps = components_of(names) if names or not args.components else []
+    race_names = races_cli.races_module().names() if races else []
+    check_mutant_names(args.only or [], comps, race_names)
+    if args.only:  # only the components that have one of the named mutants
+        comps = [c for c in comps if any(m.name in args.only for m in c.mutants)]
     profile, seed = profile_name(args.profile), resolve_seed(args.seed)
     backend, budget = backend_name(args.backend), example_budget(args.max_examples)
     print(f"meshspec mutants: profile {profile}, seed {seed}" + run_options(backend, budget))
@@ -370,6 +398,10 @@ def cmd_mutants(args: argparse.Namespace) -> int:
                 print(f"   note: {r.mutant.name} was caught by {r.caught_by!r}, "
                       f"registered as {', '.join(r.mutant.caught_by)}")
         everything += results
+    if races and (not args.only or set(args.only) & set(race_names)):
+        results = races_cli.run_mutants(args.only or ())
+        status = max(status, races_cli.print_mutants(results))
+        everything += results
     print(mutants_verdict(everything))
     return status
 
@@ -381,12 +413,13 @@ def print_mutant_result(r: MutantResult) -> None:
         print(f"      note: {r.result.solver_note()}", flush=True)
 
 
-def check_mutant_names(names: Sequence[str], comps: list[Component]) -> None:
-    """Every `--only` name is a mutant of one of the components, or UsageError listing them."""
-    known = [m.name for c in comps for m in c.mutants]
+def check_mutant_names(names: Sequence[str], comps: list[Component],
+                       race_names: Sequence[str] = ()) -> None:
+    """Every `--only` name is a mutant of one of the components (or a race), or UsageError listing them."""
+    known = [m.name for c in comps for m in c.mutants] + list(race_names)
     unknown = [n for n in names if n not in known]
     if unknown:
-        which = ", ".join(c.name for c in comps)
+        which = ", ".join([c.name for c in comps] + (["races"] if race_names else []))
         raise UsageError(f"unknown mutant {', '.join(map(repr, unknown))} for {which} "
                          f"(known: {', '.join(known) or 'none'})")
 
@@ -451,6 +484,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 def explorable(name: str) -> Component:
     """The named component, if it offers an Exploration (else UsageError naming those that do)."""
+    if name == "races":
+        raise UsageError("races are explored by `meshspec interleave` (every schedule of each protocol)")
     comp = components_of([name])[0]
     if comp.exploration is None:
         having = [c.name for c in components_of([]) if c.exploration is not None]
@@ -571,7 +606,16 @@ def count_statuses(results: Sequence[object]) -> dict[str, int]:
     return counts
 
 
-VERBS = {"explore": cmd_explore, "prove": cmd_prove, "contracts": cmd_contracts, "list": cmd_list, "fuzz": cmd_fuzz, "replay": cmd_replay, "mutants": cmd_mutants,
+def cmd_interleave(args: argparse.Namespace) -> int:
+    from meshspec.races_cli import RacesUsageError, cmd_interleave as run
+
+    try:
+        return run(args)
+    except RacesUsageError as exc:
+        raise UsageError(str(exc)) from None
+
+
+VERBS = {"interleave": cmd_interleave, "explore": cmd_explore, "prove": cmd_prove, "contracts": cmd_contracts, "list": cmd_list, "fuzz": cmd_fuzz, "replay": cmd_replay, "mutants": cmd_mutants,
          "report": cmd_report, "bench": cmd_bench}
 
 

@@ -14,6 +14,10 @@ cannot hold are tagged objects: `{"$float": "nan" | "inf" | "-inf"}`,
 `{"$bytes": "<hex>"}`, `{"$tuple": [...]}`. Files are written atomically (temporary
 file in the target directory, then rename).
 
+A second kind of trace shares the format and version: `"kind": "schedule"` (component
+`races`), one failing interleaving of a race protocol, written and replayed by
+`meshspec.interleave` / `meshspec.races_cli` (`meshspec replay` dispatches on the kind).
+
 Reading a trace validates everything before anything runs or is imported: the shape,
 the component, every step's rule, its arguments against the rule method's signature
 and type annotations (bool is not an int), `init` first and only first, and the
@@ -203,6 +207,9 @@ def parse(doc: Any, where: str = "trace") -> Trace:
                          f"versions {', '.join(map(str, READ_VERSIONS))}")
     if nesting(doc) > MAX_NESTING:
         raise TraceError(f"{where!r} is nested deeper than {MAX_NESTING} levels")
+    if doc.get("kind") == "schedule":
+        raise TraceError(f"{where!r} is a schedule trace of the races component "
+                         "(`meshspec replay` runs it, not the lockstep replayer)")
     try:
         component = _component(doc)
         raw = _raw_steps(doc["steps"], version)
