@@ -33,9 +33,11 @@ to that of each partition.
 
 On failure, `check` reports the failing partition's longest linearizable prefix found,
 the operations that could not be placed after it, and a minimal non-linearizable
-sub-history: the shortest non-linearizable prefix (by invocation time), then greedily
-shrunk by dropping operations one at a time while it stays non-linearizable (1-minimal:
-dropping any one more operation makes it linearizable).
+sub-history: the shortest non-linearizable prefix (by invocation time), whose last
+operation is the culprit; then the other operations are dropped one at a time while the
+sub-history stays non-linearizable and its context (all but the culprit) stays
+linearizable: dropping any one more operation either hides the violation or makes the
+context inconsistent by itself (`minimize`).
 
 Models are `SequentialModel(init, step, key)`: `init()` returns a state, `step(state, op,
 args)` returns `(result, new_state)` without mutating `state`, and `key(state)` a hashable
@@ -84,11 +86,13 @@ class Operation:
     def end(self) -> float:
         return INF if self.ret is None or self.indeterminate else self.ret
 
-    def describe(self) -> str:
+    def describe(self, origin: int = 0, unit: int = 1) -> str:
+        """One line; times relative to `origin`, divided by `unit` (e.g. 1000 for µs from ns)."""
         args = ", ".join(repr(a) for a in self.args)
         shown = "?" if self.indeterminate else repr(self.result)
-        end = "…" if self.indeterminate else str(self.ret)
-        return f"#{self.id} client {self.client}: {self.op}({args}) -> {shown}  [{self.call}, {end}]"
+        end = "…" if self.indeterminate else str((self.end - origin) // unit)
+        return (f"#{self.id} client {self.client}: {self.op}({args}) -> {shown}  "
+                f"[{(self.call - origin) // unit}, {end}]")
 
 
 @attrs.frozen
@@ -164,16 +168,18 @@ class CheckResult:
     unplaced: tuple[Operation, ...] = ()
     minimal: tuple[Operation, ...] = ()
 
-    def explain(self) -> str:
-        """The failure as text: the minimal sub-history, then where the search stopped."""
+    def explain(self, origin: int = 0, unit: int = 1, unit_name: str = "") -> str:
+        """The failure as text: the minimal sub-history, then where the search stopped.
+        Times are shown relative to `origin` in `unit`s."""
         if self.linearizable:
             return "linearizable"
+        times = f" (times in {unit_name})" if unit_name else ""
         lines = [f"NOT linearizable (partition {self.failing_partition!r}); "
-                 f"minimal non-linearizable sub-history ({len(self.minimal)} operations):"]
-        lines += ["  " + op.describe() for op in sorted(self.minimal, key=lambda o: o.call)]
+                 f"minimal non-linearizable sub-history ({len(self.minimal)} operations){times}:"]
+        lines += ["  " + op.describe(origin, unit) for op in sorted(self.minimal, key=lambda o: o.call)]
         lines.append(f"longest linearizable prefix: {len(self.longest_prefix)} operations; "
                      "cannot be placed after it:")
-        lines += ["  " + op.describe() for op in self.unplaced]
+        lines += ["  " + op.describe(origin, unit) for op in self.unplaced]
         return "\n".join(lines)
 
 
@@ -295,12 +301,18 @@ def check(ops: Sequence[Operation], model: SequentialModel, *, shrink: bool = Tr
 
 
 def minimize(ops: Sequence[Operation], model: SequentialModel, budget: int = 2000) -> list[Operation]:
-    """A 1-minimal non-linearizable sub-history of a non-linearizable `ops` (see module doc).
+    """A minimal non-linearizable sub-history of a non-linearizable `ops` (see module doc).
 
-    `budget` bounds the searches spent; the result is always non-linearizable."""
+    The shortest non-linearizable prefix by invocation (bisection, always re-checked)
+    ends with the culprit `c`: the prefix without `c` is linearizable. Then every other
+    operation is dropped, one at a time, if the sub-history stays non-linearizable while
+    staying linearizable without `c` — so the context kept is consistent on its own and
+    the violation is `c`'s (dropping, say, the acquire that a later release relied on
+    would make the context itself inconsistent, and is refused). `budget` bounds the
+    searches spent; the result is always non-linearizable."""
     ops = sorted(ops, key=lambda o: (o.call, o.id))
     bad = lambda sub: not search(sub, model).linearizable  # noqa: E731
-    lo, hi = 1, len(ops)  # smallest failing prefix, by bisection (checked, never assumed)
+    lo, hi = 1, len(ops)
     while lo < hi:
         mid = (lo + hi) // 2
         budget -= 1
@@ -308,18 +320,20 @@ def minimize(ops: Sequence[Operation], model: SequentialModel, budget: int = 200
             hi = mid
         else:
             lo = mid + 1
-    current = ops[:hi] if bad(ops[:hi]) else list(ops)
+    if not bad(ops[:hi]) or bad(ops[:hi - 1]):  # not monotone here: scan prefixes in order
+        hi = next(k for k in range(1, len(ops) + 1) if bad(ops[:k]))
+    context, culprit = list(ops[:hi - 1]), ops[hi - 1]
     changed = True
     while changed and budget > 0:
         changed = False
-        for i in range(len(current) - 1, -1, -1):
-            if budget <= 0 or i >= len(current):
+        for i in range(len(context) - 1, -1, -1):
+            if budget <= 0 or i >= len(context):
                 break
             budget -= 1
-            candidate = current[:i] + current[i + 1:]
-            if bad(candidate):
-                current, changed = candidate, True
-    return current
+            candidate = context[:i] + context[i + 1:]
+            if bad(candidate + [culprit]) and not bad(candidate):
+                context, changed = candidate, True
+    return context + [culprit]
 
 
 # --------------------------------------------------------------------------- the reference
