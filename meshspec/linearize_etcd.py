@@ -572,11 +572,14 @@ class Workload:
             admin.close()
         threads = [threading.Thread(target=self.client, args=(i,), daemon=True)
                    for i in range(self.config.clients)]
-        nemesis = threading.Thread(target=self.nemesis, daemon=True)
-        for t in threads + [nemesis]:
+        for t in threads:
             t.start()
-        for t in threads + [nemesis]:
-            t.join()
+        try:
+            # In this thread: etcd dies with the thread that started it (PR_SET_PDEATHSIG).
+            self.nemesis()
+        finally:
+            for t in threads:
+                t.join()
         if self.server is not None:
             self.server.resume()
         self.final_reads()
