@@ -23,7 +23,7 @@ placed before it returned: pop and try the next candidate. A configuration
 (linearized set as a bitset, model state key) seen before is never explored again — the
 memoisation that makes the search practical. It succeeds once every `ok` operation is
 linearized (unlinearized `info` operations never took effect), fails when the stack is
-empty at a return event. Model steps are cached per (state key, operation).
+empty at a return event. Model steps are cached per (state key, operation, arguments).
 
 P-compositionality: when the model gives a `partition` function (e.g. the key or shard an
 operation touches, for models in which distinct keys do not interact), each partition is
@@ -35,9 +35,8 @@ On failure, `check` reports the failing partition's longest linearizable prefix 
 the operations that could not be placed after it, and a minimal non-linearizable
 sub-history: the shortest non-linearizable prefix (by invocation time), whose last
 operation is the culprit; then the other operations are dropped one at a time while the
-sub-history stays non-linearizable and its context (all but the culprit) stays
-linearizable: dropping any one more operation either hides the violation or makes the
-context inconsistent by itself (`minimize`).
+sub-history stays non-linearizable, its context (all but the culprit) stays linearizable,
+and the operations that made the culprit possible stay (`minimize`).
 
 Models are `SequentialModel(init, step, key)`: `init()` returns a state, `step(state, op,
 args)` returns `(result, new_state)` without mutating `state`, and `key(state)` a hashable
@@ -186,8 +185,13 @@ class CheckResult:
 # --------------------------------------------------------------------------- the search
 
 
-def search(ops: Sequence[Operation], model: SequentialModel) -> SearchResult:
-    """Wing–Gong/Lowe search over one partition (ops need not be numbered)."""
+StepCache = dict[tuple[Hashable, str, tuple[Any, ...]], tuple[Any, Any, Hashable]]
+
+
+def search(ops: Sequence[Operation], model: SequentialModel,
+           steps: Optional[StepCache] = None) -> SearchResult:
+    """Wing–Gong/Lowe search over one partition (ops need not be numbered). `steps` caches
+    model steps by (state key, op, args) and may be shared by searches of one model."""
     n = len(ops)
     events = sorted([(op.call, 0, i) for i, op in enumerate(ops)]
                     + [(op.end, 1, i) for i, op in enumerate(ops)])
@@ -200,7 +204,7 @@ def search(ops: Sequence[Operation], model: SequentialModel) -> SearchResult:
     for pos, e in enumerate(events):
         if e[1] == 1:
             ret_pos[e[2]] = pos
-    steps: dict[tuple[Hashable, int], tuple[Any, Any, Hashable]] = {}
+    steps = {} if steps is None else steps
     seen: set[tuple[int, Hashable]] = set()
     state = model.init()
     state_key = model.key(state)
@@ -225,7 +229,7 @@ def search(ops: Sequence[Operation], model: SequentialModel) -> SearchResult:
         i = op_of[entry]
         if is_call[entry]:
             op = ops[i]
-            cached = steps.get((state_key, i))
+            cached = steps.get((state_key, op.op, op.args))
             if cached is None:
                 try:
                     result, new_state = model.step(state, op.op, op.args)
@@ -233,7 +237,7 @@ def search(ops: Sequence[Operation], model: SequentialModel) -> SearchResult:
                     raise ModelError(f"{model.name}: step raised {type(exc).__name__}: {exc} "
                                      f"on {op.describe()}") from exc
                 cached = (result, new_state, model.key(new_state))
-                steps[(state_key, i)] = cached
+                steps[(state_key, op.op, op.args)] = cached
             result, new_state, new_key = cached
             if op.indeterminate or result == op.result:
                 config = (linearized | (1 << i), new_key)
@@ -290,39 +294,48 @@ def check(ops: Sequence[Operation], model: SequentialModel, *, shrink: bool = Tr
     total = 0
     for name in sorted(groups, key=repr):
         group = sorted(groups[name], key=lambda o: (o.call, o.id))
-        res = search(group, model)
+        steps: StepCache = {}
+        res = search(group, model, steps)
         total += res.configurations
         if not res.linearizable:
-            minimal = tuple(minimize(group, model, shrink_budget)) if shrink else ()
+            minimal = tuple(minimize(group, model, shrink_budget, steps)) if shrink else ()
             return CheckResult(False, len(kept), len(ops) - len(kept), len(groups), total, name,
                                tuple(group[i] for i in res.order),
                                tuple(group[i] for i in res.unplaced), minimal)
     return CheckResult(True, len(kept), len(ops) - len(kept), len(groups), total)
 
 
-def minimize(ops: Sequence[Operation], model: SequentialModel, budget: int = 2000) -> list[Operation]:
+def minimize(ops: Sequence[Operation], model: SequentialModel, budget: int = 2000,
+             steps: Optional[StepCache] = None) -> list[Operation]:
     """A minimal non-linearizable sub-history of a non-linearizable `ops` (see module doc).
 
-    The shortest non-linearizable prefix by invocation (bisection, always re-checked)
-    ends with the culprit `c`: the prefix without `c` is linearizable. Then every other
-    operation is dropped, one at a time, if the sub-history stays non-linearizable while
-    staying linearizable without `c` — so the context kept is consistent on its own and
-    the violation is `c`'s (dropping, say, the acquire that a later release relied on
-    would make the context itself inconsistent, and is refused). `budget` bounds the
-    searches spent; the result is always non-linearizable."""
+    1. The shortest non-linearizable prefix by invocation (bisection, re-checked; a linear
+       scan where the history is not monotone) ends with the culprit `c`: the context
+       (the prefix without `c`) is linearizable, context + `c` is not.
+    2. The support: the longest prefix of the context after which `c` could still be
+       placed (e.g. the acquire that made a later "already leased by me" answer legal).
+    3. Every other operation is dropped, one at a time, while the sub-history stays
+       non-linearizable, its context stays linearizable, and the support left in it still
+       lets `c` be placed. So the kept context is consistent on its own and explains both
+       why `c` was once possible and why it no longer is; dropping any one more operation
+       hides the violation or breaks that explanation.
+    `budget` bounds the searches spent; the result is always non-linearizable."""
+    steps = {} if steps is None else steps
     ops = sorted(ops, key=lambda o: (o.call, o.id))
-    bad = lambda sub: not search(sub, model).linearizable  # noqa: E731
+    lin = lambda sub: search(sub, model, steps).linearizable  # noqa: E731
     lo, hi = 1, len(ops)
     while lo < hi:
         mid = (lo + hi) // 2
         budget -= 1
-        if bad(ops[:mid]):
-            hi = mid
-        else:
+        if lin(ops[:mid]):
             lo = mid + 1
-    if not bad(ops[:hi]) or bad(ops[:hi - 1]):  # not monotone here: scan prefixes in order
-        hi = next(k for k in range(1, len(ops) + 1) if bad(ops[:k]))
+        else:
+            hi = mid
+    if lin(ops[:hi]) or not lin(ops[:hi - 1]):  # not monotone here: scan prefixes in order
+        hi = next(k for k in range(1, len(ops) + 1) if not lin(ops[:k]))
     context, culprit = list(ops[:hi - 1]), ops[hi - 1]
+    support = next((set(context[:j]) for j in range(len(context), -1, -1)
+                    if lin(context[:j] + [culprit])), set())
     changed = True
     while changed and budget > 0:
         changed = False
@@ -331,7 +344,8 @@ def minimize(ops: Sequence[Operation], model: SequentialModel, budget: int = 200
                 break
             budget -= 1
             candidate = context[:i] + context[i + 1:]
-            if bad(candidate + [culprit]) and not bad(candidate):
+            if (not lin(candidate + [culprit]) and lin(candidate)
+                    and (not support or lin([o for o in candidate if o in support] + [culprit]))):
                 context, changed = candidate, True
     return context + [culprit]
 
