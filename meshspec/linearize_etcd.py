@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import os
 import random
 import signal
@@ -89,6 +90,8 @@ LEASE_DURATION_NS = 1 << 62
 FAULTS = ("kill", "pause", "expire")
 BROKEN = ("guardless", "cached-read")
 CLIENT_TIMEOUT_S = 1.0
+KNOWN_PANIC_NOTE = (" — etcd before 3.5.5 panics when a client cancels a read-only txn, "
+                    "etcd-io/etcd#14110, as a paused server's timed-out reads do")
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
@@ -286,9 +289,27 @@ class RestartableEtcd(EtcdServer):
         assert self._proc is not None
         os.kill(self._proc.pid, signal.SIGKILL)
         self._proc.wait()
+        self.restart()
+
+    def restart(self) -> None:
+        """Start again on the same data dir: etcd recovers from its WAL and snapshot."""
         if self._log is not None:
             self._log.close()
-        self.start()  # the data dir is kept: etcd recovers from its WAL and snapshot
+        self.start()
+
+    def exited(self) -> bool:
+        return self._proc is not None and self._proc.poll() is not None
+
+    def panic_line(self) -> str:
+        """The message and error of etcd's panic log line, or its exit code."""
+        for line in self.log_tail(1_000_000).splitlines():
+            if '"level":"panic"' in line or '"level":"fatal"' in line:
+                try:
+                    entry = json.loads(line)
+                    return f"{entry.get('msg')}: {entry.get('error')}"
+                except ValueError:
+                    return line[:200]
+        return f"exit code {self._proc.returncode if self._proc else '?'}"
 
     def pause(self) -> None:
         assert self._proc is not None
@@ -358,6 +379,8 @@ class RunReport:
     result: CheckResult
     run_seconds: float
     search_seconds: float
+    errors: dict[str, int] = attrs.Factory(dict)
+    crashes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -379,6 +402,12 @@ class RunReport:
             f"operations: {len(self.history)} ({outcomes['ok']} ok, {outcomes['info']} "
             f"indeterminate, {outcomes['fail']} failed without effect) in {self.run_seconds:.1f} s",
             f"faults injected: {faults}",
+            f"etcd crashed by itself: {len(self.crashes)}" + (
+                f" (restarted on its data dir; {self.crashes[0]}{KNOWN_PANIC_NOTE})"
+                if self.crashes and "unexpected error during txn" in self.crashes[0]
+                else f" ({self.crashes[0]})" if self.crashes else ""),
+            "errors seen: " + (", ".join(f"{k} {v}" for k, v in sorted(self.errors.items()))
+                               or "none"),
             f"histories checked: {self.result.partitions} (one per shard), "
             f"{self.result.configurations} configurations explored",
             f"search time: {self.search_seconds:.2f} s",
@@ -408,6 +437,8 @@ class Workload:
         self.records: list[list[Operation]] = [[] for _ in range(config.clients + 2)]
         self.faults_injected = {f: 0 for f in config.faults}
         self.clients_done = 0
+        self.errors: dict[str, int] = {}
+        self.crashes: list[str] = []
 
     # -- plumbing
 
@@ -421,6 +452,15 @@ class Workload:
 
         return (cls or EtcdCoordinator)(kv, clock=monotonic_clock, options=options_for(self.prefix))
 
+    def _error(self, exc: BaseException) -> None:
+        """Count why operations failed or became indeterminate (shown in the report)."""
+        text = str(exc)
+        reason = type(exc).__name__ + (": connection refused" if "Max retries" in text else
+                                       ": timed out" if "timed out" in text else
+                                       ": connection lost" if "aborted" in text else "")
+        with self.cond:
+            self.errors[reason] = self.errors.get(reason, 0) + 1
+
     def _returned(self) -> None:
         with self.cond:
             self.returned += 1
@@ -432,10 +472,12 @@ class Workload:
         call = time.monotonic_ns()
         try:
             result, outcome = run(), "ok"
-        except (ContentionNotConverged, BackendError):
+        except (ContentionNotConverged, BackendError) as exc:
             result, outcome = None, "fail"
-        except TRANSPORT_ERRORS:
+            self._error(exc)
+        except TRANSPORT_ERRORS as exc:
             result, outcome = None, ("info" if kv.wrote else "fail")
+            self._error(exc)
             self.up.wait(timeout=60.0)  # while the nemesis restarts the server (bounded: never hang)
         except Exception as exc:  # noqa: BLE001 - a crash of the impl is a result, never swallowed
             result, outcome = ("exception", type(exc).__name__, str(exc)), "ok"
@@ -506,15 +548,36 @@ class Workload:
         return sorted(plan)
 
     def nemesis(self) -> None:
+        """Inject the scheduled faults; between them, restart an etcd that crashed by itself."""
         kv = RecordingKV(self.gateway())
         rng = random.Random(self.config.seed ^ 0x5EED)
+        plan = self.schedule()
         try:
-            for at, fault in self.schedule():
-                if not self._wait_returned(at):
-                    return
-                getattr(self, f"_fault_{fault}")(kv, rng)
+            while True:
+                due = plan[0][0] if plan else None
+                with self.cond:
+                    if self.clients_done >= self.config.clients:
+                        break
+                    if due is None or self.returned < due:
+                        self.cond.wait(timeout=0.2)
+                    ready = due is not None and self.returned >= due
+                self.watchdog()
+                if ready:
+                    getattr(self, f"_fault_{plan.pop(0)[1]}")(kv, rng)
         finally:
             kv.close()
+
+    def watchdog(self) -> None:
+        """An etcd process that exited without our kill is a crash: count it, keep its
+        panic line, and restart it on its data dir (crash recovery, as after a kill)."""
+        if self.server is None or not self.server.exited():
+            return
+        self.crashes.append(self.server.panic_line())
+        self.up.clear()
+        try:
+            self.server.restart()
+        finally:
+            self.up.set()
 
     def _wait_returned(self, count: int) -> bool:
         with self.cond:
@@ -582,6 +645,7 @@ class Workload:
                 t.join()
         if self.server is not None:
             self.server.resume()
+            self.watchdog()
         self.final_reads()
         ops = [op for per_client in self.records for op in per_client]
         return number(sorted(ops, key=lambda o: (o.call, o.client)))
@@ -600,17 +664,22 @@ class Workload:
 _RUN_IDS = itertools.count(1)
 
 
-def lost_acquires(history: Sequence[Operation]) -> tuple[int, tuple[str, ...]]:
-    """Acknowledged acquires, and those whose fence the shard's final read does not reach."""
-    final: dict[int, int] = {}
-    for op in history:
-        if op.op == "read" and op.outcome == "ok" and op.result[0] == "ok" and len(op.result) > 2:
-            final[op.args[0]] = op.result[2]  # the last read of each shard wins (sorted by call)
+def lost_acquires(history: Sequence[Operation], final_client: int) -> tuple[int, tuple[str, ...]]:
+    """Acknowledged acquires, and those the final read of their shard (by `final_client`,
+    after every client stopped) does not show: its fence must be at least the acquired one.
+    A shard whose final read failed cannot be verified and is listed too."""
+    final: dict[int, Any] = {op.args[0]: op.result for op in history
+                             if op.client == final_client and op.op == "read"}
     acked = [op for op in history if op.op == "acquire" and op.outcome == "ok"
              and op.result[0] == "ok"]
-    lost = tuple(f"shard {op.args[0]} fence {op.result[2]} (final fence {final.get(op.args[0])})"
-                 for op in acked if final.get(op.args[0], -1) < op.result[2])
-    return len(acked), lost
+    lost = []
+    for op in acked:
+        shard, fence, seen = op.args[0], op.result[2], final.get(op.args[0])
+        if seen is None or seen[0] != "ok" or len(seen) < 3:
+            lost.append(f"shard {shard} fence {fence} (its final read failed: {seen!r})")
+        elif seen[2] < fence:
+            lost.append(f"shard {shard} fence {fence} (final fence {seen[2]})")
+    return len(acked), tuple(lost)
 
 
 def check_history(history: Sequence[Operation], shards: int) -> tuple[CheckResult, float]:
@@ -643,15 +712,17 @@ def run_workload(config: RunConfigCli, etcd: str = "auto") -> RunReport:
     finally:
         if server is not None:
             server.stop()
-    return report_for(config, history, workload.faults_injected, run_seconds)
+    return report_for(config, history, workload.faults_injected, run_seconds, workload.errors,
+                      tuple(workload.crashes))
 
 
 def report_for(config: RunConfigCli, history: Sequence[Operation], faults: dict[str, int],
-               run_seconds: float) -> RunReport:
+               run_seconds: float, errors: Optional[dict[str, int]] = None,
+               crashes: tuple[str, ...] = ()) -> RunReport:
     result, search_seconds = check_history(history, config.shards)
-    acked, lost = lost_acquires(history)
+    acked, lost = lost_acquires(history, config.clients + 1)
     return RunReport(config, tuple(history), dict(faults), acked, lost, result, run_seconds,
-                     search_seconds)
+                     search_seconds, dict(errors or {}), crashes)
 
 
 def validate(config: RunConfigCli, etcd: str) -> None:

@@ -75,10 +75,12 @@ def test_an_indeterminate_acquire_may_explain_a_later_owner() -> None:
 
 def test_an_acknowledged_acquire_missing_from_the_final_read_is_lost() -> None:
     h = ops((0, "acquire", (0, 1), 0, 10, ("ok", 1, 2)), (5, "read", (0,), 40, 50, FREE))
-    assert lost_acquires(h) == (1, ("shard 0 fence 2 (final fence 1)",))
+    assert lost_acquires(h, 5) == (1, ("shard 0 fence 2 (final fence 1)",))
     h = ops((0, "acquire", (0, 1), 0, 10, ("ok", 1, 2)),
             (5, "read", (0,), 40, 50, ("ok", "ACTIVE", 2, 1, (1, 2))))
-    assert lost_acquires(h) == (1, ())
+    assert lost_acquires(h, 5) == (1, ())
+    h = ops((0, "acquire", (0, 1), 0, 10, ("ok", 1, 2)), (5, "read", (0,), 40, 50, None, "fail"))
+    assert "final read failed" in lost_acquires(h, 5)[1][0]
 
 
 def test_bad_arguments_are_one_line_and_exit_2(capsys: Any) -> None:
