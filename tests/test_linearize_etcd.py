@@ -119,9 +119,11 @@ def flagged(broken: str) -> Any:
 def test_a_client_without_the_mod_revision_guard_is_flagged_with_two_winners() -> None:
     report = flagged("guardless")
     minimal = report.result.minimal
-    assert 2 <= len(minimal) <= 4
-    assert sum(1 for op in minimal if op.op == "acquire" and op.result[0] == "ok") >= 2 or any(
-        op.op in ("renew", "release") for op in minimal)
+    assert 2 <= len(minimal) <= 6, report.text()
+    # an unguarded write that was acknowledged: two acquire winners, or a renew/release
+    # that overwrote a shard someone else had changed since its read
+    assert any(op.op in ("acquire", "renew", "release") and op.result[0] == "ok"
+               for op in minimal), report.text()
     assert "minimal non-linearizable sub-history" in report.text()
 
 
