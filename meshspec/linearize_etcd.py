@@ -716,6 +716,21 @@ def run_workload(config: RunConfigCli, etcd: str = "auto") -> RunReport:
                       tuple(workload.crashes))
 
 
+def record_row(report: RunReport) -> dict[str, Any]:
+    """One run as stored by `meshspec linearize --record` (docs/linearize-results.json)."""
+    c = report.config
+    return {"clients": c.clients, "ops": c.ops, "shards": c.shards, "faults": ",".join(c.faults),
+            "broken": c.broken or "", "seed": c.seed, "operations": len(report.history),
+            "outcomes": report.outcomes(), "faults_injected": report.faults_injected,
+            "etcd_crashes": len(report.crashes), "histories": report.result.partitions,
+            "configurations": report.result.configurations,
+            "search_seconds": round(report.search_seconds, 2),
+            "acknowledged_acquires": report.acknowledged_acquires,
+            "lost_acquires": len(report.lost_acquires),
+            "verdict": "linearizable" if report.result.linearizable else "NOT linearizable",
+            "minimal": len(report.result.minimal)}
+
+
 def report_for(config: RunConfigCli, history: Sequence[Operation], faults: dict[str, int],
                run_seconds: float, errors: Optional[dict[str, int]] = None,
                crashes: tuple[str, ...] = ()) -> RunReport:
@@ -739,3 +754,44 @@ def validate(config: RunConfigCli, etcd: str) -> None:
         raise LinearizeUsageError(f"--broken must be one of {', '.join(BROKEN)}, not {config.broken!r}")
     if etcd != "auto" and set(config.faults) & {"kill", "pause"}:
         raise LinearizeUsageError("--faults kill/pause need a server of our own: use --etcd auto")
+
+
+# --------------------------------------------------------------------------- saved histories
+
+HISTORY_FORMAT = "meshspec-linearize-history/1"
+
+
+def _tuples(value: Any) -> Any:
+    """JSON lists back to the tuples results and arguments are made of."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def history_json(config: RunConfigCli, history: Sequence[Operation],
+                 faults: dict[str, int]) -> str:
+    """A recorded history as JSON: the run's settings and every operation."""
+    doc = {"format": HISTORY_FORMAT, "config": attrs.asdict(config), "faults_injected": faults,
+           "operations": [[op.client, op.op, list(op.args), op.call, op.ret,
+                           op.result, op.outcome] for op in history]}
+    return json.dumps(doc, indent=None, separators=(",", ":")) + "\n"
+
+
+def load_history(text: str) -> tuple[RunConfigCli, list[Operation], dict[str, int]]:
+    """Parse `history_json`; LinearizeUsageError (one line) when it is not one."""
+    try:
+        doc = json.loads(text)
+        if not isinstance(doc, dict) or doc.get("format") != HISTORY_FORMAT:
+            raise LinearizeUsageError(f"not a {HISTORY_FORMAT} document")
+        raw = dict(doc["config"])
+        raw["faults"] = tuple(raw.get("faults", ()))
+        config = RunConfigCli(**raw)
+        ops = [Operation(int(c), str(o), _tuples(a), int(call), None if ret is None else int(ret),
+                         _tuples(res), str(outcome))
+               for c, o, a, call, ret, res, outcome in doc["operations"]]
+        faults = {str(k): int(v) for k, v in dict(doc.get("faults_injected", {})).items()}
+    except LinearizeUsageError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LinearizeUsageError(f"malformed history: {type(exc).__name__}: {exc}") from None
+    if any(op.outcome not in ("ok", "info", "fail") for op in ops):
+        raise LinearizeUsageError("malformed history: an outcome is not ok, info or fail")
+    return config, number(ops), faults
