@@ -135,6 +135,21 @@ def test_a_client_that_caches_reads_is_flagged_with_a_stale_observation() -> Non
     assert "NOT linearizable" in report.text()
 
 
+def test_an_exception_raised_by_the_impl_is_flagged_not_swallowed(monkeypatch: Any) -> None:
+    _require_etcd()
+    from impl.capacity import EtcdCoordinator
+
+    class RaisesInRenew(EtcdCoordinator):
+        def renew(self, tenant: bytes, lease: Any) -> Any:
+            raise ZeroDivisionError("renew broke")
+
+    monkeypatch.setattr("meshspec.linearize_etcd.client_class", lambda broken: RaisesInRenew)
+    report = run_workload(RunConfigCli(clients=2, ops=60, shards=1, seed=0))
+    assert not report.result.linearizable
+    assert any(op.result == ("exception", "ZeroDivisionError", "renew broke")
+               for op in report.result.minimal), report.text()
+
+
 def test_the_verb_prints_the_report_exits_1_for_a_broken_client_and_its_history_rechecks(
         capsys: Any, tmp_path: Any, monkeypatch: Any) -> None:
     _require_etcd()
