@@ -264,7 +264,8 @@ def search(ops: Sequence[Operation], model: SequentialModel,
 
 def _unplaced(ops: Sequence[Operation], prefix: tuple[int, ...]) -> tuple[int, ...]:
     """Ops not in the prefix invoked before the first return among them (the candidates)."""
-    rest = [i for i in range(len(ops)) if i not in set(prefix)]
+    placed = set(prefix)
+    rest = [i for i in range(len(ops)) if i not in placed]
     if not rest:
         return ()
     horizon = min(ops[i].end for i in rest)
@@ -287,7 +288,7 @@ def partitions(ops: Sequence[Operation], model: SequentialModel) -> dict[Hashabl
 
 
 def check(ops: Sequence[Operation], model: SequentialModel, *, shrink: bool = True,
-          shrink_budget: int = 2000) -> CheckResult:
+          shrink_budget: int = 300_000) -> CheckResult:
     """Check a history; on failure also compute the minimal non-linearizable sub-history."""
     kept = [op for op in ops if op.outcome != "fail"]
     groups = partitions(kept, model)
@@ -305,7 +306,7 @@ def check(ops: Sequence[Operation], model: SequentialModel, *, shrink: bool = Tr
     return CheckResult(True, len(kept), len(ops) - len(kept), len(groups), total)
 
 
-def minimize(ops: Sequence[Operation], model: SequentialModel, budget: int = 2000,
+def minimize(ops: Sequence[Operation], model: SequentialModel, budget: int = 300_000,
              steps: Optional[StepCache] = None) -> list[Operation]:
     """A minimal non-linearizable sub-history of a non-linearizable `ops` (see module doc).
 
@@ -313,41 +314,67 @@ def minimize(ops: Sequence[Operation], model: SequentialModel, budget: int = 200
        scan where the history is not monotone) ends with the culprit `c`: the context
        (the prefix without `c`) is linearizable, context + `c` is not.
     2. The support: the longest prefix of the context after which `c` could still be
-       placed (e.g. the acquire that made a later "already leased by me" answer legal).
-    3. Every other operation is dropped, one at a time, while the sub-history stays
-       non-linearizable, its context stays linearizable, and the support left in it still
-       lets `c` be placed. So the kept context is consistent on its own and explains both
-       why `c` was once possible and why it no longer is; dropping any one more operation
-       hides the violation or breaks that explanation.
-    `budget` bounds the searches spent; the result is always non-linearizable."""
+       placed (e.g. the acquire that made a later "already leased by me" answer legal),
+       found by bisection and re-checked (none when that fails).
+    3. Chunks of the context, then single operations, are dropped while the sub-history
+       stays non-linearizable, its context stays linearizable, and the support left in it
+       still lets `c` be placed (ddmin-style halving first, then one at a time to a
+       fixpoint). So the kept context is consistent on its own and explains both why `c`
+       was once possible and why it no longer is; dropping any one more operation hides
+       the violation or breaks that explanation.
+    `budget` bounds the work, counted in operations handed to the search; when it runs
+    out the current (still non-linearizable) sub-history is returned."""
     steps = {} if steps is None else steps
     ops = sorted(ops, key=lambda o: (o.call, o.id))
-    lin = lambda sub: search(sub, model, steps).linearizable  # noqa: E731
-    lo, hi = 1, len(ops)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        budget -= 1
-        if lin(ops[:mid]):
-            lo = mid + 1
-        else:
-            hi = mid
-    if lin(ops[:hi]) or not lin(ops[:hi - 1]):  # not monotone here: scan prefixes in order
-        hi = next(k for k in range(1, len(ops) + 1) if not lin(ops[:k]))
+    spent = 0
+
+    def lin(sub: list[Operation]) -> bool:
+        nonlocal spent
+        spent += len(sub) + 1
+        return search(sub, model, steps).linearizable
+
+    hi = _last_true(len(ops), lambda k: not lin(ops[:k]), first=True)
+    if hi is None:
+        hi = next((k for k in range(1, len(ops) + 1) if not lin(ops[:k])), len(ops))
     context, culprit = list(ops[:hi - 1]), ops[hi - 1]
-    support = next((set(context[:j]) for j in range(len(context), -1, -1)
-                    if lin(context[:j] + [culprit])), set())
-    changed = True
-    while changed and budget > 0:
+    j = _last_true(len(context), lambda k: lin(context[:k] + [culprit]), first=False)
+    support = set(context[:j]) if j is not None else set()
+
+    def keeps(candidate: list[Operation]) -> bool:
+        return (not lin(candidate + [culprit]) and lin(candidate)
+                and (not support or lin([o for o in candidate if o in support] + [culprit])))
+
+    size = max(1, len(context) // 2)
+    while spent < budget:
         changed = False
-        for i in range(len(context) - 1, -1, -1):
-            if budget <= 0 or i >= len(context):
-                break
-            budget -= 1
-            candidate = context[:i] + context[i + 1:]
-            if (not lin(candidate + [culprit]) and lin(candidate)
-                    and (not support or lin([o for o in candidate if o in support] + [culprit]))):
+        i = len(context) - size
+        while i > -size and spent < budget:
+            candidate = context[:max(i, 0)] + context[i + size:]
+            if len(candidate) < len(context) and keeps(candidate):
                 context, changed = candidate, True
+            i -= size
+        if size > 1:
+            size //= 2
+        elif not changed:
+            break
     return context + [culprit]
+
+
+def _last_true(n: int, pred: Callable[[int], bool], first: bool) -> Optional[int]:
+    """Bisection over 0..n for a predicate assumed monotone: with first=True the smallest k
+    with pred(k) (assumed false below it), else the largest k with pred(k) (assumed true
+    below it). The boundary found is re-checked; None when the assumption fails there."""
+    lo, hi = (1, n) if first else (0, n)
+    while lo < hi:
+        mid = (lo + hi) // 2 if first else (lo + hi + 1) // 2
+        if pred(mid) == first:
+            hi = mid if first else mid - 1
+        else:
+            lo = mid + 1 if first else mid
+    k = lo
+    if first:
+        return k if pred(k) and (k == 1 or not pred(k - 1)) else None
+    return k if pred(k) and (k == n or not pred(k + 1)) else None
 
 
 # --------------------------------------------------------------------------- the reference
