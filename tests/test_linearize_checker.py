@@ -177,3 +177,13 @@ def test_the_agreement_check_catches_a_memo_key_that_forgets_the_state() -> None
     assert brute_force_linearizable(h, forgetful)
     assert not check(h, forgetful).linearizable
     assert check(h, cas_register_model()).linearizable
+
+
+def test_a_late_stale_read_in_a_long_history_shrinks_to_three_operations() -> None:
+    writes = [(0, "write", (v,), 10 * v, 10 * v + 5, None) for v in range(1, 401)]
+    h = ops(*writes, (1, "read", (), 5000, 5010, 1))
+    result = check(h, register_model())
+    assert not result.linearizable
+    minimal = sorted(result.minimal, key=lambda o: o.call)
+    assert len(minimal) == 3
+    assert minimal[0].args == (1,) and minimal[1].op == "write" and minimal[2].op == "read"
