@@ -34,13 +34,21 @@ to that of each partition.
 On failure, `check` reports the failing partition's longest linearizable prefix found,
 the operations that could not be placed after it, and a minimal non-linearizable
 sub-history: the shortest non-linearizable prefix (by invocation time), whose last
-operation is the culprit; then the other operations are dropped one at a time while the
-sub-history stays non-linearizable, its context (all but the culprit) stays linearizable,
-and the operations that made the culprit possible stay (`minimize`).
+operation is the culprit; then the other operations are dropped (halves first, as ddmin
+does, then one at a time) while the sub-history stays non-linearizable, its context (all
+but the culprit) stays linearizable, and the operations that made the culprit possible
+stay (`minimize`). Its work is bounded (counted in operations searched).
+
+Measured (2-core machine, `meshspec linearize`): 2,000-operation histories of 4 clients of
+the etcd coordinator, with kill/pause/expire faults, check in 0.9–3 s (the model step,
+a deep copy of the etcd model, dominates); one history of 3 shards took 0.9 s partitioned
+and 2.9 s as a whole. A synthetic 2,000-operation, 4-client CAS-register history checks in
+0.05–0.3 s; a stale read at its end shrinks to 3 operations in 2.5 s.
 
 Models are `SequentialModel(init, step, key)`: `init()` returns a state, `step(state, op,
 args)` returns `(result, new_state)` without mutating `state`, and `key(state)` a hashable
-value equal for states that behave the same. An exception raised by `step` is a
+value equal only for states that behave the same (a key that confuses states makes the
+memo prune live branches: the tests show the brute-force comparison catching that). An exception raised by `step` is a
 `ModelError` naming the operation (a counterexample of the model, not a search result).
 `brute_force_linearizable` is the obviously correct exponential reference the tests
 compare the search with. Nothing here reads a clock: times are whatever the recorder took.
