@@ -16,7 +16,11 @@ from meshspec.linearize_etcd import (
     lost_acquires,
     run_workload,
 )
-from tests.etcd_server import _require_etcd
+
+try:  # tests/ is on sys.path (rootdir-relative import mode, no tests/__init__.py)
+    from etcd_server import _require_etcd
+except ImportError:  # tests/ became a package
+    from tests.etcd_server import _require_etcd
 
 FREE = ("ok", "ACTIVE", 1, None, None)
 
