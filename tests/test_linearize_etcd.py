@@ -9,13 +9,13 @@ import pytest
 
 from meshspec.cli import main
 from meshspec.linearize import Operation, check, number
-from model.capacity import StaleFence
 from meshspec.linearize_etcd import (
     RunConfigCli,
     coordinator_model,
     lost_acquires,
     run_workload,
 )
+from model.capacity import StaleFence
 
 try:  # tests/ is on sys.path (rootdir-relative import mode, no tests/__init__.py)
     from etcd_server import _require_etcd
