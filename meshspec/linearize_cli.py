@@ -48,10 +48,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     from meshspec.linearize import ModelError
-    from meshspec.linearize_etcd import LinearizeUsageError, RunConfigCli, history_json, run_workload
+    from meshspec.linearize_etcd import LinearizeUsageError, WorkloadConfig, history_json, run_workload
 
     faults = tuple(f.strip() for f in args.faults.split(",") if f.strip() and f.strip() != "none")
-    config = RunConfigCli(clients=args.clients, ops=args.ops, shards=args.shards, faults=faults,
+    config = WorkloadConfig(clients=args.clients, ops=args.ops, shards=args.shards, faults=faults,
                           broken=args.broken, seed=args.seed)
     try:
         report = recheck(args.check) if args.check else run_workload(config, args.etcd)

@@ -375,7 +375,7 @@ class RecordingKV:
 
 
 @attrs.frozen
-class RunConfigCli:
+class WorkloadConfig:
     clients: int = 4
     ops: int = 400
     shards: int = 3
@@ -386,7 +386,7 @@ class RunConfigCli:
 
 @attrs.frozen
 class RunReport:
-    config: RunConfigCli
+    config: WorkloadConfig
     history: tuple[Operation, ...]
     faults_injected: dict[str, int]
     acknowledged_acquires: int
@@ -441,7 +441,7 @@ class RunReport:
 class Workload:
     """One run: clients, nemesis, recording. `server` is None for an external etcd."""
 
-    def __init__(self, url: str, config: RunConfigCli, server: Optional[RestartableEtcd]) -> None:
+    def __init__(self, url: str, config: WorkloadConfig, server: Optional[RestartableEtcd]) -> None:
         self.url, self.config, self.server = url, config, server
         self.prefix = f"/meshspec-linearize/{os.getpid()}-{next(_RUN_IDS)}-{config.seed}"
         self.tickets = itertools.count()
@@ -703,7 +703,7 @@ def check_history(history: Sequence[Operation], shards: int) -> tuple[CheckResul
     return result, time.perf_counter() - started
 
 
-def run_workload(config: RunConfigCli, etcd: str = "auto") -> RunReport:
+def run_workload(config: WorkloadConfig, etcd: str = "auto") -> RunReport:
     """Start (or use) an etcd, run the workload, check the history."""
     validate(config, etcd)
     server: Optional[RestartableEtcd] = None
@@ -746,7 +746,7 @@ def record_row(report: RunReport) -> dict[str, Any]:
             "minimal": len(report.result.minimal)}
 
 
-def report_for(config: RunConfigCli, history: Sequence[Operation], faults: dict[str, int],
+def report_for(config: WorkloadConfig, history: Sequence[Operation], faults: dict[str, int],
                run_seconds: float, errors: Optional[dict[str, int]] = None,
                crashes: tuple[str, ...] = ()) -> RunReport:
     result, search_seconds = check_history(history, config.shards)
@@ -755,7 +755,7 @@ def report_for(config: RunConfigCli, history: Sequence[Operation], faults: dict[
                      search_seconds, dict(errors or {}), crashes)
 
 
-def validate(config: RunConfigCli, etcd: str) -> None:
+def validate(config: WorkloadConfig, etcd: str) -> None:
     if not 2 <= config.clients <= 8:
         raise LinearizeUsageError(f"--clients must be 2..8, not {config.clients}")
     if config.ops < 1:
@@ -781,7 +781,7 @@ def _tuples(value: Any) -> Any:
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
-def history_json(config: RunConfigCli, history: Sequence[Operation],
+def history_json(config: WorkloadConfig, history: Sequence[Operation],
                  faults: dict[str, int]) -> str:
     """A recorded history as JSON: the run's settings and every operation."""
     doc = {"format": HISTORY_FORMAT, "config": attrs.asdict(config), "faults_injected": faults,
@@ -790,7 +790,7 @@ def history_json(config: RunConfigCli, history: Sequence[Operation],
     return json.dumps(doc, indent=None, separators=(",", ":")) + "\n"
 
 
-def load_history(text: str) -> tuple[RunConfigCli, list[Operation], dict[str, int]]:
+def load_history(text: str) -> tuple[WorkloadConfig, list[Operation], dict[str, int]]:
     """Parse `history_json`; LinearizeUsageError (one line) when it is not one."""
     try:
         doc = json.loads(text)
@@ -798,7 +798,7 @@ def load_history(text: str) -> tuple[RunConfigCli, list[Operation], dict[str, in
             raise LinearizeUsageError(f"not a {HISTORY_FORMAT} document")
         raw = dict(doc["config"])
         raw["faults"] = tuple(raw.get("faults", ()))
-        config = RunConfigCli(**raw)
+        config = WorkloadConfig(**raw)
         ops = [Operation(int(c), str(o), _tuples(a), int(call), None if ret is None else int(ret),
                          _tuples(res), str(outcome))
                for c, o, a, call, ret, res, outcome in doc["operations"]]

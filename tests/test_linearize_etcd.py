@@ -10,7 +10,7 @@ import pytest
 from meshspec.cli import main
 from meshspec.linearize import Operation, check, number
 from meshspec.linearize_etcd import (
-    RunConfigCli,
+    WorkloadConfig,
     coordinator_model,
     lost_acquires,
     run_workload,
@@ -100,7 +100,7 @@ def test_bad_arguments_are_one_line_and_exit_2(capsys: Any) -> None:
 
 def test_concurrent_clients_with_kill_pause_and_expire_faults_are_linearizable() -> None:
     _require_etcd()
-    report = run_workload(RunConfigCli(clients=4, ops=300, shards=3,
+    report = run_workload(WorkloadConfig(clients=4, ops=300, shards=3,
                                        faults=("kill", "pause", "expire"), seed=11))
     assert report.result.linearizable, report.text()
     assert report.faults_injected["kill"] == 1 and report.faults_injected["pause"] == 1
@@ -113,7 +113,7 @@ def flagged(broken: str) -> Any:
     """The first of three seeded runs that is flagged (one is almost always enough)."""
     _require_etcd()
     for seed in range(3):
-        report = run_workload(RunConfigCli(clients=4, ops=150, shards=1, faults=("expire",),
+        report = run_workload(WorkloadConfig(clients=4, ops=150, shards=1, faults=("expire",),
                                            broken=broken, seed=seed))
         if not report.result.linearizable:
             return report
@@ -148,7 +148,7 @@ def test_an_exception_raised_by_the_impl_is_flagged_not_swallowed(monkeypatch: A
             raise ZeroDivisionError("renew broke")
 
     monkeypatch.setattr("meshspec.linearize_etcd.client_class", lambda broken: RaisesInRenew)
-    report = run_workload(RunConfigCli(clients=2, ops=60, shards=1, seed=0))
+    report = run_workload(WorkloadConfig(clients=2, ops=60, shards=1, seed=0))
     assert not report.result.linearizable
     assert any(op.result == ("exception", "ZeroDivisionError", "renew broke")
                for op in report.result.minimal), report.text()
@@ -190,7 +190,7 @@ def test_a_malformed_saved_history_is_one_line_and_exit_2(capsys: Any, tmp_path:
 @pytest.mark.parametrize("clients", [2, 8])
 def test_long_histories_with_every_fault_are_linearizable(clients: int) -> None:
     _require_etcd()
-    report = run_workload(RunConfigCli(clients=clients, ops=3000, shards=4,
+    report = run_workload(WorkloadConfig(clients=clients, ops=3000, shards=4,
                                        faults=("kill", "pause", "expire"), seed=clients))
     assert report.ok, report.text()
     assert report.faults_injected["kill"] >= 3 and report.faults_injected["pause"] >= 3
