@@ -59,6 +59,9 @@ Broken clients (`--broken`): `guardless` commits acquire/renew/release without t
 `mod_revision` guard (nor the owner compares: the historical read-then-write); `cached-read`
 keeps each loaded shard across operations until its own commit or a failed compare.
 
+With `--etcd URL` (a loopback server that is not ours: `expire` faults only) the run's
+keys, under a prefix of its own, are deleted afterwards.
+
 Reproducibility: `--seed` fixes each client's choices and the fault schedule, not the
 interleaving, which belongs to the real threads and server. A history saved with `--save`
 is re-checked deterministically by `--check`.
@@ -662,8 +665,20 @@ class Workload:
             self.server.resume()
             self.watchdog()
         self.final_reads()
+        if self.server is None:
+            self.clean_up()
         ops = [op for per_client in self.records for op in per_client]
         return number(sorted(ops, key=lambda o: (o.call, o.client)))
+
+    def clean_up(self) -> None:
+        """On a server that is not ours, delete the run's keys (its leases run out by TTL)."""
+        kv = self.gateway()
+        try:
+            kv.delete_prefix(self.prefix.encode() + b"/")
+        except TRANSPORT_ERRORS:
+            pass
+        finally:
+            kv.close()
 
     def final_reads(self) -> None:
         kv = RecordingKV(self.gateway())

@@ -109,6 +109,19 @@ def test_concurrent_clients_with_kill_pause_and_expire_faults_are_linearizable()
     assert report.ok
 
 
+def test_a_server_of_the_users_gets_expire_faults_and_is_left_clean(etcd_server: str) -> None:
+    from impl.etcd_client import EtcdGateway
+
+    report = run_workload(WorkloadConfig(clients=2, ops=80, shards=2, faults=("expire",)),
+                          etcd_server)
+    assert report.ok, report.text()
+    gateway = EtcdGateway(etcd_server)
+    try:
+        assert gateway.get_prefix(b"/meshspec-linearize/").count == 0
+    finally:
+        gateway.close()
+
+
 def flagged(broken: str) -> Any:
     """The first of three seeded runs that is flagged (one is almost always enough)."""
     _require_etcd()
