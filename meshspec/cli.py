@@ -123,6 +123,9 @@ def build_parser() -> Parser:
                                             "(component races): fixed and historical protocols"))
     from meshspec.prove_cli import add_arguments as add_prove_arguments  # the prove verb's options
     add_prove_arguments(sub.add_parser("prove", help="z3 proofs: arithmetic, and inductive invariants of counter abstractions"))
+    from meshspec.linearize_cli import add_arguments as add_linearize_arguments
+    add_linearize_arguments(sub.add_parser("linearize", help="concurrent clients on a real etcd, with faults: "
+                                           "is the history linearizable?"))
     ct = sub.add_parser("contracts", help="CrossHair: the models' PEP-316 contracts, and "
                         "diffbehavior of every same-named model/impl function")
     ct.add_argument("components", nargs="*", metavar="COMPONENT")
@@ -599,6 +602,15 @@ def cmd_contracts(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def cmd_linearize(args: argparse.Namespace) -> int:
+    from meshspec.linearize_cli import LinearizeCliError, run_cli
+
+    try:
+        return run_cli(args)
+    except LinearizeCliError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def count_statuses(results: Sequence[object]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for r in results:
@@ -616,7 +628,7 @@ def cmd_interleave(args: argparse.Namespace) -> int:
 
 
 VERBS = {"interleave": cmd_interleave, "explore": cmd_explore, "prove": cmd_prove, "contracts": cmd_contracts, "list": cmd_list, "fuzz": cmd_fuzz, "replay": cmd_replay, "mutants": cmd_mutants,
-         "report": cmd_report, "bench": cmd_bench}
+         "report": cmd_report, "bench": cmd_bench, "linearize": cmd_linearize}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

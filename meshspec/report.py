@@ -113,7 +113,7 @@ def render() -> str:
             "A test fails when this file is stale.\n\n## Components\n\n" + summary)
     return (head + "\n\n" + "\n\n".join(component_section(c) for c in comps)
             + "\n\n" + backends_section() + "\n\n" + proofs_section()
-            + "\n\n" + contracts_section() + "\n\n" + races_section() + "\n")
+            + "\n\n" + contracts_section() + "\n\n" + races_section() + "\n\n" + linearize_section() + "\n")
 
 
 def backend_cell(cell: dict | None) -> str:
@@ -200,6 +200,14 @@ def proofs_section() -> str:
              "variant applies a curated mutant's change to the abstraction; its refutation is "
              "exported as a trace that replays on the mutant class (`meshspec prove --variants`).")
     return "\n\n".join(["## Proofs", intro, table])
+
+
+def linearize_section() -> str:
+    """"Linearizability": the runs `meshspec linearize --record` stored in
+    docs/linearize-results.json."""
+    from meshspec.linearize_cli import report_section
+
+    return report_section()
 
 
 def contracts_section() -> str:
