@@ -52,8 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"where refutation traces are written (default {DEFAULT_EXPORT})")
 
 
-ABSTRACTIONS = ("shard_mapper", "load_balancer", "capacity", "group_coordinator")  # in meshspec.abstractions
-CONCRETIZED = ("shard_mapper", "load_balancer", "capacity", "group_coordinator")  # with a `_concrete` module
+ABSTRACTIONS = ("shard_mapper", "load_balancer", "capacity", "group_coordinator", "scheduler")  # in meshspec.abstractions
+CONCRETIZED = ("shard_mapper", "load_balancer", "capacity", "group_coordinator", "scheduler")  # with a `_concrete` module
 
 
 def _modules() -> list[Any]:
