@@ -58,3 +58,14 @@ def test_prove_exits_1_when_an_invariant_is_only_not_inductive(monkeypatch, caps
     assert main(["prove", "--only", "bare_ids"]) == 1
     out = capsys.readouterr().out
     assert "not inductive" in out and "FAIL: not proved: shard_mapper.bare_ids" in out
+
+
+def test_every_inductive_proof_has_a_dedicated_broken_variant_with_a_concretizer():
+    """Each proved invariant has a curated mutant's change that breaks that very invariant (its
+    refutation and replay are asserted per component in tests/test_prove_<component>.py)."""
+    from meshspec import prove_cli
+
+    variants = {(s.abstraction.name, s.invariant) for s, _ in prove_cli.variant_specs()}
+    missing = [s.name for s in prove_cli.inductive_specs() if (s.abstraction.name, s.invariant) not in variants]
+    assert not missing, missing
+    assert set(prove_cli.ABSTRACTIONS) == set(prove_cli.CONCRETIZED)
