@@ -194,7 +194,12 @@ def proofs_section() -> str:
              "variant applies a curated mutant's change to the abstraction; its refutation is "
              "exported as a trace that replays on the mutant class (`meshspec prove --variants`). "
              "Seconds as recorded by `meshspec prove --variants --record` (every proof has a 30 s budget).")
-    return "\n\n".join(["## Proofs", intro, table])
+    limits = ("What a counter abstraction cannot express, left to the lockstep machines and the explorer: "
+              "*which* earliest deadline a capacity hint reports (the abstraction counts deadlines behind, "
+              "at and ahead of now, so it checks that one is reported exactly when a lease is live, not its "
+              "value), and *which* scored candidate the scheduler picks (NanScoreWins, MaxTieBreakNotInverted, "
+              "NoLocalFastPath, FastPathIgnoresVeto choose among node identities, not counts).")
+    return "\n\n".join(["## Proofs", intro, table, limits])
 
 
 def contracts_section() -> str:
