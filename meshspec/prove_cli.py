@@ -59,8 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="store each row's result and seconds in docs/prove-results.json for REPORT.md")
 
 
-ABSTRACTIONS = ("shard_mapper", "load_balancer", "capacity", "group_coordinator", "scheduler")  # in meshspec.abstractions
-CONCRETIZED = ("shard_mapper", "load_balancer", "capacity", "group_coordinator", "scheduler")  # with a `_concrete` module
+# The modules of meshspec.abstractions, and those with a `_concrete` module (refutations replay).
+ABSTRACTIONS = ("shard_mapper", "load_balancer", "capacity", "group_coordinator", "scheduler")
+CONCRETIZED = ("shard_mapper", "load_balancer", "capacity", "group_coordinator", "scheduler")
 
 
 def _modules() -> list[Any]:
