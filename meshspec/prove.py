@@ -41,6 +41,7 @@ class ProofResult:
     claim: str
     status: str
     counterexample: str = ""
+    values: Mapping[str, int] = attrs.field(factory=dict)  # the counterexample, variable → value
 
 
 def _lemire_in_range() -> tuple[z3.BoolRef, list]:
@@ -121,8 +122,9 @@ def run(proof: Proof, timeout_ms: int = 20_000) -> ProofResult:
         return ProofResult(proof.name, proof.claim, "proved")
     if verdict == z3.sat:
         model = solver.model()
-        cex = ", ".join(f"{v}={model.eval(v, model_completion=True)}" for v in variables)
-        return ProofResult(proof.name, proof.claim, "REFUTED", cex)
+        values = {str(v): model.eval(v, model_completion=True).as_long() for v in variables}
+        cex = ", ".join(f"{k}={v}" for k, v in values.items())
+        return ProofResult(proof.name, proof.claim, "REFUTED", cex, values)
     return ProofResult(proof.name, proof.claim, "unknown")
 
 

@@ -5,13 +5,17 @@ claim is unsat) and the inductive invariants of the counter abstractions in
 `meshspec.abstractions` (k-induction with stated lemmas). With `--variants` the curated
 mutants' changes, applied to an abstraction, must each be refuted: the counterexample
 path is exported as a trace under `--export` and replayed against the mutant class
-(`confirmed`) or found not to reproduce (`abstraction too coarse`).
+(`confirmed`) or found not to reproduce (`abstraction too coarse`). `--record` stores
+each row's result and seconds in docs/prove-results.json (merged, written atomically),
+which REPORT.md's "Proofs" table reads.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import attrs
@@ -21,6 +25,7 @@ if TYPE_CHECKING:  # z3 is imported only when proofs run, so building the CLI pa
     from meshspec import prove
 
 DEFAULT_EXPORT = "meshspec-traces"
+RESULTS_PATH = Path(__file__).resolve().parent.parent / "docs" / "prove-results.json"
 
 
 class ProveUsageError(ValueError):
@@ -50,10 +55,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "and replay each refutation trace against its mutant class")
     p.add_argument("--export", default=DEFAULT_EXPORT, metavar="DIR",
                    help=f"where refutation traces are written (default {DEFAULT_EXPORT})")
+    p.add_argument("--record", action="store_true",
+                   help="store each row's result and seconds in docs/prove-results.json for REPORT.md")
 
 
-ABSTRACTIONS = ("shard_mapper", "load_balancer", "capacity", "group_coordinator")  # in meshspec.abstractions
-CONCRETIZED = ("shard_mapper", "load_balancer", "capacity", "group_coordinator")  # with a `_concrete` module
+# The modules of meshspec.abstractions, and those with a `_concrete` module (refutations replay).
+ABSTRACTIONS = ("shard_mapper", "load_balancer", "capacity", "group_coordinator", "scheduler")
+CONCRETIZED = ("shard_mapper", "load_balancer", "capacity", "group_coordinator", "scheduler")
 
 
 def _modules() -> list[Any]:
@@ -143,8 +151,29 @@ def rows(args: argparse.Namespace) -> list[Row]:
     return out
 
 
+def load_recorded(path: Path | None = None) -> dict[str, dict[str, Any]]:
+    """The recorded rows: property -> {result, seconds}."""
+    try:
+        return json.loads((path or RESULTS_PATH).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def record(table: Sequence[Row], path: Path | None = None) -> None:
+    """Merge these rows into the results file (atomically), dropping properties that no longer exist."""
+    from meshspec.traces import atomic_write
+
+    path = path or RESULTS_PATH
+    known = {p for p in names()} | {f"{s.name} (broken variant)" for s, _ in variant_specs()}
+    merged = {k: v for k, v in load_recorded(path).items() if k in known}
+    merged.update({r.property: {"result": r.result, "seconds": r.seconds} for r in table})
+    atomic_write(path, json.dumps(dict(sorted(merged.items())), indent=1, ensure_ascii=False) + "\n")
+
+
 def run_cli(args: argparse.Namespace) -> int:
     table = rows(args)
+    if getattr(args, "record", False):
+        record(table)
     print(tabulate([[r.property, r.method, r.result, f"{r.seconds:.2f}", r.detail] for r in table],
                    headers=["property", "method", "result", "seconds", "detail"], tablefmt="github"))
     bad = [r.property for r in table if not r.ok]
@@ -152,14 +181,22 @@ def run_cli(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def catalogue() -> list[list[Any]]:
-    """Stable rows for REPORT.md: property, method, claim, and the result the tests assert."""
+def catalogue(recorded: dict[str, dict[str, Any]] | None = None) -> list[list[Any]]:
+    """Stable rows for REPORT.md: property, method, claim, the result the tests assert, and the
+    seconds recorded by `meshspec prove --variants --record` ("-" when not recorded)."""
     from meshspec import prove
 
-    out: list[list[Any]] = [[f"`{p.name}`", "z3: negation unsat", p.claim, "proved"] for p in prove.PROOFS]
-    out += [[f"`{s.name}`", s.method, s.claim, "proved"] for s in inductive_specs()]
-    out += [[f"`{s.name}` (broken variant)", s.method + " + BMC", s.claim, _variant_result(s, impl)]
-            for s, impl in variant_specs()]
+    recorded = load_recorded() if recorded is None else recorded
+
+    def secs(key: str) -> str:
+        seconds = recorded.get(key, {}).get("seconds")
+        return "-" if seconds is None else f"{seconds:.2f}"
+
+    out: list[list[Any]] = [[f"`{p.name}`", "z3: negation unsat", p.claim, "proved", secs(p.name)]
+                            for p in prove.PROOFS]
+    out += [[f"`{s.name}`", s.method, s.claim, "proved", secs(s.name)] for s in inductive_specs()]
+    out += [[f"`{s.name}` (broken variant)", s.method + " + BMC", s.claim, _variant_result(s, impl),
+             secs(f"{s.name} (broken variant)")] for s, impl in variant_specs()]
     return out
 
 

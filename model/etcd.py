@@ -247,6 +247,7 @@ class LeaseLeasesResponse:
 def prefix_range_end(prefix: bytes) -> bytes:
     """etcd's range end for a prefix: drop trailing 0xff bytes, increment the last one.
 
+    pre: len(prefix) <= 4
     post: __return__ == ALL_KEYS_END or prefix < __return__
     post: __return__ == ALL_KEYS_END or not __return__.startswith(prefix)
     post: __return__ == ALL_KEYS_END or in_range(prefix, prefix, __return__)

@@ -191,6 +191,7 @@ def fnv1a_64(data: bytes, state: int = FNV_OFFSET_BASIS) -> int:
     """FNV-1a 64; `state` lets a caller continue a hash over a common prefix.
 
     pre: 0 <= state <= U64_MAX
+    pre: len(data) <= 3
     post: 0 <= __return__ <= U64_MAX
     post: len(data) > 0 or __return__ == state
     post: len(data) == 0 or __return__ == fnv1a_64(data[1:], fnv1a_64(data[:1], state))
@@ -805,6 +806,7 @@ class LoadBalancer:
 def wheel_scale(quarters: Sequence[int]) -> int:
     """Smallest k in (1, 2, 4) such that every effective weight times k is an integer.
 
+    pre: len(quarters) <= 4
     post: __return__ in (1, 2, 4)
     post: all(q * __return__ % 4 == 0 for q in quarters)
     post: __return__ == 1 or not all(q * (__return__ // 2) % 4 == 0 for q in quarters)
@@ -819,6 +821,7 @@ def wheel_scale(quarters: Sequence[int]) -> int:
 def first_at_or_after(ring: Sequence[tuple[int, bytes, int]], h: int) -> int:
     """Index of the first ring entry with hash >= h (len(ring) if none), by a plain scan.
 
+    pre: len(ring) <= 4
     post: 0 <= __return__ <= len(ring)
     post: all(entry[0] < h for entry in ring[:__return__])
     post: __return__ == len(ring) or ring[__return__][0] >= h

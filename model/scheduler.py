@@ -196,14 +196,31 @@ def free_resource_for(node_id: int, ctx: TieBreakContext) -> int:
     return 0
 
 
-def _cmp(a: object, b: object) -> int:
-    """Three-way comparison (Rust `Ord::cmp` as -1 / 0 / 1).
+def _cmp(a: float, b: float) -> int:
+    """Three-way comparison (Rust `Ord::cmp` as -1 / 0 / 1) of ids, RTTs or f32 scores.
 
-    pre: isinstance(a, int) and isinstance(b, int)
     post: __return__ in (-1, 0, 1)
     post: _cmp(b, a) == -__return__
     """
     return (a > b) - (a < b)  # type: ignore[operator]
+
+
+def rtt_step(a_rtt: Optional[int], b_rtt: Optional[int]) -> int:
+    """Tie-break step 1: the smaller known RTT wins, a known RTT beats an unknown one; 0 when
+    it does not decide (both unknown, or equal).
+
+    post: __return__ in (-1, 0, 1)
+    post: rtt_step(b_rtt, a_rtt) == -__return__
+    post: (__return__ == 0) == (a_rtt == b_rtt)
+    post: a_rtt is None or b_rtt is not None or __return__ == -1
+    """
+    if a_rtt is not None and b_rtt is not None and a_rtt != b_rtt:
+        return _cmp(a_rtt, b_rtt)
+    if a_rtt is not None and b_rtt is None:
+        return -1
+    if a_rtt is None and b_rtt is not None:
+        return 1
+    return 0
 
 
 def tie_break_compare(a: int, b: int, ctx: TieBreakContext) -> int:
@@ -217,13 +234,9 @@ def tie_break_compare(a: int, b: int, ctx: TieBreakContext) -> int:
     if a == b:
         return 0
     if ctx.rtt_us is not None:
-        a_rtt, b_rtt = ctx.rtt_of(a), ctx.rtt_of(b)
-        if a_rtt is not None and b_rtt is not None and a_rtt != b_rtt:
-            return _cmp(a_rtt, b_rtt)
-        if a_rtt is not None and b_rtt is None:
-            return -1
-        if a_rtt is None and b_rtt is not None:
-            return 1
+        by_rtt = rtt_step(ctx.rtt_of(a), ctx.rtt_of(b))
+        if by_rtt != 0:
+            return by_rtt
     a_free, b_free = free_resource_for(a, ctx), free_resource_for(b, ctx)
     if a_free != b_free:
         return _cmp(b_free, a_free)

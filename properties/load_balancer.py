@@ -1187,6 +1187,16 @@ class AbandonedProbeNeverReclaimed(ImplLB):
         return False
 
 
+class ProbeKeptAfterSuccess(ImplLB):
+    """Probe release done wrong: a successful probe closes the circuit but its claim stays, so
+    a probe is in flight on a closed circuit and the next failure is taken as a failed probe."""
+
+    def _probe_outcome(self, ep: ImplEP, success: bool, now: int) -> None:
+        super()._probe_outcome(ep, success, now)
+        if success:
+            ep.probe, ep.probe_at = True, now
+
+
 class ReaddLeaksVnodes(ImplLB):
     """2.8-b (#15, 0.25.0): re-adding an id inserts its vnodes again without removing the old."""
 
@@ -1385,6 +1395,9 @@ MUTANTS = (
            "#16: a ring collision silently replaced the other vnode", RING_CHECKS),
     mutant("abandoned_probe_never_reclaimed", AbandonedProbeNeverReclaimed,
            "2.8-a (#14): an abandoned half-open probe stayed claimed forever", checks(PROBE)),
+    mutant("probe_kept_after_success", ProbeKeptAfterSuccess,
+           "probe release done wrong: a successful probe closed the circuit but kept its claim",
+           ("check_invariants", *checks(PROBE))),
     mutant("readd_leaks_vnodes", ReaddLeaksVnodes, "2.8-b (#15): re-adding an id leaked its old vnodes",
            RING_CHECKS),
     mutant("ring_collision_destructive_probe", RingCollisionDestructiveProbe,
@@ -1537,7 +1550,8 @@ EXPLORATION = Exploration(
                                   "weighted_lc_weight_collapse", "stale_snapshot_after_metrics_change")},
         **{m: "filters" for m in ("zone_fallback_ignored", "required_tags_any_not_all",
                                   "ring_search_skips_equal_hash")},
-        **{m: "breaker" for m in ("abandoned_probe_never_reclaimed", "recovery_zero_not_clamped")},
+        **{m: "breaker" for m in ("abandoned_probe_never_reclaimed", "recovery_zero_not_clamped",
+                                  "probe_kept_after_success")},
         "weighted_rr_float_modulus": "counter",
     },
 )

@@ -668,6 +668,33 @@ class ActivateWithoutBudgetRecheck(ImplMapper):
         return super().activate(shard_id)
 
 
+class DrainSpecificIgnoresFloor(ImplMapper):
+    """Floor check done wrong: drain_specific drains an Active shard even at min_shards."""
+
+    def drain_specific(self, shard_id: int) -> None:
+        shard = self._find(M.require_u16("shard_id", shard_id))
+        if shard is not None and shard.state is M.ShardState.ACTIVE:
+            now = self._clock()
+            self._start_draining(shard, now)
+            self._rebuild_selection_table()
+            self._active_count -= 1
+            self._last_scaling = now
+            return
+        super().drain_specific(shard_id)
+
+
+class ScaleDownFloorOffByOne(ImplMapper):
+    """Floor guard off by one: evaluate_scaling's scale-down branch tests A ≥ min, not A > min,
+    so at the floor it advises ScaleDown(min(…, A − min)) = ScaleDown(0)."""
+
+    def _decide(self, overloaded: int, underutilized: int, active_count: int) -> M.ScalingDecision:
+        p = self._policy
+        up = overloaded > active_count // 2 and active_count < p.max_shards
+        if not up and underutilized > active_count // 2 and active_count == p.min_shards:
+            return M.ScalingDecision.scale_down(min(max(underutilized // 2, 1), active_count - p.min_shards))
+        return super()._decide(overloaded, underutilized, active_count)
+
+
 class WarmupOscillation(ImplMapper):
     """#131: freshly activated shards vote at once with placeholder metrics."""
 
@@ -892,6 +919,12 @@ MUTANTS = (
            "BUGS_3 #7: high_throughput cpus×2 overflowed u16", "preset result"),
     *(mutant(f"stale_table_after_{op}", cls, f"optimization: selection table not rebuilt by {op}",
              SELECT_CHECKS) for op, cls in STALE.items()),
+    mutant("drain_specific_ignores_floor", DrainSpecificIgnoresFloor,
+           "floor check done wrong (§3.4 item 6): drain_specific skipped min_shards",
+           ("floor_respected_by_draining", "*result", "drain_specific result", "abstract state")),
+    mutant("scale_down_floor_off_by_one", ScaleDownFloorOffByOne,
+           "floor guard off by one: evaluate_scaling advised ScaleDown(0) at min_shards",
+           ("decisions_within_bounds", "evaluate_scaling observation", "*result")),
     mutant("count_drift_on_scale_down", CountDriftOnScaleDown,
            "optimization: cached active count drifts from the Active shards",
            ("active_within_budget", "check_invariants")),

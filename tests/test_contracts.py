@@ -52,6 +52,8 @@ BROKEN = [
      'all(entry[0] < h'),
     ("model.scheduler", "_cmp", "(a > b) - (a < b)", "(a > b) - (a <= b)",
      '_cmp(b, a)'),
+    ("model.scheduler", "rtt_step", "return -1", "return 1",
+     '__return__ == -1'),
     ("model.scheduler", "tie_break_compare", "if a == b:\n        return 0", "if a == b:\n        return 1",
      '(__return__ == 0)'),
     ("model.capacity", "sat_add_u64", "min(a + b, U64_MAX)", "min(a + b, U64_MAX + 1)",

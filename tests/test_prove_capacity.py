@@ -24,7 +24,15 @@ def test_mutant_change_in_the_counter_abstraction_is_refuted_by_a_reachable_path
     assert result.status == "REFUTED", result
     changed = {t.name for t in spec.abstraction.transitions} & {
         t.name for t in spec.abstraction.transitions if t not in A.ABSTRACTION.transitions}
-    assert result.path.steps[-1].transition in changed
+    assert any(step.transition in changed for step in result.path.steps)
+
+
+def test_the_time_mutants_and_the_earliest_deadline_are_abstracted():
+    refuted = {impl.split(":")[1] for _, impl in A.VARIANTS}
+    assert {"ExpiryNeverDetected", "VanishedOwnerNotDetected", "ExpiryOffByOne", "LightweightCount",
+            "RenewKeepsOldDeadline"} <= refuted
+    dedicated = {spec.invariant for spec, _ in A.VARIANTS}
+    assert {spec.invariant for spec in A.PROOFS} <= dedicated
 
 
 def test_a_failed_compare_in_the_faithful_abstraction_changes_no_counter():
@@ -57,7 +65,12 @@ import random  # noqa: E402
 
 from meshspec.abstractions import capacity_concrete as C  # noqa: E402
 from meshspec.prove import admits  # noqa: E402
-from properties.capacity import SplitAddsNoChildren, UnparkNotCounted  # noqa: E402
+from properties.capacity import (  # noqa: E402
+    ExpiryNeverDetected,
+    ExpiryOffByOne,
+    SplitAddsNoChildren,
+    UnparkNotCounted,
+)
 
 
 def _fits(step) -> bool:
@@ -78,9 +91,13 @@ def test_random_runs_commit_every_kind_of_counter_change():
     changed = {s.rule for s in _runs() if s.pre != s.post}
     assert {"register_shards", "claim", "complete", "park_shard", "unpark_shard", "split_replace",
             "split_residual", "advance_clock", "expire_lease", "capacity_hint"} <= changed
-    assert any(s.pre["stale"] and s.rule == "capacity_hint" and not s.post["stale"] for s in _runs())
+    pending = lambda st: st["lapsed"] + st["edge"] + st["vanished"]  # noqa: E731
+    assert any(pending(s.pre) and s.rule == "capacity_hint" and not pending(s.post) for s in _runs())
+    for cls in ("lapsed", "edge", "vanished"):  # every kind of undetected expiry is reached
+        assert any(s.post[cls] for s in _runs()), cls
 
 
-@pytest.mark.parametrize("mutant", [SplitAddsNoChildren, UnparkNotCounted], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("mutant", [SplitAddsNoChildren, UnparkNotCounted, ExpiryNeverDetected, ExpiryOffByOne],
+                         ids=lambda c: c.__name__)
 def test_a_counter_mutant_takes_a_step_the_abstraction_does_not_admit(mutant):
     assert not all(_fits(step) for step in _runs(mutant))

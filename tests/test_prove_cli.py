@@ -58,3 +58,30 @@ def test_prove_exits_1_when_an_invariant_is_only_not_inductive(monkeypatch, caps
     assert main(["prove", "--only", "bare_ids"]) == 1
     out = capsys.readouterr().out
     assert "not inductive" in out and "FAIL: not proved: shard_mapper.bare_ids" in out
+
+
+def test_every_inductive_proof_has_a_dedicated_broken_variant_with_a_concretizer():
+    """Each proved invariant has a curated mutant's change that breaks that very invariant (its
+    refutation and replay are asserted per component in tests/test_prove_<component>.py)."""
+    from meshspec import prove_cli
+
+    variants = {(s.abstraction.name, s.invariant) for s, _ in prove_cli.variant_specs()}
+    missing = [s.name for s in prove_cli.inductive_specs() if (s.abstraction.name, s.invariant) not in variants]
+    assert not missing, missing
+    assert set(prove_cli.ABSTRACTIONS) == set(prove_cli.CONCRETIZED)
+
+
+def test_record_stores_result_and_seconds_per_row_and_the_report_table_shows_them(tmp_path, monkeypatch, capsys):
+    from meshspec import prove_cli
+
+    path = tmp_path / "prove-results.json"
+    monkeypatch.setattr(prove_cli, "RESULTS_PATH", path)
+    path.write_text('{"gone": {"result": "proved", "seconds": 1.0}}')
+    assert main(["prove", "--variants", "--only", "drain_specific_ignores_floor", "--only", "lemire_index",
+                 "--export", str(tmp_path), "--record"]) == 0
+    recorded = prove_cli.load_recorded(path)
+    assert set(recorded) == {"lemire_index_in_range", "drain_specific_ignores_floor (broken variant)"}
+    assert recorded["drain_specific_ignores_floor (broken variant)"]["result"] == "refuted, confirmed"
+    rows = {r[0]: r for r in prove_cli.catalogue(recorded)}
+    assert rows["`lemire_index_in_range`"][-1] == f"{recorded['lemire_index_in_range']['seconds']:.2f}"
+    assert rows["`scheduler.index_matches_scan`"][-1] == "-"

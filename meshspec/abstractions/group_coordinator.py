@@ -58,7 +58,7 @@ TRANSITIONS = (
 
 INVARIANTS: Mapping[str, Any] = {
     "cached_healthy_count_matches": lambda s: s.cached == s.healthy,
-    "counts_non_negative": lambda s: z3.And(s.healthy >= 0, s.unhealthy >= 0),
+    "counts_non_negative": lambda s: z3.And(s.healthy >= 0, s.unhealthy >= 0, s.cached >= 0),
 }
 
 ABSTRACTION = Abstraction("group_coordinator", VARIABLES, lambda s, p: z3.And(*[s[v] == 0 for v, _ in VARIABLES]),
@@ -71,11 +71,13 @@ inductive = inductive_over(ABSTRACTION)
 PROOFS = (
     inductive("group_coordinator.cached_healthy_count", "the cached healthy count equals a scan of the members",
               "cached_healthy_count_matches"),
-    inductive("group_coordinator.counts_non_negative", "healthy and unhealthy member counts stay ≥ 0",
-              "counts_non_negative"),
+    inductive("group_coordinator.counts_non_negative",
+              "healthy and unhealthy member counts, and the cached healthy count, stay ≥ 0 (no unsigned wrap)",
+              "counts_non_negative", "cached_healthy_count_matches"),
 )
 
-MACHINE_INVARIANT = {"cached_healthy_count_matches": "counts_agree_with_a_scan"}
+MACHINE_INVARIANT = {"cached_healthy_count_matches": "counts_agree_with_a_scan",
+                     "counts_non_negative": "counts_agree_with_a_scan"}
 MUTANTS = "properties.group_coordinator"
 VARIANTS = (
     (inductive("healthy_count_drift_on_placement", "cached count (re-placing a down member not counted)",
@@ -83,5 +85,8 @@ VARIANTS = (
      f"{MUTANTS}:HealthyCountDriftOnPlacement"),
     (inductive("healthy_count_drift_on_repeated_mark", "cached count (marking a down member down decrements)",
                "cached_healthy_count_matches", abstraction=ABSTRACTION.variant(mark_again(decrements=True))),
+     f"{MUTANTS}:HealthyCountDriftOnRepeatedMark"),
+    (inductive("healthy_count_wraps_on_repeated_mark", "counts ≥ 0 (marking a down member down decrements)",
+               "counts_non_negative", abstraction=ABSTRACTION.variant(mark_again(decrements=True))),
      f"{MUTANTS}:HealthyCountDriftOnRepeatedMark"),
 )

@@ -70,13 +70,16 @@ def _release(s: State, wrapping: bool) -> Any:
     return (s.conns - 1) % (U32 + 1) if wrapping else z3.If(s.conns > 0, s.conns - 1, 0)
 
 
-def complete(success: bool, wrapping: bool = False) -> Transition:
-    """record_completion: release one connection; a probe's outcome, or count the result."""
+def complete(success: bool, wrapping: bool = False, keeps_probe: bool = False) -> Transition:
+    """record_completion: release one connection; a probe's outcome, or count the result.
+    `keeps_probe` (ProbeKeptAfterSuccess): a successful probe closes the circuit but stays
+    claimed, re-stamped now."""
     def update(s: State, p: State) -> dict[str, Any]:
         out: dict[str, Any] = {"conns": _release(s, wrapping), "probe": False, "probe_at": 0}
         if success:
+            kept = {"probe": s.probe, "probe_at": z3.If(s.probe, s.now, 0)} if keeps_probe else {}
             return {**out, "consec": 0, "opened": z3.And(s.opened, z3.Not(s.probe)),
-                    "opened_at": z3.If(s.probe, 0, s.opened_at)}
+                    "opened_at": z3.If(s.probe, 0, s.opened_at), **kept}
         opens = z3.And(z3.Not(s.probe), z3.Not(s.opened), s.consec + 1 >= THRESHOLD)
         return {**out, "consec": z3.If(s.probe, s.consec, s.consec + 1),
                 "opened": z3.Or(s.opened, opens), "opened_at": z3.If(z3.Or(s.probe, opens), s.now, s.opened_at),
@@ -129,7 +132,7 @@ PROOFS = (
 MACHINE_INVARIANT = {
     "connections_within_cap": "connections_within_cap",
     "one_half_open_probe": "selection_is_admissible",
-    "probe_only_when_open": "one_half_open_probe_per_recovery_cycle",
+    "probe_only_when_open": "check_invariants",  # the impl's own check: "probe claimed on a closed circuit"
 }
 
 MUTANTS = "properties.load_balancer"
@@ -141,4 +144,7 @@ VARIANTS = (
                "connections_within_cap",
                abstraction=ABSTRACTION.variant(complete(True, wrapping=True), complete(False, wrapping=True))),
      f"{MUTANTS}:CompletionUnderflows"),
+    (inductive("probe_kept_after_success", "a probe only on an open circuit (a successful probe keeps its claim)",
+               "probe_only_when_open", abstraction=ABSTRACTION.variant(complete(True, keeps_probe=True))),
+     f"{MUTANTS}:ProbeKeptAfterSuccess"),
 )

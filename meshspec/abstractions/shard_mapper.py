@@ -103,9 +103,13 @@ def _drain(s: State, n: Any, counted_after: Any) -> dict[str, Any]:
             "floor_ok": z3.And(s.floor_ok, left >= s.lo), **_stamp(s)}
 
 
-DRAIN_SPECIFIC = Transition(
-    "drain_specific", lambda s, p: z3.And(s.counted > s.lo, s.active >= 1),
-    lambda s, p: _drain(s, 1, s.counted - 1))
+def drain_specific(floor_check: bool = True) -> Transition:
+    """drain_specific(id) of an Active shard: refused at the floor (DrainSpecificIgnoresFloor: not)."""
+    return Transition("drain_specific", lambda s, p: z3.And(s.counted > s.lo, s.active >= 1) if floor_check
+                      else s.active >= 1, lambda s, p: _drain(s, 1, s.counted - 1))
+
+
+DRAIN_SPECIFIC = drain_specific()
 
 
 def scale_down(drift: bool = False) -> Transition:
@@ -126,30 +130,34 @@ def scale_down(drift: bool = False) -> Transition:
     return Transition("scale_down", guard, update, ("count",))
 
 
-def _decision(s: State, p: State) -> tuple[Any, Any, Any, Any]:
-    """evaluate_scaling's branches on a = counted: (kind, n, up branch taken, down branch taken)."""
+def _decision(s: State, p: State, strict_floor: bool = True) -> tuple[Any, Any, Any, Any]:
+    """evaluate_scaling's branches on a = counted: (kind, n, up branch taken, down branch taken).
+    `strict_floor=False` (ScaleDownFloorOffByOne): the down branch tests a ≥ min, not a > min."""
     a = s.counted
     live = z3.And(s.auto, z3.Not(in_cooldown(s)))
     up = z3.And(live, p.over > a / 2, a < s.hi)
-    down = z3.And(live, z3.Not(up), p.idle > a / 2, a > s.lo)
+    down = z3.And(live, z3.Not(up), p.idle > a / 2, a > s.lo if strict_floor else a >= s.lo)
     up_n = _min(_max(p.over / 2, 1), s.hi - a)
     down_n = _min(_max(p.idle / 2, 1), a - s.lo)
     kind = z3.If(up, UP, z3.If(down, DOWN, NONE))
     return kind, z3.If(up, up_n, z3.If(down, down_n, 0)), up, down
 
 
-def _evaluate_update(s: State, p: State) -> dict[str, Any]:
-    kind, n, up, down = _decision(s, p)
-    in_u16 = lambda x: z3.And(0 <= x, x <= U16)  # noqa: E731
-    no_wrap = z3.And(z3.Implies(up, in_u16(s.hi - s.counted)), z3.Implies(down, in_u16(s.counted - s.lo)))
-    return {"adv_kind": kind, "adv_n": n, "adv_active": s.active, "u16_ok": z3.And(s.u16_ok, no_wrap)}
+def evaluate(strict_floor: bool = True) -> Transition:
+    def update(s: State, p: State) -> dict[str, Any]:
+        kind, n, up, down = _decision(s, p, strict_floor)
+        in_u16 = lambda x: z3.And(0 <= x, x <= U16)  # noqa: E731
+        no_wrap = z3.And(z3.Implies(up, in_u16(s.hi - s.counted)), z3.Implies(down, in_u16(s.counted - s.lo)))
+        return {"adv_kind": kind, "adv_n": n, "adv_active": s.active, "u16_ok": z3.And(s.u16_ok, no_wrap)}
+
+    return Transition(
+        "evaluate_scaling",
+        lambda s, p: z3.And(0 <= p.voters, p.voters <= s.active, 0 <= p.over, p.over <= p.voters,
+                            0 <= p.idle, p.idle <= p.voters),
+        update, ("voters", "over", "idle"))
 
 
-EVALUATE = Transition(
-    "evaluate_scaling",
-    lambda s, p: z3.And(0 <= p.voters, p.voters <= s.active, 0 <= p.over, p.over <= p.voters,
-                        0 <= p.idle, p.idle <= p.voters),
-    _evaluate_update, ("voters", "over", "idle"))
+EVALUATE = evaluate()
 
 TRANSITIONS = (
     Transition("stutter", lambda s, p: z3.BoolVal(True), lambda s, p: {}),
@@ -250,4 +258,12 @@ VARIANTS = (
     (inductive("count_drift_on_scale_down", "cached count = Active shards (scale_down subtracts count)",
                "count_matches_active", abstraction=ABSTRACTION.variant(scale_down(drift=True))),
      f"{MUTANTS}:CountDriftOnScaleDown"),
+    (inductive("drain_specific_ignores_floor", "active ≥ min_shards after draining (drain_specific skips the floor)",
+               "floor_respected_by_draining", "count_matches_active",
+               abstraction=ABSTRACTION.variant(drain_specific(floor_check=False))),
+     f"{MUTANTS}:DrainSpecificIgnoresFloor"),
+    (inductive("scale_down_floor_off_by_one", "ScaleDown(n) ⇒ n ≥ 1 (the floor guard tests A ≥ min)",
+               "decisions_within_bounds", "count_matches_active", "active_within_budget", "counts_non_negative",
+               "policy_in_range", abstraction=ABSTRACTION.variant(evaluate(strict_floor=False))),
+     f"{MUTANTS}:ScaleDownFloorOffByOne"),
 )

@@ -80,6 +80,14 @@ def rule_for(step: PathStep, subject: Subject) -> Optional[tuple[str, dict[str, 
     return None
 
 
+def _metrics_for(step: PathStep) -> list[tuple[str, dict[str, Any]]]:
+    """Before an evaluate_scaling that advises ScaleUp: a full ring on every shard
+    (fill 1.0, over the default 0.7 threshold), collected, so the warm shards vote overloaded."""
+    if step.transition != "evaluate_scaling" or step.state.get("adv_kind") != UP:
+        return []
+    return [("traffic", {"length": 8, "latency_ns": 0, "pushes": 0}), ("collect_metrics", {})]
+
+
 def concretize(path: Path, cls: type) -> Concrete:
     """Rule calls for an abstract path, run on `cls` to pick ids and to compare each state."""
     comp = component()
@@ -89,9 +97,9 @@ def concretize(path: Path, cls: type) -> Concrete:
     advice, divergence = dict(NO_ADVICE), ""
     for index, step in enumerate(path.steps):
         call = rule_for(step, subject)
-        if call is not None:
-            calls.append(call)
-            advice = _apply(comp, subject, call, advice)
+        for c in ([*_metrics_for(step), call] if call is not None else []):
+            calls.append(c)
+            advice = _apply(comp, subject, c, advice)
         divergence = divergence or differs(index, step.transition, step.state,
                                                    concrete_state(subject, advice))
     return Concrete(traces.validate_steps(comp, calls), divergence)
