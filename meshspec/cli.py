@@ -17,6 +17,7 @@ from tabulate import tabulate
 
 from meshspec import registry
 from meshspec.lockstep import ENVIRONMENT_ERRORS, Component, ImplLoadError, LockstepFailure, load_impl
+from meshspec.protocol_cli import cmd_protocol, cmd_serve
 from meshspec.profiles import ProfileError, backend_name, profile_name, resolve_seed
 from meshspec.traces import TraceError
 
@@ -120,6 +121,10 @@ def build_parser() -> Parser:
     e.add_argument("--export", default=DEFAULT_EXPORT, metavar="DIR")
     from meshspec.prove_cli import add_arguments as add_prove_arguments  # the prove verb's options
     add_prove_arguments(sub.add_parser("prove", help="z3 proofs: arithmetic, and inductive invariants of counter abstractions"))
+    from meshspec.protocol_cli import add_impl_cmd_arguments, add_protocol_parsers
+    add_impl_cmd_arguments(f)
+    add_impl_cmd_arguments(r)
+    add_protocol_parsers(sub)
     ct = sub.add_parser("contracts", help="CrossHair: the models' PEP-316 contracts, and "
                         "diffbehavior of every same-named model/impl function")
     ct.add_argument("components", nargs="*", metavar="COMPONENT")
@@ -235,7 +240,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     from meshspec.traces import check_export_dir
 
     comps = components_of(args.components)
-    impl_cls = impl_for(args.impl, comps if args.components else [])
+    from meshspec.protocol_cli import impl_cmd_for, protocol_note
+    impl_cls = impl_cmd_for(args, comps if args.components else []) \
+        or impl_for(args.impl, comps if args.components else [])
     profile, seed = profile_name(args.profile), resolve_seed(args.seed)
     backend, budget = backend_name(args.backend), example_budget(args.max_examples)
     try:
@@ -247,6 +254,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
     print(f"meshspec fuzz: profile {profile}, seed {seed}" + run_options(backend, budget)
           + (f", real etcd {args.etcd}" if args.etcd else ""), flush=True)
+    if protocol_note(impl_cls):
+        print(protocol_note(impl_cls), flush=True)
     outcomes = []
     progress = progress_for(sys.stdout)
     for comp in comps:
@@ -304,10 +313,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     trace = traces.load(args.trace)  # shape, component and every step checked; nothing imported
     comp = components_of([trace.component])[0]
-    impl_cls = impl_for(args.impl, [comp]) if args.impl else recorded_impl(trace.impl, comp)
+    from meshspec.protocol_cli import impl_cmd_for, recorded_command
+    impl_cls = impl_cmd_for(args, [comp]) or (impl_for(args.impl, [comp]) if args.impl
+                                              else recorded_command(trace.impl, comp, args)
+                                              or recorded_impl(trace.impl, comp))
     result = traces.replay(comp, impl_cls, trace.steps)
     print(f"replayed {result.steps_run} of {len(trace.steps)} steps of {trace.component} "
-          f"against {args.impl or trace.impl}")
+          f"against {args.impl or args.impl_cmd or trace.impl}")
     if result.failure is None:
         print("no failure: model and impl agree on every step and every invariant holds")
         if trace.failure is not None:
@@ -573,6 +585,7 @@ def count_statuses(results: Sequence[object]) -> dict[str, int]:
 
 VERBS = {"explore": cmd_explore, "prove": cmd_prove, "contracts": cmd_contracts, "list": cmd_list, "fuzz": cmd_fuzz, "replay": cmd_replay, "mutants": cmd_mutants,
          "report": cmd_report, "bench": cmd_bench}
+VERBS.update(protocol=cmd_protocol, serve=cmd_serve)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
