@@ -155,7 +155,9 @@ class Codec:
 
     def __init__(self, classes: dict[str, type], own_tag: str = "$ref",
                  make_ref: Callable[[Any, Any], int] | None = None,
-                 resolve_ref: Callable[[str, int, Any], Any] | None = None) -> None:
+                 resolve_ref: Callable[[str, int, Any], Any] | None = None,
+                 make_error: Callable[[str, str, dict], BaseException] | None = None) -> None:
+        self.make_error = make_error
         self.classes = classes
         self.own_tag = own_tag  # "$ref" for the harness's objects, "$obj" for the impl's
         self.make_ref = make_ref
@@ -204,6 +206,9 @@ class Codec:
         return self.tagged(value, where)
 
     def ref(self, value: Any, tp: Any, where: str) -> Any:
+        back = getattr(value, "_protocol_ref", None)  # the other side's own object, handed back
+        if isinstance(back, tuple):
+            return {back[0]: back[1]}
         if self.make_ref is None:
             raise CodecError(f"{where}: cannot send {type(value).__name__} (no references here)")
         return {self.own_tag: self.make_ref(value, tp)}
@@ -219,6 +224,8 @@ class Codec:
             return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
         if isinstance(value, enum.Enum):
             return {"$enum": type(value).__name__, "name": value.name}
+        if isinstance(value, BaseException):
+            return {"$error": self.error(value)}
         if attrs.has(type(value)):
             cls = self._known(type(value))
             if cls is not None:
@@ -234,6 +241,28 @@ class Codec:
         if isinstance(value, dict):
             return {"$dict": [[self.tagged(k, where), self.tagged(v, where)] for k, v in value.items()]}
         return self.ref(value, Any, where)
+
+    def error(self, exc: BaseException) -> dict:
+        """{"type", "msg"} of an exception, plus "fields": its public attributes, when it has any."""
+        out: dict[str, Any] = {"type": type(exc).__name__, "msg": str(exc)}
+        fields = {k: v for k, v in vars(exc).items() if not k.startswith("_")}
+        if fields:
+            try:
+                out["fields"] = {k: self.tagged(v, "error") for k, v in fields.items()}
+            except CodecError:
+                pass
+        return out
+
+    def exception(self, err: Any, where: str = "err") -> BaseException:
+        if not (isinstance(err, dict) and isinstance(err.get("type"), str) and isinstance(err.get("msg"), str)):
+            raise CodecError(f"{where}: an error is {{\"type\": NAME, \"msg\": TEXT}}, got {short(err)}")
+        fields = err.get("fields") or {}
+        if not isinstance(fields, dict):
+            raise CodecError(f"{where}: \"fields\" must be an object")
+        decoded = {k: self.untag(v, where) for k, v in fields.items()}
+        if self.make_error is None:
+            return Exception(err["msg"])
+        return self.make_error(err["type"], err["msg"], decoded)
 
     def _known(self, cls: type) -> type | None:
         """The model class a value's class stands for (itself, or the model base of a subclass)."""
@@ -367,6 +396,8 @@ class Codec:
             if not (isinstance(cls, type) and attrs.has(cls)):
                 raise CodecError(f"{where}: unknown class {short(v['$attrs'])}")
             return self._build(cls, v.get("fields") or {}, where)
+        if "$error" in v:
+            return self.exception(v["$error"], where)
         tag = _ref_tag(v)
         if tag is not None and self.resolve_ref is not None:
             return self.resolve_ref(tag, v[tag], tp)

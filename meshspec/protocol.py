@@ -206,14 +206,28 @@ def describe_schema(schema: Schema) -> dict:
 _ERROR_CLASSES: dict[tuple[str, str], type] = {}
 
 
-def remote_error(schema: Schema | None, name: str, msg: str) -> Exception:
-    """An exception of the model's class `name` (or a builtin) whose str() is `msg`."""
+def remote_error(schema: Schema | None, name: str, msg: str, fields: dict | None = None) -> Exception:
+    """An exception of the model's class `name` (or a builtin) whose str() is `msg`.
+
+    The real class when it can be rebuilt with that text (from the error's `fields`, or
+    from `msg` as its one argument); else a subclass of it that reports `msg` as is.
+    """
+    fields = fields or {}
     base: type = Exception
     if schema is not None and isinstance(schema.classes.get(name), type) \
             and issubclass(schema.classes[name], Exception):
         base = schema.classes[name]
     elif isinstance(getattr(builtins, name, None), type) and issubclass(getattr(builtins, name), Exception):
         base = getattr(builtins, name)
+    if base is not Exception or name == "Exception":
+        for build in (lambda: _with_fields(base.__new__(base), fields, msg),
+                      lambda: _with_fields(base(msg), fields, None)):
+            try:
+                exc = build()
+                if str(exc) == msg:
+                    return exc
+            except Exception:  # noqa: BLE001 - try the next way of building it
+                pass
     key = (base.__module__ + "." + base.__qualname__, name)
     if key not in _ERROR_CLASSES:
         def __init__(self: Any, msg: str = "") -> None:
@@ -226,11 +240,19 @@ def remote_error(schema: Schema | None, name: str, msg: str) -> Exception:
         cls = type(name, (base,), {"__init__": __init__, "__str__": __str__,
                                    "__module__": base.__module__})
         _ERROR_CLASSES[key] = cls
-    return _ERROR_CLASSES[key](msg)
+    return _with_fields(_ERROR_CLASSES[key](msg), fields, None)
 
 
-def error_json(exc: BaseException) -> dict:
-    return {"type": type(exc).__name__, "msg": str(exc)}
+def _with_fields(exc: Any, fields: dict, args_msg: str | None) -> Any:
+    if args_msg is not None:
+        BaseException.__init__(exc, *((args_msg,) if not fields else tuple(fields.values())))
+    for k, v in fields.items():
+        setattr(exc, k, v)
+    return exc
+
+
+def error_json(exc: BaseException, codec: C.Codec | None = None) -> dict:
+    return codec.error(exc) if codec is not None else {"type": type(exc).__name__, "msg": str(exc)}
 
 
 # -- the harness side: one process, its pipes, the proxies ------------------------------------
@@ -311,7 +333,8 @@ class ImplProcess:
         self.operations = ops
         if "init" not in ops.get(self.schema.main, []):  # type: ignore[union-attr]
             return f"{self.schema.main} does not list \"init\""  # type: ignore[union-attr]
-        self.codec = C.Codec(self.schema.classes, "$ref", self._make_ref, self._resolve)  # type: ignore[union-attr]
+        self.codec = C.Codec(self.schema.classes, "$ref", self._make_ref, self._resolve,  # type: ignore[union-attr]
+                             lambda n, m, f: remote_error(self.schema, n, m, f))
         return None
 
     def kill(self) -> None:
@@ -356,6 +379,7 @@ class ImplProcess:
         while True:
             reply = self._read_message()
             if "call" in reply:
+                self._replay(reply.get("events", []))
                 self._answer_call(reply["call"])
                 continue
             if reply.get("seq") != self.seq:
@@ -404,13 +428,14 @@ class ImplProcess:
         try:
             target, _ = self.refs[call["ref"]]
             args = [self.codec.untag(a, "call.args") for a in call.get("args", [])]
+            kwargs = {k: self.codec.untag(a, "call.kwargs") for k, a in (call.get("kwargs") or {}).items()}
             fn = target if call.get("op", "__call__") == "__call__" else getattr(target, call["op"])
-            reply: dict = {"ok": self.codec.tagged(fn(*args), "call result")}
+            reply: dict = {"ok": self.codec.tagged(fn(*args, **kwargs), "call result")}
         except ENVIRONMENT_ERRORS:
             self.kill()
             raise
         except Exception as exc:  # noqa: BLE001 - the callee's error goes back to the impl
-            reply = {"err": error_json(exc)}
+            reply = {"err": error_json(exc, self.codec)}
         try:
             self.proc.stdin.write(json.dumps(reply, allow_nan=False).encode() + b"\n")  # type: ignore[union-attr]
         except OSError:
@@ -476,7 +501,23 @@ class ImplProcess:
                 and self.prefetched != (self.epoch[2], msg["now_ns"]):
             self.prefetched = (self.epoch[2], msg["now_ns"])
             self._prefetch(self.follow.get(self.epoch[1], ()), msg["now_ns"])
+        if "out" in reply:
+            self._write_back(op, values, reply["out"])
         return self._result(op, reply)
+
+    def _write_back(self, op: Op, values: dict[str, Any], out: Any) -> None:
+        """In-out arguments (a bytearray the operation fills): their final content."""
+        assert self.codec is not None
+        if not isinstance(out, dict):
+            raise self._fault(f"\"out\" must be an object, got {C.short(out)}")
+        hints = {p.name: p.hint for p in op.sent()}
+        for name, raw in out.items():
+            if hints.get(name) is not bytearray or not isinstance(values.get(name), bytearray):
+                raise self._fault(f"\"out\" names {C.short(name)}, not an in-out argument of {op.name!r}")
+            try:
+                values[name][:] = self.codec.decode(raw, bytearray, f"out.{name}")
+            except C.CodecError as exc:
+                raise self._fault(f"impl process answered {op.name!r} with a wrong type: {exc}") from None
 
     def _prefetch(self, predicted: Any, now_ns: int) -> None:
         """Send the queries that followed this update last time, in one write, and cache the
@@ -527,11 +568,12 @@ class ImplProcess:
                 self.rng.getrandbits(32)
         events = reply.get("events", [])
         if "err" in reply:
-            err = reply["err"]
-            if not (isinstance(err, dict) and isinstance(err.get("type"), str) and isinstance(err.get("msg"), str)):
-                raise self._fault(f"malformed error from {op.name!r}: {C.short(err)}")
+            try:
+                exc = self.codec.exception(reply["err"], f"{op.name} error")
+            except C.CodecError as error:
+                raise self._fault(f"impl process answered {op.name!r} with a malformed error: {error}") from None
             self._replay(events)
-            raise remote_error(self.schema, err["type"], err["msg"])
+            raise exc
         try:
             if op.kind == "init":
                 value = reply["ok"].get("$obj") if isinstance(reply["ok"], dict) else None
@@ -575,6 +617,10 @@ class RemoteObject:
     _class_name: str
     _handle: int | None = None
     _generation: int = 0
+
+    @property
+    def _protocol_ref(self) -> tuple[str, int] | None:
+        return ("$obj", self._handle) if self._handle is not None else None
 
     def __getattr__(self, name: str) -> Any:
         """A data attribute of the remote object (op "get", args {"name": NAME}, tagged value)."""
@@ -662,7 +708,8 @@ def remote_class(process: ImplProcess, cls_name: str) -> type:
         assert schema is not None
         supported = set(process.operations.get(cls_name, []))
         body: dict[str, Any] = {"_process": process, "_class_name": cls_name,
-                                "__module__": process.component.model_cls.__module__,  # type: ignore[union-attr]
+                                # the impl module: Hypothesis draws the same constants as in-process
+                                "__module__": process.component.impl_cls.__module__,  # type: ignore[union-attr]
                                 "IMPL_SPEC": "cmd:" + process.command,
                                 "HAS_ABSTRACT": "abstract" in supported}
         for name, op in schema.objects[cls_name].items():

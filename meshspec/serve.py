@@ -79,7 +79,9 @@ class Server:
         self.clock = RequestClock()
         self.rng = TapeRandom()
         self.events: list[dict] = []
-        self.codec = C.Codec(self.schema.classes, "$obj", self._register, self._resolve)
+        self.out: dict[str, Any] = {}
+        self.codec = C.Codec(self.schema.classes, "$obj", self._register, self._resolve,
+                             lambda n, m, f: remote_error(self.schema, n, m, f))
 
     # objects and references --------------------------------------------------------------
     def _register(self, value: Any, tp: Any) -> int:
@@ -131,7 +133,7 @@ class Server:
         if msg["op"] == "handshake":
             return {"ok": {"protocol": PROTOCOL_VERSION, "component": self.component.name,
                            "operations": self.operations()}, "seq": seq}
-        self.events = []
+        self.events, self.out = [], {}
         self.rng.load(list(msg.get("rng") or []))
         reply: dict[str, Any]
         try:
@@ -139,8 +141,10 @@ class Server:
         except C.CodecError as exc:
             reply = {"err": {"type": "ProtocolError", "msg": str(exc)}}
         except Exception as exc:  # noqa: BLE001 - every error of the served code is an answer
-            reply = {"err": error_json(exc)}
+            reply = {"err": error_json(exc, self.codec)}
         reply["seq"] = seq
+        if self.out:
+            reply["out"] = self.out
         if self.events:
             reply["events"] = self.events
         if msg.get("rng"):
@@ -187,6 +191,8 @@ class Server:
             elif p.name in raw:
                 kwargs[p.name] = self.codec.decode(raw[p.name], p.hint, f"args.{p.name}")
         result = fn(**kwargs)
+        self.out = {p.name: self.codec.encode(kwargs[p.name], p.hint, f"args.{p.name}")
+                    for p in op.sent() if p.hint is bytearray and p.name in kwargs}
         if name == "init":
             return {"$obj": self._register(result, cls_name)}
         return self.codec.encode(result, op.returns, f"{name} result")
@@ -203,6 +209,7 @@ class EventStub:
 
     def __init__(self, server: Server, ref: int, tp: Any) -> None:
         self.server, self.ref = server, ref
+        self._protocol_ref = ("$ref", ref)
         import typing
         args = typing.get_args(tp)
         self.arg_types = args[0] if args and isinstance(args[0], list) else []
@@ -217,25 +224,32 @@ class RemoteRef:
 
     def __init__(self, server: Server, ref: int) -> None:
         self._server, self._ref = server, ref
+        self._protocol_ref = ("$ref", ref)
 
-    def _call(self, op: str, args: tuple) -> Any:
+    def _call(self, op: str, args: tuple, kwargs: dict) -> Any:
         server = self._server
-        server.write({"call": {"ref": self._ref, "op": op,
-                               "args": [server.codec.tagged(a, "call") for a in args]}})
+        call: dict[str, Any] = {"ref": self._ref, "op": op,
+                                "args": [server.codec.tagged(a, "call") for a in args]}
+        if kwargs:
+            call["kwargs"] = {k: server.codec.tagged(v, "call") for k, v in kwargs.items()}
+        msg: dict[str, Any] = {"call": call}
+        if server.events:  # callbacks fired so far happen before this call, as in-process
+            msg["events"], server.events = server.events, []
+        server.write(msg)
         reply = json.loads(server.stdin.readline() or b"null")
         if not isinstance(reply, dict):
             raise ProtocolError(f"no answer to a call on reference {self._ref}")
         if "err" in reply:
-            raise remote_error(server.schema, reply["err"]["type"], reply["err"]["msg"])
+            raise server.codec.exception(reply["err"], "call error")
         return server.codec.untag(reply.get("ok"), "call result")
 
-    def __call__(self, *args: Any) -> Any:
-        return self._call("__call__", args)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call("__call__", args, kwargs)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        return lambda *args: self._call(name, args)
+        return lambda *args, **kwargs: self._call(name, args, kwargs)
 
 
 def serve(component: Component, impl_cls: type) -> int:
