@@ -13,7 +13,7 @@ Generated from the model module's type hints, never written per component:
 - `Optional[T]` is null or T; a `Union` tries its members in order.
 - Where a hint says nothing precise (`Any`, `object`, bare `tuple`, a `TypeVar`), the value
   is written *tagged*, so it decodes without a type: {"$tuple": [...]}, {"$bytes": b64},
-  {"$float": "nan"}, {"$set": [...]}, {"$dict": [[k, v], ...]}, {"$enum": "Class", "name":
+  {"$float": "nan"}, {"$set": [...]}, {"$frozenset": [...]}, {"$dict": [[k, v], ...]}, {"$enum": "Class", "name":
   "MEMBER"}, {"$attrs": "Class", "fields": {...}}; plain JSON numbers, strings, booleans,
   null and arrays (lists) stand for themselves.
 - A value that is no data (a callable, an object with methods) is a reference:
@@ -237,7 +237,8 @@ class Codec:
         if isinstance(value, list):
             return [self.tagged(v, where) for v in value]
         if isinstance(value, (set, frozenset)):
-            return {"$set": [self.tagged(v, where) for v in value]}
+            tag = "$frozenset" if isinstance(value, frozenset) else "$set"
+            return {tag: [self.tagged(v, where) for v in value]}
         if isinstance(value, dict):
             return {"$dict": [[self.tagged(k, where), self.tagged(v, where)] for k, v in value.items()]}
         return self.ref(value, Any, where)
@@ -383,7 +384,9 @@ class Codec:
         if "$float" in v:
             return float_from_json(v["$float"], where)
         if "$set" in v:
-            return frozenset(self.untag(x, where) for x in v["$set"])
+            return {self.untag(x, where) for x in v["$set"]}
+        if "$frozenset" in v:
+            return frozenset(self.untag(x, where) for x in v["$frozenset"])
         if "$dict" in v:
             return {self.untag(k, where): self.untag(x, where) for k, x in v["$dict"]}
         if "$enum" in v:

@@ -54,12 +54,20 @@ from meshspec.lockstep import ENVIRONMENT_ERRORS, Component
 
 PROTOCOL_VERSION = 1
 DEFAULT_TIMEOUT = 5.0
+STARTUP_TIMEOUT = 30.0  # seconds from start to the handshake's answer (interpreters, JITs)
 RNG_WORDS = 64
 SKIPPED_OPS = frozenset({"check_invariants"})  # optional, but listed when supported
 
 
 class ImplProcessError(Exception):
     """The external implementation misbehaved mid-run (exit, hang, garbage): a finding."""
+
+
+class NotServed(AttributeError):
+    """An optional operation (`abstract`) the impl process does not serve: the lockstep core
+    skips an impl invariant that needs it (the model's is still checked)."""
+
+    not_served = True
 
 
 class ImplStartError(Exception):
@@ -300,11 +308,15 @@ class ImplProcess:
         self.generation += 1
         self.buf, self.seq, self.drops, self.refs = b"", 0, [], {}
         self.cache, self.follow, self.epoch, self.recording = {}, {}, (None, "", 0), []
+        self.current_op, timeout = "handshake", self.timeout
+        self.timeout = max(timeout, STARTUP_TIMEOUT)  # start-up is not a request
         try:
             hello = self._exchange({"op": "handshake", "protocol": PROTOCOL_VERSION})
         except ImplProcessError as exc:
             self.kill()
             raise ImplStartError(f"--impl-cmd {self.command!r}: handshake failed: {exc}") from None
+        finally:
+            self.timeout = timeout
         problem = self._check_hello(hello)
         if problem:
             self.kill()
@@ -721,6 +733,10 @@ def remote_class(process: ImplProcess, cls_name: str) -> type:
                 body[name] = _static(name, op)
             else:
                 body[name] = _method(name, op)
+        if cls_name == schema.main and "abstract" not in supported:
+            def abstract(self: Any) -> Any:
+                raise NotServed("the impl process does not serve abstract")
+            body["abstract"] = abstract
         if cls_name == schema.main:
             body["__init__"] = body.get("__init__", _init(schema.objects[cls_name]["init"]))
         cls = type(cls_name, (RemoteObject,), body)

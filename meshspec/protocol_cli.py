@@ -74,15 +74,16 @@ def recorded_command(spec: str, comp: Component, args: argparse.Namespace) -> ty
 
 def protocol_note(impl_cls: type | None) -> str | None:
     """The run header's line for an --impl-cmd run."""
-    from meshspec.protocol import process_of
+    from meshspec.protocol import PROTOCOL_VERSION, process_of
 
     process = process_of(impl_cls) if impl_cls is not None else None
     if process is None:
         return None
-    note = f"   impl process: {process.command} (protocol {process_of(impl_cls) and 1}, timeout {process.timeout:g} s)"
+    note = f"   impl process: {process.command} (protocol {PROTOCOL_VERSION}, timeout {process.timeout:g} s)"
     if not getattr(impl_cls, "HAS_ABSTRACT", True):
         note += ("\n   note: the impl process does not serve \"abstract\": abstract state is not "
-                 "compared (results, observations and invariants are)")
+                 "compared (results, observations and invariants are; an invariant that reads "
+                 "abstract() is checked on the model only)")
     return note
 
 
