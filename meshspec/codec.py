@@ -274,6 +274,8 @@ class Codec:
 
     # -- decoding -------------------------------------------------------------------------
     def decode(self, v: Any, tp: Any, where: str = "value") -> Any:
+        if type(v) is tp and tp in (int, bool, str):  # the common case, first
+            return v
         if tp is Any or tp is object or tp is tuple or isinstance(tp, typing.TypeVar):
             return self.untag(v, where)
         if tp is NoneType or tp is None:
@@ -318,7 +320,10 @@ class Codec:
                 out[self.decode(pair[0], args[0], where)] = self.decode(pair[1], args[1], where)
             return out
         inner = args[0] if args else Any
-        items = [self.decode(x, inner, where) for x in v]
+        if inner is int and all(type(x) is int for x in v):
+            items = list(v)
+        else:
+            items = [self.decode(x, inner, where) for x in v]
         if origin in (set, cabc.Set, cabc.MutableSet):
             return set(items)
         if origin is frozenset:
