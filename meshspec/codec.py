@@ -4,7 +4,8 @@ Generated from the model module's type hints, never written per component:
 
 - `int` (u64 and wider too) is a JSON integer; `bool` true/false; `str` a string; `None` null.
 - `float` is a JSON number (Python's shortest repr, which round-trips bit for bit, -0.0
-  included), or one of the strings "nan", "inf", "-inf".
+  included), or one of the strings "inf", "-inf", "nan", "-nan" (the quiet NaN and its
+  negation) or "nan:0x7ff8000000000001" (any other NaN, by its 64 bits).
 - `bytes` / `bytearray` are base64 strings.
 - an attrs class is a JSON object with its field names (private fields without an init
   argument are left out); an `enum.Enum` is its member's name.
@@ -28,6 +29,7 @@ import collections.abc as cabc
 import enum
 import functools
 import math
+import struct
 import random
 import sys
 import types
@@ -43,9 +45,18 @@ class CodecError(ValueError):
     """A JSON value that does not fit the declared type (or a value that cannot be sent)."""
 
 
+_QNAN = 0x7FF8000000000000
+_SIGN = 1 << 63
+
+
+def float_bits(x: float) -> int:
+    return struct.unpack("<Q", struct.pack("<d", x))[0]
+
+
 def float_to_json(x: float) -> Any:
     if math.isnan(x):
-        return "nan"
+        bits = float_bits(x)  # the sign and payload of a NaN travel too: total orders see them
+        return {_QNAN: "nan", _QNAN | _SIGN: "-nan"}.get(bits, f"nan:0x{bits:016x}")
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
     return x
@@ -58,6 +69,15 @@ def float_from_json(v: Any, where: str) -> float:
         return float(v)
     if v in ("nan", "NaN"):
         return math.nan
+    if v == "-nan":
+        return -math.nan
+    if isinstance(v, str) and v.startswith("nan:0x"):
+        try:
+            x = struct.unpack("<d", struct.pack("<Q", int(v[4:], 16)))[0]
+        except (ValueError, struct.error):
+            raise CodecError(f"{where}: bad NaN bits {short(v)}") from None
+        if math.isnan(x):
+            return x
     if v == "inf":
         return math.inf
     if v == "-inf":

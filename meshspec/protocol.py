@@ -379,7 +379,7 @@ class ImplProcess:
     def _exchange(self, msg: dict) -> dict:
         assert self.proc is not None
         self.seq += 1
-        msg["seq"] = self.seq
+        seq = msg["seq"] = self.seq
         try:
             line = json.dumps(msg, separators=(",", ":"), allow_nan=False).encode() + b"\n"
         except (TypeError, ValueError) as exc:
@@ -394,9 +394,9 @@ class ImplProcess:
                 self._replay(reply.get("events", []))
                 self._answer_call(reply["call"])
                 continue
-            if reply.get("seq") != self.seq:
+            if reply.get("seq") != seq:
                 raise self._fault(f"wrong number of lines: expected the response to request "
-                                  f"{self.seq} ({msg['op']}), got one for {C.short(reply.get('seq'))}")
+                                  f"{seq} ({msg['op']}), got one for {C.short(reply.get('seq'))}")
             return reply
 
     def _exited(self) -> ImplProcessError:
@@ -469,15 +469,14 @@ class ImplProcess:
 
     def proxy_for(self, ident: int, tp: Any) -> Any:
         assert self.schema is not None
-        cls_name = tp.__name__ if isinstance(tp, type) and tp.__name__ in self.schema.objects else None
-        if cls_name is None:
-            raise C.CodecError(f"an object ({{\"$obj\": {ident}}}) where the schema has no object class")
+        cls_name = tp.__name__ if isinstance(tp, type) and tp.__name__ in self.schema.objects else ""
         proxy = object.__new__(remote_class(self, cls_name))
         proxy._attach(ident)
         return proxy
 
     # one call ----------------------------------------------------------------------------
-    def call(self, obj: int | None, op: Op, values: dict[str, Any], cls_name: str) -> Any:
+    def call(self, obj: int | None, op: Op, values: dict[str, Any], cls_name: str,
+             hooks: dict[str, Any] | None = None) -> Any:
         self.ensure()
         assert self.codec is not None and self.schema is not None
         self.current_op = op.name
@@ -487,6 +486,8 @@ class ImplProcess:
         try:
             msg["args"] = {p.name: self.codec.encode(values[p.name], p.hint, f"args.{p.name}")
                            for p in op.sent() if p.name in values}
+            if hooks:
+                msg["hooks"] = {name: self.codec.ref(fn, Any, "hooks") for name, fn in hooks.items()}
         except C.CodecError as exc:
             raise ImplProcessError(f"cannot send {op.name}: {exc}") from None
         msg["now_ns"] = self.clock() if self.clock is not None else 0
@@ -620,6 +621,9 @@ class ImplProcess:
 
 
 GET_OP = Op("get", "method", (Param("name", str, "value"),), Any)
+SET_OP = Op("set", "method", (Param("name", str, "value"), Param("value", Any, "value")), type(None))
+DEL_OP = Op("delete", "method", (Param("name", str, "value"),), type(None))
+CALL_OP = Op("call", "method", (Param("name", str, "value"), Param("args", list, "value")), Any)
 
 
 class RemoteObject:
@@ -635,10 +639,35 @@ class RemoteObject:
         return ("$obj", self._handle) if self._handle is not None else None
 
     def __getattr__(self, name: str) -> Any:
-        """A data attribute of the remote object (op "get", args {"name": NAME}, tagged value)."""
-        if name.startswith("_") or self._handle is None:
+        """A member the schema does not list: a data attribute (op "get", tagged value) or a
+        private method of the model's class (op "call", tagged arguments). Python servers
+        answer both; they let a white-box harness (load_balancer's) reach the internals."""
+        if name.startswith("__") or self._handle is None:
             raise AttributeError(name)
+        model_cls = self._process.schema.classes.get(self._class_name)  # type: ignore[union-attr]
+        if callable(getattr(model_cls, name, None)):
+            handle, process = self._handle, self._process
+
+            def private(*args: Any) -> Any:
+                return process.call(handle, CALL_OP, {"name": name, "args": list(args)}, self._class_name)
+            return private
         return self._process.call(self._handle, GET_OP, {"name": name}, self._class_name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Setting an attribute of the remote object (op "set"): a harness hook such as
+        load_balancer's `_rr_counter` or `_interleave` (a function becomes a reference)."""
+        if name in ("_handle", "_generation") or self._handle is None:
+            object.__setattr__(self, name, value)
+            return
+        self._process.call(self._handle, SET_OP, {"name": name, "value": value}, self._class_name)
+
+    def __delattr__(self, name: str) -> None:
+        self._process.call(self._handle, DEL_OP, {"name": name}, self._class_name)
+
+    def __call__(self, *args: Any) -> Any:
+        """A callable remote object (a bound method the harness read with "get")."""
+        return self._process.call(self._handle, CALL_OP, {"name": "__call__", "args": list(args)},
+                                  self._class_name)
 
     def _attach(self, handle: int) -> None:
         self._handle = handle
@@ -649,6 +678,19 @@ class RemoteObject:
 def _dropped(process: ImplProcess, handle: int, generation: int) -> None:
     if process.generation == generation and process.proc is not None:
         process.drops.append(handle)
+
+
+def _hooks(obj: RemoteObject) -> dict[str, Any]:
+    """Methods a harness subclass of the proxy overrides (load_balancer's `_vnode_hashes`):
+    sent with `init` as "hooks", so the served object calls back into them."""
+    hooks: dict[str, Any] = {}
+    for klass in type(obj).__mro__:
+        if klass.__dict__.get("_process") is not None:
+            break
+        for name, member in vars(klass).items():
+            if callable(member) and not name.startswith("__") and name not in hooks:
+                hooks[name] = getattr(obj, name)
+    return hooks
 
 
 def _bind(op: Op, args: tuple, kwargs: dict) -> dict[str, Any]:
@@ -699,13 +741,20 @@ def _static(name: str, op: Op) -> Callable:
     return classmethod(static)
 
 
+def _private(name: str) -> Callable:
+    def private(self: RemoteObject, *args: Any) -> Any:
+        return self._process.call(self._handle, CALL_OP, {"name": name, "args": list(args)}, self._class_name)
+    private.__name__ = name
+    return private
+
+
 def _init(op: Op) -> Callable:
     def __init__(self: RemoteObject, *args: Any, **kwargs: Any) -> None:
         process = self._process
         values = _bind(op, args, kwargs)
         process.rng = None
         _injected(process, op, values)
-        self._attach(process.call(None, op, values, self._class_name))
+        self._attach(process.call(None, op, values, self._class_name, _hooks(self)))
     return __init__
 
 
@@ -719,6 +768,10 @@ def remote_class(process: ImplProcess, cls_name: str) -> type:
         schema = process.schema
         assert schema is not None
         supported = set(process.operations.get(cls_name, []))
+        if cls_name not in schema.objects:  # an object the schema does not describe
+            cls = type("RemoteObject", (RemoteObject,), {"_process": process, "_class_name": cls_name})
+            _REMOTE_CLASSES[key] = cls
+            return cls
         body: dict[str, Any] = {"_process": process, "_class_name": cls_name,
                                 # the impl module: Hypothesis draws the same constants as in-process
                                 "__module__": process.component.impl_cls.__module__,  # type: ignore[union-attr]
@@ -733,6 +786,11 @@ def remote_class(process: ImplProcess, cls_name: str) -> type:
                 body[name] = _static(name, op)
             else:
                 body[name] = _method(name, op)
+        model_cls = schema.classes.get(cls_name)
+        for name in dir(model_cls):  # private methods, so a harness subclass's super() finds them
+            if name.startswith("_") and not name.startswith("__") and not hasattr(RemoteObject, name) \
+                    and callable(getattr(model_cls, name, None)) and name not in body:
+                body[name] = _private(name)
         if cls_name == schema.main and "abstract" not in supported:
             def abstract(self: Any) -> Any:
                 raise NotServed("the impl process does not serve abstract")
