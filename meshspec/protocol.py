@@ -259,6 +259,12 @@ def _with_fields(exc: Any, fields: dict, args_msg: str | None) -> Any:
     return exc
 
 
+def _names_object(v: Any) -> bool:
+    if isinstance(v, dict):
+        return "$obj" in v or any(_names_object(x) for x in v.values())
+    return isinstance(v, list) and any(_names_object(x) for x in v)
+
+
 def _immutable(value: Any) -> bool:
     if value is None or isinstance(value, (int, float, str, bytes, enum.Enum)):
         return True
@@ -301,6 +307,7 @@ class ImplProcess:
         self.prefetched: tuple = ()
         self.recording: list = []
         self.prefetch = True
+        self.batch = False
 
     # process life ------------------------------------------------------------------------
     def start(self) -> dict:
@@ -354,6 +361,7 @@ class ImplProcess:
         if not (isinstance(ops, dict) and all(isinstance(v, list) for v in ops.values())):
             return "\"operations\" must map class names to lists of operation names"
         self.operations = ops
+        self.batch = ok.get("batch") is True  # optional: many queries in one line
         if "init" not in ops.get(self.schema.main, []):  # type: ignore[union-attr]
             return f"{self.schema.main} does not list \"init\""  # type: ignore[union-attr]
         self.codec = C.Codec(self.schema.classes, "$ref", self._make_ref, self._resolve,  # type: ignore[union-attr]
@@ -559,6 +567,23 @@ class ImplProcess:
             batch.append((key, {"op": name, "obj": obj, "args": args, "now_ns": now_ns, "seq": self.seq}))
             self.cache[key] = None  # placeholder: no duplicates in one batch
         if not batch:
+            return
+        if self.batch:  # the server takes them as one line and answers with one line
+            self.current_op = "batch"
+            answer = self._exchange({"op": "batch", "requests": [m for _, m in batch]})
+            replies = answer.get("ok")
+            if not (isinstance(replies, list) and len(replies) == len(batch)
+                    and all(isinstance(r, dict) for r in replies)):
+                raise self._fault(f"a batch of {len(batch)} requests answered with {C.short(replies)}")
+            objects = self.holds_object
+            for (key, m), reply in zip(batch, replies):
+                if reply.get("seq") != m["seq"]:
+                    raise self._fault(f"a batch answered request {C.short(reply.get('seq'))} in place of {m['seq']}")
+                if reply.get("events") or reply.get("rng_used") or "ok" not in reply \
+                        or (objects and _names_object(reply["ok"])):
+                    del self.cache[key]
+                else:
+                    self.cache[key] = reply
             return
         data = b"".join(json.dumps(m, separators=(",", ":")).encode() + b"\n" for _, m in batch)
         try:

@@ -157,7 +157,18 @@ class Server:
         seq = msg.get("seq")
         if msg["op"] == "handshake":
             return {"ok": {"protocol": PROTOCOL_VERSION, "component": self.component.name,
-                           "operations": self.operations()}, "seq": seq}
+                           "operations": self.operations(), "batch": True}, "seq": seq}
+        if msg["op"] == "batch":  # read-only queries asked early, answered in one line
+            requests = msg.get("requests")
+            if not isinstance(requests, list):
+                return {"err": {"type": "ProtocolError", "msg": "\"requests\" must be a list"}, "seq": seq}
+            return {"ok": [self.answer_one(r) for r in requests], "seq": seq}
+        return self.answer_one(msg)
+
+    def answer_one(self, msg: Any) -> dict:
+        if not isinstance(msg, dict) or not isinstance(msg.get("op"), str):
+            return {"err": {"type": "ProtocolError", "msg": "a request is an object with an \"op\""}}
+        seq = msg.get("seq")
         self.events, self.out = [], {}
         self.rng.load(list(msg.get("rng") or []))
         reply: dict[str, Any]
