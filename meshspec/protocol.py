@@ -81,6 +81,7 @@ class Param:
     hint: Any
     role: str  # "value", "clock" (not sent), "rng" (not sent), "callback" (events), "ref"
     default: Any = inspect.Parameter.empty
+    keyword_only: bool = False
 
 
 @attrs.frozen
@@ -122,7 +123,8 @@ def _op(cls: type, name: str) -> Op | None:
                                     else raw).parameters.values())
     if kind in ("init", "method") or isinstance(raw, classmethod):
         listed = listed[1:]  # self / cls
-    params = tuple(Param(p.name, hints.get(p.name, Any), _role(hints.get(p.name, Any)), p.default)
+    params = tuple(Param(p.name, hints.get(p.name, Any), _role(hints.get(p.name, Any)), p.default,
+                         p.kind is p.KEYWORD_ONLY)
                    for p in listed if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
     returns = hints.get("return", Any)
     return Op("init" if kind == "init" else name, kind, params, returns)

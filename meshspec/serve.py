@@ -109,7 +109,7 @@ class Server:
             return getattr(self.impl_cls, name)(target, *args)
         return getattr(target, name)(*args)
 
-    def _hooked(self, cls: type, hooks: Any, kwargs: dict) -> Any:
+    def _hooked(self, cls: type, hooks: Any, args: list, kwargs: dict) -> Any:
         """An instance of a subclass whose `hooks` methods call back into the harness."""
         if not isinstance(hooks, dict):
             raise ProtocolError("\"hooks\" must be an object")
@@ -121,7 +121,7 @@ class Server:
         sub = self.hooked[key]
         obj = sub.__new__(sub)
         obj._protocol_hooks = refs
-        obj.__init__(**kwargs)
+        obj.__init__(*args, **kwargs)
         return obj
 
     def operations(self) -> dict[str, list[str]]:
@@ -232,10 +232,17 @@ class Server:
                 kwargs[p.name] = self.rng
             elif p.name in raw:
                 kwargs[p.name] = self.codec.decode(raw[p.name], p.hint, f"args.{p.name}")
+        # positionally up to the first keyword-only or left-out parameter, as callers do
+        args: list[Any] = []
+        for p in op.params:
+            if p.keyword_only or p.name not in kwargs:
+                break
+            args.append(kwargs.pop(p.name))
         if name == "init" and msg.get("hooks"):
-            result = self._hooked(fn, msg["hooks"], kwargs)
+            result = self._hooked(fn, msg["hooks"], args, kwargs)
         else:
-            result = fn(**kwargs)
+            result = fn(*args, **kwargs)
+        kwargs.update(zip((p.name for p in op.params), args))
         self.out = {p.name: self.codec.encode(kwargs[p.name], p.hint, f"args.{p.name}")
                     for p in op.sent() if p.hint is bytearray and p.name in kwargs}
         if name == "init":
