@@ -33,6 +33,7 @@ words. Model, impl and external consume one stream, draw for draw.
 """
 from __future__ import annotations
 
+import atexit
 import builtins
 import enum
 import inspect
@@ -871,3 +872,6 @@ def close_all() -> None:
     for process in _PROCESSES.values():
         process.close()
     _PROCESSES.clear()
+
+
+atexit.register(close_all)  # a hung impl process does not outlive the run

@@ -277,3 +277,15 @@ def test_a_curated_mutant_served_by_meshspec_serve_is_caught_through_the_protoco
 def test_every_curated_mutant_is_caught_through_the_protocol(name, mutant, fuzz_seed):
     result = caught_through_the_pipe(name, mutant, fuzz_seed, None)
     assert result.trace is not None, f"{name}.{mutant} survived through the protocol: {result.error}"
+
+
+@pytest.mark.parametrize("args,says", [
+    (("protocol", "nosuch"), "unknown component 'nosuch'"),
+    (("serve", "shard_mapper", "--impl", "nosuch:X"), "cannot import 'nosuch'"),
+    (("fuzz", "--impl-cmd", SERVE), "--impl-cmd needs exactly one COMPONENT"),
+    (("fuzz", "shard_mapper", "--impl", "impl.shard_mapper:ShardMapper", "--impl-cmd", SERVE),
+     "give --impl or --impl-cmd, not both"),
+])
+def test_bad_protocol_input_is_exit_2_with_one_line(args, says):
+    proc = meshspec(*args)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and says in proc.stderr, proc.stderr
