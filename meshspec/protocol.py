@@ -456,9 +456,10 @@ class ImplProcess:
     def _answer_call(self, call: Any) -> None:
         """A call from the impl into an object the harness passed (e.g. a placement function)."""
         assert self.codec is not None and self.proc is not None
-        self.prefetch = False
         if not isinstance(call, dict) or call.get("ref") not in self.refs:
             raise self._fault(f"impl process called an unknown reference: {C.short(call)}")
+        if not C.is_notification(self.refs[call["ref"]][1]):
+            self.prefetch = False  # it may call back while answering a query
         try:
             target, _ = self.refs[call["ref"]]
             args = [self.codec.untag(a, "call.args") for a in call.get("args", [])]
@@ -530,6 +531,8 @@ class ImplProcess:
             self.follow[self.epoch[1]] = self.recording
             self.epoch, self.recording = (obj, op.name, self.epoch[2] + 1), []
         reply = self._exchange(msg)
+        if not query:
+            self.cache.clear()  # what a callback asked mid-operation is stale now
         if query and not reply.get("events") and not reply.get("rng_used") and not self.holds_object:
             self.cache[key] = reply
         if self.prefetch and self.rng is None and "ok" in reply \

@@ -25,6 +25,10 @@ def add_protocol_parsers(sub: Any) -> None:
     s = sub.add_parser("serve", help="speak the subject protocol on stdin/stdout for a Python class")
     s.add_argument("component")
     s.add_argument("--impl", help="module:Class to serve instead of the component's impl")
+    s.add_argument("--callbacks", choices=("events", "calls"), default="events",
+                   help="notification callbacks as \"events\" of the answer (default), or as calls "
+                        "back at the moment they fire (a callback that reads the impl back sees "
+                        "the state mid-operation, as in-process)")
 
 
 def impl_timeout(args: argparse.Namespace) -> float:
@@ -108,4 +112,4 @@ def cmd_serve(args: argparse.Namespace) -> int:
             impl_cls = load_impl(args.impl)
         except ImplLoadError as exc:
             raise UsageError(str(exc)) from None
-    return serve(comp, impl_cls)
+    return serve(comp, impl_cls, args.callbacks)

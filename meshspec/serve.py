@@ -69,8 +69,10 @@ class RequestClock:
 
 
 class Server:
-    def __init__(self, component: Component, impl_cls: type, stdin: BinaryIO, stdout: BinaryIO) -> None:
+    def __init__(self, component: Component, impl_cls: type, stdin: BinaryIO, stdout: BinaryIO,
+                 callbacks: str = "events") -> None:
         self.component = component
+        self.callbacks = callbacks  # "events" (after the answer) or "calls" (at once, re-entrant)
         self.impl_cls = impl_cls
         self.schema: Schema = schema_of(component)
         self.stdin, self.stdout = stdin, stdout
@@ -96,7 +98,7 @@ class Server:
             if ident not in self.objects:
                 raise C.CodecError(f"unknown object {ident}")
             return self.objects[ident][0]
-        if C.is_notification(tp):
+        if C.is_notification(tp) and self.callbacks == "events":
             return EventStub(self, ident, tp)
         return RemoteRef(self, ident)
 
@@ -314,10 +316,10 @@ class RemoteRef:
         return lambda *args, **kwargs: self._call(name, args, kwargs)
 
 
-def serve(component: Component, impl_cls: type) -> int:
+def serve(component: Component, impl_cls: type, callbacks: str = "events") -> int:
     """Serve on this process's stdin/stdout; the served code's prints go to stderr."""
     protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
     sys.stdout.flush()
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
-    return Server(component, impl_cls, sys.stdin.buffer, protocol_out).run()
+    return Server(component, impl_cls, sys.stdin.buffer, protocol_out, callbacks).run()

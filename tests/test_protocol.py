@@ -289,3 +289,14 @@ def test_every_curated_mutant_is_caught_through_the_protocol(name, mutant, fuzz_
 def test_bad_protocol_input_is_exit_2_with_one_line(args, says):
     proc = meshspec(*args)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and says in proc.stderr, proc.stderr
+
+
+def test_callbacks_as_calls_let_a_reentrant_callback_see_the_state_mid_operation(fuzz_seed):
+    """Events are replayed after the answer; `serve --callbacks calls` calls back at once, so a
+    callback fired before the mapper's state is consistent is caught as in-process."""
+    comp = registry.get_component("shard_mapper")
+    served = command_impl(f"{SERVE} shard_mapper --callbacks calls --impl "
+                          "properties.shard_mapper:CreatedCallbackFiresEarly", comp)
+    result = run_fuzz(comp, served, profile="ci", seed=fuzz_seed, use_database=False, shrink=False,
+                      max_examples=MUTANT_EXAMPLES)
+    assert result.trace is not None and result.trace.failure.name == "callbacks_once_per_transition"
