@@ -255,13 +255,22 @@ CI_MUTANTS = [("shard_mapper", "activate_returns_unit"), ("scheduler", "nan_scor
               ("load_balancer", "least_load_nan_panics"),
               ("group_coordinator", "index_stale_after_remove"),
               ("daemon_host", "horizon_encoded_too_rarely"), ("capacity", "expiry_never_detected")]
-ALL_MUTANTS = [(name, m.name) for name in PROTOCOL_COMPONENTS for m in registry.get_component(name).mutants]
+#: Mutants that swap a class the *harness* builds (shard_mapper's SCALING_POLICY: the policy
+#: validated and preset on the harness side): served, they change nothing the server sees.
+HARNESS_SIDE = {("shard_mapper", "validate_without_finiteness"), ("shard_mapper", "zero_durations_accepted"),
+                ("shard_mapper", "high_throughput_overflow")}
+ALL_MUTANTS = [pytest.param(name, m.name, marks=[pytest.mark.xfail(
+                   strict=True, reason="the mutant swaps a harness-side class")]
+                   if (name, m.name) in HARNESS_SIDE else [])
+               for name in PROTOCOL_COMPONENTS for m in registry.get_component(name).mutants]
 
 
 def caught_through_the_pipe(name: str, mutant_name: str, seed: int, examples: int | None):
+    """The mutant served by `meshspec serve --impl` (callbacks as calls: re-entrant, as
+    in-process), fuzzed through the protocol without shrinking."""
     comp = registry.get_component(name)
     mutant = next(m for m in comp.mutants if m.name == mutant_name)
-    served = command_impl(f"{SERVE} {name} --impl {impl_path(mutant.cls)}", comp)
+    served = command_impl(f"{SERVE} {name} --callbacks calls --impl {impl_path(mutant.cls)}", comp)
     return run_fuzz(comp, served, profile="ci", seed=seed, use_database=False, shrink=False,
                     max_examples=examples)
 
@@ -273,7 +282,7 @@ def test_a_curated_mutant_served_by_meshspec_serve_is_caught_through_the_protoco
 
 
 @pytest.mark.nightly
-@pytest.mark.parametrize("name,mutant", ALL_MUTANTS, ids=[f"{n}-{m}" for n, m in ALL_MUTANTS])
+@pytest.mark.parametrize("name,mutant", ALL_MUTANTS)
 def test_every_curated_mutant_is_caught_through_the_protocol(name, mutant, fuzz_seed):
     result = caught_through_the_pipe(name, mutant, fuzz_seed, None)
     assert result.trace is not None, f"{name}.{mutant} survived through the protocol: {result.error}"
