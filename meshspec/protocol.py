@@ -55,7 +55,8 @@ from meshspec.lockstep import ENVIRONMENT_ERRORS, Component
 
 PROTOCOL_VERSION = 1
 DEFAULT_TIMEOUT = 5.0
-STARTUP_TIMEOUT = 30.0  # seconds from start to the handshake's answer (interpreters, JITs)
+STARTUP_TIMEOUT = 30.0
+CLOSE_GRACE = 2.0  # seconds an impl process may take to exit once its stdin is closed  # seconds from start to the handshake's answer (interpreters, JITs)
 RNG_WORDS = 64
 SKIPPED_OPS = frozenset({"check_invariants"})  # optional, but listed when supported
 
@@ -384,6 +385,13 @@ class ImplProcess:
         self.proc = None
 
     def close(self) -> None:
+        """End of the run: close its stdin and give it a moment to exit (flush logs), then kill."""
+        if self.proc is not None:
+            try:
+                self.proc.stdin.close()  # type: ignore[union-attr]
+                self.proc.wait(timeout=CLOSE_GRACE)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
         self.kill()
 
     def ensure(self) -> None:
