@@ -17,6 +17,7 @@ from tabulate import tabulate
 
 from meshspec import registry
 from meshspec.lockstep import ENVIRONMENT_ERRORS, Component, ImplLoadError, LockstepFailure, load_impl
+from meshspec.protocol_cli import cmd_protocol, cmd_serve
 from meshspec.profiles import ProfileError, backend_name, profile_name, resolve_seed
 from meshspec.traces import TraceError
 
@@ -126,6 +127,10 @@ def build_parser() -> Parser:
     from meshspec.linearize_cli import add_arguments as add_linearize_arguments
     add_linearize_arguments(sub.add_parser("linearize", help="concurrent clients on a real etcd, with faults: "
                                            "is the history linearizable?"))
+    from meshspec.protocol_cli import add_impl_cmd_arguments, add_protocol_parsers
+    add_impl_cmd_arguments(f)
+    add_impl_cmd_arguments(r)
+    add_protocol_parsers(sub)
     ct = sub.add_parser("contracts", help="CrossHair: the models' PEP-316 contracts, and "
                         "diffbehavior of every same-named model/impl function")
     ct.add_argument("components", nargs="*", metavar="COMPONENT")
@@ -252,9 +257,11 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
     names, races = races_cli.split_names(args.components)
     comps = components_of(names) if names or not args.components else []
-    if args.impl and races:
-        raise UsageError("--impl needs exactly one lockstep COMPONENT (not races)")
-    impl_cls = impl_for(args.impl, comps if args.components else [])
+    if (args.impl or getattr(args, "impl_cmd", None)) and races:
+        raise UsageError("--impl and --impl-cmd need exactly one lockstep COMPONENT (not races)")
+    from meshspec.protocol_cli import impl_cmd_for, protocol_note
+    impl_cls = impl_cmd_for(args, comps if args.components else []) \
+        or impl_for(args.impl, comps if args.components else [])
     profile, seed = profile_name(args.profile), resolve_seed(args.seed)
     backend, budget = backend_name(args.backend), example_budget(args.max_examples)
     try:
@@ -266,6 +273,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
     print(f"meshspec fuzz: profile {profile}, seed {seed}" + run_options(backend, budget)
           + (f", real etcd {args.etcd}" if args.etcd else ""), flush=True)
+    if protocol_note(impl_cls):
+        print(protocol_note(impl_cls), flush=True)
     outcomes = []
     progress = progress_for(sys.stdout)
     for comp in comps:
@@ -329,10 +338,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return races_cli.replay_schedule(args.trace)
     trace = traces.load(args.trace)  # shape, component and every step checked; nothing imported
     comp = components_of([trace.component])[0]
-    impl_cls = impl_for(args.impl, [comp]) if args.impl else recorded_impl(trace.impl, comp)
+    from meshspec.protocol_cli import impl_cmd_for, recorded_command
+    impl_cls = impl_cmd_for(args, [comp]) or (impl_for(args.impl, [comp]) if args.impl
+                                              else recorded_command(trace.impl, comp, args)
+                                              or recorded_impl(trace.impl, comp))
     result = traces.replay(comp, impl_cls, trace.steps)
     print(f"replayed {result.steps_run} of {len(trace.steps)} steps of {trace.component} "
-          f"against {args.impl or trace.impl}")
+          f"against {args.impl or args.impl_cmd or trace.impl}")
     if result.failure is None:
         print("no failure: model and impl agree on every step and every invariant holds")
         if trace.failure is not None:
@@ -629,6 +641,7 @@ def cmd_interleave(args: argparse.Namespace) -> int:
 
 VERBS = {"interleave": cmd_interleave, "explore": cmd_explore, "prove": cmd_prove, "contracts": cmd_contracts, "list": cmd_list, "fuzz": cmd_fuzz, "replay": cmd_replay, "mutants": cmd_mutants,
          "report": cmd_report, "bench": cmd_bench, "linearize": cmd_linearize}
+VERBS.update(protocol=cmd_protocol, serve=cmd_serve)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -399,6 +399,8 @@ class Lockstep:
                        f"model {model_out.describe()}, impl {impl_out.describe()}")
 
     def _compare_abstract(self) -> None:
+        if getattr(self.impl.cls, "HAS_ABSTRACT", True) is False:
+            return  # an impl process that does not serve `abstract` (meshspec.protocol)
         model_abs = self._guarded(self.model, "abstract", self.model.abstract)
         impl_abs = self._guarded(self.impl, "abstract", self.impl.abstract)
         same = self._guarded(self.impl, "abstract comparison", _same_state, model_abs, impl_abs)
@@ -418,6 +420,8 @@ class Lockstep:
     def _check_invariants(self, subject: Subject) -> None:
         for inv in self._always:
             ok, error = _call(inv.fn, subject)
+            if getattr(error, "not_served", False):
+                continue  # reads a query the impl process does not serve (meshspec.protocol)
             if isinstance(error, AssertionError):
                 self._fail("invariant", inv.name, f"{subject.side}: {error}")
             if error is not None:
@@ -505,6 +509,12 @@ def load_impl(spec: str, what: str = "--impl", quiet: bool = False) -> type:
     `what` names where the spec came from in messages ("--impl", "trace impl"); `quiet`
     swallows what the module prints while it is imported (a trace is data, not a script).
     """
+    if spec.startswith("cmd:"):  # an impl process speaking the subject protocol
+        from meshspec.protocol import ImplStartError, command_impl
+        try:
+            return command_impl(spec[len("cmd:"):])
+        except ImplStartError as exc:
+            raise ImplLoadError(str(exc)) from None
     if ":" in spec:
         module_name, _, qualname = spec.partition(":")
     else:
@@ -558,4 +568,5 @@ def _installed_dirs() -> set[str]:
 
 
 def impl_path(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
+    """`module:Class`, or `cmd:COMMAND` for an impl served over the subject protocol."""
+    return getattr(cls, "IMPL_SPEC", None) or f"{cls.__module__}:{cls.__qualname__}"

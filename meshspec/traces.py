@@ -239,6 +239,8 @@ def _component(doc: Mapping[str, Any]) -> Component:
 
 
 def _impl_spec(spec: Any) -> str:
+    if isinstance(spec, str) and spec.startswith("cmd:") and spec[4:].strip():
+        return spec  # an impl process (meshspec.protocol): replay starts the command again
     if not isinstance(spec, str) or not IMPL_SPEC.fullmatch(spec):
         raise TraceError(f"\"impl\" must be module:Class, not {show(spec, 60)}")
     return spec

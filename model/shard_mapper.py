@@ -784,3 +784,10 @@ class ShardMapper:
 
     def check_invariants(self) -> None:
         """The model has no caches to check."""
+
+
+#: The read-only operations (of the mapper and its collectors): asking one changes nothing.
+#: The subject protocol may answer a repeated query from its cache or ask it early.
+QUERIES = ("select_shard", "evaluate_scaling", "shard_state", "active_shard_ids", "all_shard_ids",
+           "active_shard_count", "total_shard_count", "metrics_collector", "policy", "abstract",
+           "check_invariants", "current_len", "pushes_since_drain_start", "is_draining", "fill_ratio")

@@ -1,0 +1,325 @@
+"""`meshspec serve C [--impl module:Class]`: the subject protocol's reference server.
+
+It speaks meshspec.protocol on stdin/stdout for any Python class with the component's API
+(the registered impl by default), so the protocol itself is tested end to end: a fuzz run
+through `--impl-cmd "python -m meshspec serve C"` must give the verdicts of the in-process
+run. Whatever the served code prints goes to stderr; stdout carries only protocol lines.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+from typing import Any, BinaryIO
+
+from meshspec import codec as C
+from meshspec.lockstep import Component
+from meshspec.protocol import CALL_OP, DEL_OP, GET_OP, PROTOCOL_VERSION, SET_OP, Schema, error_json, remote_error, schema_of
+
+
+class ProtocolError(Exception):
+    """A request this server cannot understand (answered as an error, the server goes on)."""
+
+
+class TapeRandom(random.Random):
+    """A random.Random whose 32-bit outputs are the words the harness sent with the request."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.tape: list[int] = []
+        self.used = 0
+
+    def load(self, words: list[int]) -> None:
+        self.tape, self.used = words, 0
+
+    def _word(self) -> int:
+        if self.used >= len(self.tape):
+            raise ProtocolError(f"the request's {len(self.tape)} random words are used up")
+        word = self.tape[self.used]
+        self.used += 1
+        return word
+
+    def getrandbits(self, k: int) -> int:
+        if k < 0:
+            raise ValueError("number of bits must be non-negative")
+        out, shift = 0, 0
+        while k > 0:
+            word = self._word()
+            if k < 32:
+                word >>= 32 - k
+            out |= word << shift
+            shift += 32
+            k -= 32
+        return out
+
+    def random(self) -> float:
+        a, b = self._word() >> 5, self._word() >> 6
+        return (a * 67108864.0 + b) * (1.0 / 9007199254740992.0)
+
+
+class RequestClock:
+    """The injected clock of the served objects: the `now_ns` of the current request."""
+
+    def __init__(self) -> None:
+        self.now = 0
+
+    def __call__(self) -> int:
+        return self.now
+
+
+class Server:
+    def __init__(self, component: Component, impl_cls: type, stdin: BinaryIO, stdout: BinaryIO,
+                 callbacks: str = "events") -> None:
+        self.component = component
+        self.callbacks = callbacks  # "events" (after the answer) or "calls" (at once, re-entrant)
+        self.impl_cls = impl_cls
+        self.schema: Schema = schema_of(component)
+        self.stdin, self.stdout = stdin, stdout
+        self.objects: dict[int, tuple[Any, str]] = {}
+        self.next_id = 1
+        self.clock = RequestClock()
+        self.rng = TapeRandom()
+        self.events: list[dict] = []
+        self.out: dict[str, Any] = {}
+        self.hooked: dict[tuple, type] = {}
+        self.codec = C.Codec(self.schema.classes, "$obj", self._register, self._resolve,
+                             lambda n, m, f: remote_error(self.schema, n, m, f))
+
+    # objects and references --------------------------------------------------------------
+    def _register(self, value: Any, tp: Any) -> int:
+        cls_name = next((c.__name__ for c in type(value).__mro__ if c.__name__ in self.schema.objects), "")
+        ident, self.next_id = self.next_id, self.next_id + 1
+        self.objects[ident] = (value, cls_name)
+        return ident
+
+    def _resolve(self, tag: str, ident: int, tp: Any) -> Any:
+        if tag == "$obj":
+            if ident not in self.objects:
+                raise C.CodecError(f"unknown object {ident}")
+            return self.objects[ident][0]
+        if C.is_notification(tp) and self.callbacks == "events":
+            return EventStub(self, ident, tp)
+        return RemoteRef(self, ident)
+
+    def _private(self, target: Any, name: str, args: list) -> Any:
+        """A member the schema does not list. A hook the harness overrides is called
+        unhooked here: the harness asks for the served class's own version (its `super()`)."""
+        if name == "__call__":
+            return target(*args)
+        if name in getattr(target, "_protocol_hooks", {}):
+            return getattr(self.impl_cls, name)(target, *args)
+        return getattr(target, name)(*args)
+
+    def _hooked(self, cls: type, hooks: Any, args: list, kwargs: dict) -> Any:
+        """An instance of a subclass whose `hooks` methods call back into the harness."""
+        if not isinstance(hooks, dict):
+            raise ProtocolError("\"hooks\" must be an object")
+        refs = {name: self.codec.untag(ref, f"hooks.{name}") for name, ref in hooks.items()}
+        key = (cls, frozenset(refs))
+        if key not in self.hooked:
+            body = {name: _hook(name) for name in refs}
+            self.hooked[key] = type(cls.__name__, (cls,), body)
+        sub = self.hooked[key]
+        obj = sub.__new__(sub)
+        obj._protocol_hooks = refs
+        obj.__init__(*args, **kwargs)
+        return obj
+
+    def operations(self) -> dict[str, list[str]]:
+        ops = {}
+        for cls_name, table in self.schema.objects.items():
+            if cls_name == self.schema.main:
+                ops[cls_name] = [n for n in table if n == "init" or callable(getattr(self.impl_cls, n, None))]
+            else:
+                ops[cls_name] = list(table)
+        return ops
+
+    # the loop ----------------------------------------------------------------------------
+    def run(self) -> int:
+        while True:
+            line = self.stdin.readline()
+            if not line:
+                return 0
+            if not line.strip():
+                continue
+            self.write(self.answer(line))
+
+    def write(self, msg: dict) -> None:
+        self.stdout.write(json.dumps(msg, separators=(",", ":"), allow_nan=False).encode() + b"\n")
+        self.stdout.flush()
+
+    def answer(self, line: bytes) -> dict:
+        try:
+            msg = json.loads(line)
+            if not isinstance(msg, dict) or not isinstance(msg.get("op"), str):
+                raise ProtocolError("a request is an object with an \"op\"")
+        except (ValueError, ProtocolError) as exc:
+            return {"err": {"type": "ProtocolError", "msg": str(exc)}, "seq": None}
+        seq = msg.get("seq")
+        if msg["op"] == "handshake":
+            return {"ok": {"protocol": PROTOCOL_VERSION, "component": self.component.name,
+                           "operations": self.operations(), "batch": True}, "seq": seq}
+        if msg["op"] == "batch":  # read-only queries asked early, answered in one line
+            requests = msg.get("requests")
+            if not isinstance(requests, list):
+                return {"err": {"type": "ProtocolError", "msg": "\"requests\" must be a list"}, "seq": seq}
+            return {"ok": [self.answer_one(r) for r in requests], "seq": seq}
+        return self.answer_one(msg)
+
+    def answer_one(self, msg: Any) -> dict:
+        if not isinstance(msg, dict) or not isinstance(msg.get("op"), str):
+            return {"err": {"type": "ProtocolError", "msg": "a request is an object with an \"op\""}}
+        seq = msg.get("seq")
+        self.events, self.out = [], {}
+        self.rng.load(list(msg.get("rng") or []))
+        reply: dict[str, Any]
+        try:
+            reply = {"ok": self.dispatch(msg)}
+        except C.CodecError as exc:
+            reply = {"err": {"type": "ProtocolError", "msg": str(exc)}}
+        except Exception as exc:  # noqa: BLE001 - every error of the served code is an answer
+            reply = {"err": error_json(exc, self.codec)}
+        reply["seq"] = seq
+        if self.out:
+            reply["out"] = self.out
+        if self.events:
+            reply["events"] = self.events
+        if msg.get("rng"):
+            reply["rng_used"] = self.rng.used
+        return reply
+
+    def dispatch(self, msg: dict) -> Any:
+        for ident in msg.get("drop") or []:
+            self.objects.pop(ident, None)
+        now = msg.get("now_ns", 0)
+        if not isinstance(now, int) or isinstance(now, bool):
+            raise ProtocolError(f"now_ns must be an integer, got {C.short(now)}")
+        self.clock.now = now
+        name = msg["op"]
+        if "obj" in msg:
+            if msg["obj"] not in self.objects:
+                raise ProtocolError(f"unknown object {C.short(msg['obj'])}")
+            target, cls_name = self.objects[msg["obj"]]
+            op = self.schema.op(cls_name, name)
+            fn = getattr(target, name, None)
+            if name == "get" and op is None:
+                op, fn = GET_OP, lambda name: getattr(target, name)
+            elif name == "set" and op is None:
+                op, fn = SET_OP, lambda name, value: setattr(target, name, value)
+            elif name == "delete" and op is None:
+                op, fn = DEL_OP, lambda name: delattr(target, name)
+            elif name == "call" and op is None:
+                op, fn = CALL_OP, lambda name, args: self._private(target, name, args)
+        else:
+            cls_name = self.schema.main
+            op = self.schema.op(cls_name, name)
+            fn = self.impl_cls if name == "init" else getattr(self.impl_cls, name, None)
+            if op is not None and op.kind == "method":
+                op = None
+        if op is None or not callable(fn):
+            raise ProtocolError(f"{cls_name} has no operation {name!r}")
+        raw = msg.get("args") or {}
+        if not isinstance(raw, dict):
+            raise ProtocolError("\"args\" must be an object")
+        kwargs: dict[str, Any] = {}
+        sent = {p.name: p for p in op.sent()}
+        for key in raw:
+            if key not in sent:
+                raise ProtocolError(f"{name} has no argument {key!r}")
+        for p in op.params:
+            if p.role == "clock":
+                kwargs[p.name] = self.clock
+            elif p.role == "rng":
+                kwargs[p.name] = self.rng
+            elif p.name in raw:
+                kwargs[p.name] = self.codec.decode(raw[p.name], p.hint, f"args.{p.name}")
+        # positionally up to the first keyword-only or left-out parameter, as callers do
+        args: list[Any] = []
+        for p in op.params:
+            if p.keyword_only or p.name not in kwargs:
+                break
+            args.append(kwargs.pop(p.name))
+        if name == "init" and msg.get("hooks"):
+            result = self._hooked(fn, msg["hooks"], args, kwargs)
+        else:
+            result = fn(*args, **kwargs)
+        kwargs.update(zip((p.name for p in op.params), args))
+        self.out = {p.name: self.codec.encode(kwargs[p.name], p.hint, f"args.{p.name}")
+                    for p in op.sent() if p.hint is bytearray and p.name in kwargs}
+        if name == "init":
+            return {"$obj": self._register(result, cls_name)}
+        return self.codec.encode(result, op.returns, f"{name} result")
+
+
+def _hook(name: str) -> Any:
+    def hook(self: Any, *args: Any) -> Any:
+        return self._protocol_hooks[name](*args)
+    hook.__name__ = name
+    return hook
+
+
+class EventStub:
+    """A notification callback of the harness: calls become "events" of the response."""
+
+    def __init__(self, server: Server, ref: int, tp: Any) -> None:
+        self.server, self.ref = server, ref
+        self._protocol_ref = ("$ref", ref)
+        import typing
+        args = typing.get_args(tp)
+        self.arg_types = args[0] if args and isinstance(args[0], list) else []
+
+    def __call__(self, *args: Any) -> None:
+        encoded = [self.server.codec.encode(a, t, "event") for a, t in zip(args, self.arg_types)]
+        self.server.events.append({"ref": self.ref, "args": encoded})
+
+
+class RemoteRef:
+    """An object the harness passed: calls on it are made over the pipe, synchronously."""
+
+    def __init__(self, server: Server, ref: int) -> None:
+        self._server, self._ref = server, ref
+        self._protocol_ref = ("$ref", ref)
+
+    def _call(self, op: str, args: tuple, kwargs: dict) -> Any:
+        server = self._server
+        call: dict[str, Any] = {"ref": self._ref, "op": op,
+                                "args": [server.codec.tagged(a, "call") for a in args]}
+        if kwargs:
+            call["kwargs"] = {k: server.codec.tagged(v, "call") for k, v in kwargs.items()}
+        msg: dict[str, Any] = {"call": call}
+        if server.events:  # callbacks fired so far happen before this call, as in-process
+            msg["events"], server.events = server.events, []
+        server.write(msg)
+        while True:
+            line = server.stdin.readline()
+            reply = json.loads(line or b"null")
+            if not (isinstance(reply, dict) and "op" in reply):
+                break
+            # the harness asks something while it answers (a racing caller): answer it
+            # without disturbing this request's events, random words and clock
+            saved = (server.events, server.out, server.rng.tape, server.rng.used, server.clock.now)
+            server.write(server.answer(line))
+            server.events, server.out, server.rng.tape, server.rng.used, server.clock.now = saved
+        if not isinstance(reply, dict):
+            raise ProtocolError(f"no answer to a call on reference {self._ref}")
+        if "err" in reply:
+            raise server.codec.exception(reply["err"], "call error")
+        return server.codec.untag(reply.get("ok"), "call result")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call("__call__", args, kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: self._call(name, args, kwargs)
+
+
+def serve(component: Component, impl_cls: type, callbacks: str = "events") -> int:
+    """Serve on this process's stdin/stdout; the served code's prints go to stderr."""
+    protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    return Server(component, impl_cls, sys.stdin.buffer, protocol_out, callbacks).run()

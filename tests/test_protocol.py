@@ -1,0 +1,309 @@
+"""The subject protocol: the codec, the schema, `--impl-cmd` against the reference server
+(`meshspec serve`) and against misbehaving servers (tests/protocol_servers/faulty.py).
+
+Every fault of the external process is shown to become a counterexample (exit 1, the
+fault named in the failure) or, before the run, a configuration error (exit 2, one line).
+The round trip through `meshspec serve` must give the verdicts, example and step counts
+and rule hits of the in-process run; a served mutant must be caught through the pipe.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import math
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import attrs
+import pytest
+
+from meshspec import codec as C
+from meshspec import registry
+from meshspec.fuzz import run_fuzz
+from meshspec.lockstep import impl_path
+from meshspec.protocol import command_impl, describe_schema, schema_of
+from meshspec.serve import TapeRandom
+
+ROOT = Path(__file__).resolve().parent.parent
+FAULTY = f"{sys.executable} {ROOT / 'tests' / 'protocol_servers' / 'faulty.py'}"
+SERVE = f"{sys.executable} -m meshspec serve"
+#: Every component (load_balancer's harness reaches into private hooks of the balancer: the
+#: Python server answers those through the protocol's get/set/delete/call and init hooks).
+PROTOCOL_COMPONENTS = registry.names()
+ROUND_TRIP_EXAMPLES = 4
+MUTANT_EXAMPLES = 10
+
+TRACE = {"format": "meshspec-trace", "version": 2, "component": "shard_mapper",
+         "impl": "impl.shard_mapper:ShardMapper", "seed": None, "profile": None, "failure": None,
+         "steps": [{"rule": "init", "args": {"initial": 1, "ring_capacity": 4, "preset": "default",
+                                             "cpus": 4, "min_shards": 1, "max_shards": 8,
+                                             "cooldown_ns": 1000, "auto_scale": False, "first_id": 0,
+                                             "reentrant": True}},
+                   {"rule": "select_shard", "args": {"event_hash": 7}},
+                   {"rule": "scale_up", "args": {"count": 1}},
+                   {"rule": "select_shard", "args": {"event_hash": 9}}]}
+
+
+def meshspec(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "meshspec", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+# -- the codec ----------------------------------------------------------------------------------
+class Colour(enum.Enum):
+    RED = "r"
+    BLUE = "b"
+
+
+@attrs.frozen
+class Point:
+    x: float
+    label: bytes
+    colour: Colour
+    tags: tuple[int, ...] = ()
+
+
+CODEC = C.Codec({"Point": Point, "Colour": Colour})
+
+
+@pytest.mark.parametrize("value,tp", [
+    (2**64 - 1, int), (-0.0, float), (math.inf, float), (-math.inf, float), (5e-324, float),
+    (0.1 + 0.2, float), (b"\x00\xff", bytes), (Colour.BLUE, Colour), (None, Point | None),
+    (Point(-0.0, b"ab", Colour.RED, (1, 2**63)), Point), ([1, 2], list[int]),
+    ((1, "a"), tuple[int, str]), ({3: Colour.RED}, dict[int, Colour]),
+    ((Point(math.inf, b"", Colour.BLUE), -0.0, {1, 2}, b"z", {"k": (1,)}), tuple),
+])
+def test_values_round_trip_bit_exact_through_json(value, tp):
+    text = json.dumps(CODEC.encode(value, tp), allow_nan=False)
+    back = CODEC.decode(json.loads(text), tp)
+    assert type(back) is type(value)
+    assert repr(back) == repr(value)  # repr tells -0.0 from 0.0 and keeps every float bit
+
+
+@pytest.mark.parametrize("bits", [0x7FF8000000000000, 0xFFF8000000000000, 0x7FF0000000000001,
+                                  0xFFFFFFFFFFFFFFFF])
+def test_nan_travels_with_its_sign_and_payload(bits):
+    nan = C.struct.unpack("<d", C.struct.pack("<Q", bits))[0]
+    for back in (CODEC.decode(json.loads(json.dumps(CODEC.encode(nan, float))), float),
+                 CODEC.untag(json.loads(json.dumps(CODEC.tagged(nan))))):
+        assert C.float_bits(back) == bits  # a lossy "nan" would turn -nan into nan
+
+
+@pytest.mark.parametrize("raw,tp,says", [
+    ("three", list[int], "expected an array"), (1.5, int, "expected int"), (True, int, "expected int"),
+    ("PURPLE", Colour, "expected a Colour name"), ({"x": 1.0, "nope": 1}, Point, "no field 'nope'"),
+    ("%%%", bytes, "invalid base64"), ([1, 2, 3], tuple[int, int], "expected 2 items"),
+])
+def test_a_value_of_the_wrong_type_is_refused_with_where(raw, tp, says):
+    with pytest.raises(C.CodecError, match=says):
+        CODEC.decode(raw, tp, "result")
+
+
+def test_tape_random_draws_exactly_what_random_random_draws_from_the_same_words():
+    source = random.Random(1234)
+    state = source.getstate()
+    words = [source.getrandbits(32) for _ in range(64)]
+    source.setstate(state)
+    tape = TapeRandom()
+    tape.load(words)
+    for n in (1, 2, 3, 7, 100, 2**20 + 1):
+        assert tape.randrange(n) == source.randrange(n)
+    assert tape.random() == source.random()
+    assert tape.getrandbits(40) == source.getrandbits(40)
+    assert tape.choice("abcdef") == source.choice("abcdef")
+    # "rng_used" is right: Python's generator, after the same draws, sits exactly that many
+    # 32-bit words further along its stream (so the harness can advance its own by it)
+    assert source.getstate() == tape_state_after(state, tape.used)
+
+
+def tape_state_after(state: tuple, words: int) -> tuple:
+    rng = random.Random()
+    rng.setstate(state)
+    for _ in range(words):
+        rng.getrandbits(32)
+    return rng.getstate()
+
+
+# -- the schema ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", registry.names())
+def test_schema_lists_every_operation_with_argument_and_return_types(name):
+    comp = registry.get_component(name)
+    doc = describe_schema(schema_of(comp))
+    main = doc["objects"][doc["main"]]
+    assert "init" in main
+    for op in comp.operations:
+        assert op in main, f"{op} missing from the {name} schema"
+    assert doc["errors"] and all(isinstance(e, str) for e in doc["errors"])
+    assert all(isinstance(t, str) for spec in main.values() for t in spec["args"].values())
+
+
+def test_meshspec_protocol_prints_the_schema_as_json():
+    proc = meshspec("protocol", "shard_mapper")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["objects"]["ShardMapper"]["scale_up"] == {"kind": "method", "args": {"count": "int"},
+                                                         "returns": "list[int]"}
+    assert doc["objects"]["ShardMapper"]["select_shard"]["kind"] == "query"
+    assert doc["types"]["ShardState"] == {"enum": ["PROVISIONING", "ACTIVE", "DRAINING", "STOPPED"]}
+    assert "AtMaxShards" in doc["errors"] and doc["injected"] == ["clock"]
+    assert "ShardMetricsCollector" in doc["objects"]  # handed out by metrics_collector()
+
+
+# -- faults of the external process -------------------------------------------------------------
+@pytest.fixture
+def trace_file(tmp_path):
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(TRACE))
+    return path
+
+
+@pytest.mark.parametrize("mode,says", [
+    ("crash", "impl process exited with code 3 during 'scale_up'"),
+    ("hang", "impl process did not answer 'scale_up' within 0.5 s (--impl-timeout)"),
+    ("garbage", "answered 'scale_up' with a line that is not JSON: 'this is not json'"),
+    ("wrongtype", "answered 'scale_up' with a wrong type: scale_up result: expected an array"),
+    ("twolines", "wrong number of lines"),
+])
+def test_a_misbehaving_impl_process_is_a_counterexample_at_its_step(trace_file, mode, says):
+    proc = meshspec("replay", str(trace_file), "--impl-cmd", f"{FAULTY} {mode}", "--impl-timeout", "0.5")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAILED: exception 'impl raised' at step 2" in proc.stdout
+    assert says in proc.stdout
+
+
+def test_the_same_server_behaving_passes_the_same_trace(trace_file):
+    proc = meshspec("replay", str(trace_file), "--impl-cmd", f"{FAULTY} none", "--impl-timeout", "0.5")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no failure" in proc.stdout
+
+
+@pytest.mark.parametrize("command,says", [
+    ("/nonexistent/impl-server", "cannot start"),
+    (f"{FAULTY} silent", "handshake failed: impl process exited with code 4 during 'handshake'"),
+    (f"{FAULTY} badhello", "handshake failed: protocol version 99, this meshspec speaks 1"),
+    (f"{SERVE} scheduler", "handshake failed: it serves component 'scheduler', not shard_mapper"),
+])
+def test_a_command_that_cannot_start_or_handshake_is_exit_2_with_one_line(command, says):
+    proc = meshspec("fuzz", "shard_mapper", "--impl-cmd", command, "--max-examples", "1")
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and says in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_impl_timeout_must_be_positive_and_needs_impl_cmd():
+    assert meshspec("fuzz", "shard_mapper", "--impl-cmd", SERVE, "--impl-timeout", "0").returncode == 2
+    proc = meshspec("fuzz", "shard_mapper", "--impl-timeout", "3")
+    assert proc.returncode == 2 and "--impl-timeout needs --impl-cmd" in proc.stderr
+
+
+def test_fuzz_exports_a_trace_naming_the_command_and_replay_and_pytest_rerun_it(tmp_path):
+    out = tmp_path / "traces"
+    proc = meshspec("fuzz", "shard_mapper", "--profile", "ci", "--max-examples", "10",
+                    "--impl-cmd", f"{FAULTY} crash", "--export", str(out))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "impl process exited with code 3 during 'scale_up'" in proc.stdout
+    [trace] = out.glob("*.json")
+    doc = json.loads(trace.read_text())
+    assert doc["impl"] == f"cmd:{FAULTY} crash"
+    assert doc["steps"][-1]["rule"] == "scale_up" and len(doc["steps"]) == 2  # shrunk
+    again = meshspec("replay", str(trace))
+    assert again.returncode == 1 and "reproduces the recorded failure" in again.stdout, again.stdout
+    [exported] = out.glob("test_*.py")
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
+                          str(exported)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and "exited with code 3" in run.stdout, run.stdout[-2000:]
+
+
+def test_without_abstract_the_header_says_so_and_results_are_still_compared(tmp_path):
+    proc = meshspec("fuzz", "shard_mapper", "--profile", "dev", "--seed", "1", "--max-examples", "2",
+                    "--impl-cmd", f"{FAULTY} noabstract", "--export", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "does not serve \"abstract\": abstract state is not compared" in proc.stdout
+    bad = meshspec("fuzz", "shard_mapper", "--profile", "dev", "--seed", "1", "--max-examples", "5",
+                   "--impl-cmd", f"{FAULTY} noabstract --impl properties.shard_mapper:ActivateReturnsUnit",
+                   "--export", str(tmp_path))
+    # the served class's activate returns None where the model's API says bool
+    assert bad.returncode == 1 and "FAILED" in bad.stdout and "activate" in bad.stdout, bad.stdout
+
+
+# -- the round trip through the reference server ------------------------------------------------
+def summary(result) -> tuple:
+    fail = result.trace.failure if result.trace else None
+    return (result.examples, result.steps, result.rule_hits, result.reached,
+            (fail.kind, fail.name, fail.step) if fail else None, result.error)
+
+
+@pytest.mark.parametrize("name", PROTOCOL_COMPONENTS)
+def test_fuzz_through_meshspec_serve_gives_the_in_process_run(name, fuzz_seed):
+    comp = registry.get_component(name)
+    served = command_impl(f"{SERVE} {name}", comp)
+    assert impl_path(served) == f"cmd:{SERVE} {name}"
+    here = run_fuzz(comp, comp.impl_cls, profile="ci", seed=fuzz_seed, use_database=False,
+                    max_examples=ROUND_TRIP_EXAMPLES)
+    there = run_fuzz(comp, served, profile="ci", seed=fuzz_seed, use_database=False,
+                     max_examples=ROUND_TRIP_EXAMPLES)
+    assert summary(there) == summary(here)
+
+
+#: One curated mutant per component in CI (each needs its own server process; these are
+#: caught within a few examples in-process); every curated mutant runs in the nightly test.
+CI_MUTANTS = [("shard_mapper", "activate_returns_unit"), ("scheduler", "nan_score_wins"),
+              ("load_balancer", "least_load_nan_panics"),
+              ("group_coordinator", "index_stale_after_remove"),
+              ("daemon_host", "horizon_encoded_too_rarely"), ("capacity", "expiry_never_detected")]
+#: Mutants that swap a class the *harness* builds (shard_mapper's SCALING_POLICY: the policy
+#: validated and preset on the harness side): served, they change nothing the server sees.
+HARNESS_SIDE = {("shard_mapper", "validate_without_finiteness"), ("shard_mapper", "zero_durations_accepted"),
+                ("shard_mapper", "high_throughput_overflow")}
+ALL_MUTANTS = [pytest.param(name, m.name, marks=[pytest.mark.xfail(
+                   strict=True, reason="the mutant swaps a harness-side class")]
+                   if (name, m.name) in HARNESS_SIDE else [])
+               for name in PROTOCOL_COMPONENTS for m in registry.get_component(name).mutants]
+
+
+def caught_through_the_pipe(name: str, mutant_name: str, seed: int, examples: int | None):
+    """The mutant served by `meshspec serve --impl` (callbacks as calls: re-entrant, as
+    in-process), fuzzed through the protocol without shrinking."""
+    comp = registry.get_component(name)
+    mutant = next(m for m in comp.mutants if m.name == mutant_name)
+    served = command_impl(f"{SERVE} {name} --callbacks calls --impl {impl_path(mutant.cls)}", comp)
+    return run_fuzz(comp, served, profile="ci", seed=seed, use_database=False, shrink=False,
+                    max_examples=examples)
+
+
+@pytest.mark.parametrize("name,mutant", CI_MUTANTS, ids=[f"{n}-{m}" for n, m in CI_MUTANTS])
+def test_a_curated_mutant_served_by_meshspec_serve_is_caught_through_the_protocol(name, mutant, fuzz_seed):
+    result = caught_through_the_pipe(name, mutant, fuzz_seed, MUTANT_EXAMPLES)
+    assert result.trace is not None, f"{name}.{mutant} survived through the protocol: {result.error}"
+
+
+@pytest.mark.nightly
+@pytest.mark.parametrize("name,mutant", ALL_MUTANTS)
+def test_every_curated_mutant_is_caught_through_the_protocol(name, mutant, fuzz_seed):
+    result = caught_through_the_pipe(name, mutant, fuzz_seed, None)
+    assert result.trace is not None, f"{name}.{mutant} survived through the protocol: {result.error}"
+
+
+@pytest.mark.parametrize("args,says", [
+    (("protocol", "nosuch"), "unknown component 'nosuch'"),
+    (("serve", "shard_mapper", "--impl", "nosuch:X"), "cannot import 'nosuch'"),
+    (("fuzz", "--impl-cmd", SERVE), "--impl-cmd needs exactly one COMPONENT"),
+    (("fuzz", "shard_mapper", "--impl", "impl.shard_mapper:ShardMapper", "--impl-cmd", SERVE),
+     "give --impl or --impl-cmd, not both"),
+])
+def test_bad_protocol_input_is_exit_2_with_one_line(args, says):
+    proc = meshspec(*args)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and says in proc.stderr, proc.stderr
+
+
+def test_callbacks_as_calls_let_a_reentrant_callback_see_the_state_mid_operation(fuzz_seed):
+    """Events are replayed after the answer; `serve --callbacks calls` calls back at once, so a
+    callback fired before the mapper's state is consistent is caught as in-process."""
+    comp = registry.get_component("shard_mapper")
+    served = command_impl(f"{SERVE} shard_mapper --callbacks calls --impl "
+                          "properties.shard_mapper:CreatedCallbackFiresEarly", comp)
+    result = run_fuzz(comp, served, profile="ci", seed=fuzz_seed, use_database=False, shrink=False,
+                      max_examples=MUTANT_EXAMPLES)
+    assert result.trace is not None and result.trace.failure.name == "callbacks_once_per_transition"
