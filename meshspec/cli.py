@@ -257,7 +257,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
     names, races = races_cli.split_names(args.components)
     comps = components_of(names) if names or not args.components else []
-    if (args.impl or getattr(args, "impl_cmd", None)) and races:
+    if (args.impl or getattr(args, "impl_cmd", None)) and races and args.components:
         raise UsageError("--impl and --impl-cmd need exactly one lockstep COMPONENT (not races)")
     from meshspec.protocol_cli import impl_cmd_for, protocol_note
     impl_cls = impl_cmd_for(args, comps if args.components else []) \
