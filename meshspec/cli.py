@@ -119,6 +119,9 @@ def build_parser() -> Parser:
                    + IMPL_HELP)
     e.add_argument("--export", default=DEFAULT_EXPORT, metavar="DIR")
     from meshspec.prove_cli import add_arguments as add_prove_arguments  # the prove verb's options
+    from meshspec.campaign_cli import add_arguments as add_campaign_arguments
+    add_campaign_arguments(sub.add_parser("campaign", help="(component x seed) fuzz jobs on local "
+                                          "cores or a Dask cluster, one shared example database"))
     add_prove_arguments(sub.add_parser("prove", help="z3 proofs: arithmetic, and inductive invariants of counter abstractions"))
     ct = sub.add_parser("contracts", help="CrossHair: the models' PEP-316 contracts, and "
                         "diffbehavior of every same-named model/impl function")
@@ -564,6 +567,16 @@ def cmd_contracts(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def cmd_campaign(args: argparse.Namespace) -> int:
+    from meshspec.campaign import CampaignError
+    from meshspec.campaign_cli import run_cli
+
+    try:
+        return run_cli(args)
+    except CampaignError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def count_statuses(results: Sequence[object]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for r in results:
@@ -572,7 +585,7 @@ def count_statuses(results: Sequence[object]) -> dict[str, int]:
 
 
 VERBS = {"explore": cmd_explore, "prove": cmd_prove, "contracts": cmd_contracts, "list": cmd_list, "fuzz": cmd_fuzz, "replay": cmd_replay, "mutants": cmd_mutants,
-         "report": cmd_report, "bench": cmd_bench}
+         "report": cmd_report, "bench": cmd_bench, "campaign": cmd_campaign}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

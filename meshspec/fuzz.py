@@ -108,16 +108,17 @@ def run_fuzz(component: Component, impl_cls: type, *, profile: str, seed: int,
              use_database: bool = True, max_examples: int | None = None,
              shrink: bool = True, chunk_examples: int = CHUNK_EXAMPLES,
              progress: Callable[[machine_mod.RunStats], None] | None = None,
-             backend: str = DEFAULT_BACKEND) -> FuzzResult:
+             backend: str = DEFAULT_BACKEND, database_root: Any = None) -> FuzzResult:
     """Run the lockstep machine (in chunks, see `run_chunks`); never raises for a finding (it is
     in the result). `progress` is called with the run's stats after every step. `backend`
-    is the Hypothesis backend that generates the examples (checked by `settings_for`)."""
+    is the Hypothesis backend that generates the examples (checked by `settings_for`);
+    `database_root` a campaign's shared example database (see `settings_for`)."""
     machine_cls = hypothesis_seed(seed)(component.machine_for(impl_cls))
     key = _database_key(component, impl_cls) if use_database else None
     # Hypothesis' shrinker is capped by wall-clock time; the deterministic minimiser
     # (meshspec.minimize) replaces it, so the same seed exports the same trace anywhere.
     settings = settings_for(profile, database_key=key, max_examples=max_examples, shrink=False,
-                            backend=backend)
+                            backend=backend, database_root=database_root)
     stats = machine_mod.reset_stats(progress)
     trace, error, outcomes = None, None, Counter[str]()
     try:
