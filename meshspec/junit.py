@@ -66,3 +66,33 @@ def check_path(path: str | None) -> None:
         raise PermissionError(f"directory {str(parent)!r} is not writable")
     if Path(path).is_dir():
         raise IsADirectoryError(f"{path!r} is a directory")
+
+
+def fuzz_case(result: object, problem: str | None, trace_path: str | None) -> Case:
+    """A component's fuzz run: failed when the verdict names a problem; the trace path."""
+    r = result  # a meshspec.fuzz.FuzzResult
+    detail = ""
+    if trace_path is not None:
+        fail = r.trace.failure  # type: ignore[attr-defined]
+        detail = "\n".join([f"{fail.kind} {fail.name!r} at step {fail.step}: {fail.message}",
+                            *(f"state differs: {line}" for line in fail.state_diff),
+                            f"trace: {trace_path}", f"replay with: meshspec replay {trace_path}"])
+    return Case(f"meshspec.fuzz.{r.profile}", r.component, r.seconds, problem, detail,  # type: ignore[attr-defined]
+                f"impl {r.impl}, seed {r.seed}, examples {r.examples}, steps {r.steps}, "  # type: ignore[attr-defined]
+                f"{r.steps_per_second:.0f} steps/s")  # type: ignore[attr-defined]
+
+
+def mutant_case(result: object) -> Case:
+    """One mutant: failed when it survived (no check caught the known bug)."""
+    m, r = result.mutant, result.result  # type: ignore[attr-defined]
+    problem = None if result.caught else f"mutant survived: {m.origin}"  # type: ignore[attr-defined]
+    note = (f"caught by {result.caught_by!r} (registered: {', '.join(m.caught_by)}) after "  # type: ignore[attr-defined]
+            f"{r.first_failure_examples} examples, shrunk trace {len(r.trace.steps) if r.trace else '-'} steps")
+    return Case(f"meshspec.mutants.{r.component}", m.name, r.seconds, problem,
+                "" if result.caught else f"examples {r.examples}, steps {r.steps}", note)  # type: ignore[attr-defined]
+
+
+def explore_case(component: str, name: str, seconds: float, problem: str | None,
+                 trace_path: str | None, output: str) -> Case:
+    detail = f"trace: {trace_path}\nreplay with: meshspec replay {trace_path}" if trace_path else ""
+    return Case(f"meshspec.explore.{component}", name, seconds, problem, detail, output)
