@@ -127,6 +127,7 @@ class JobResult:
     host: str
     rss_mb: float
     peak_rss_mb: float
+    cpu_seconds: float = 0.0  # the job's CPU time in its worker (user + system)
 
 
 def current_rss_mb() -> float:
@@ -155,10 +156,17 @@ def run_job(spec: JobSpec) -> JobResult:
             sys.path.insert(0, path)
     component = registry.get_component(spec.component)
     impl_cls = load_impl(spec.impl) if spec.impl else component.impl_cls
+    cpu = cpu_seconds()
     result = run_fuzz(component, impl_cls, profile=spec.profile, seed=spec.seed,
                       use_database=spec.database is not None, max_examples=spec.max_examples,
                       database_root=spec.database)
-    return JobResult(spec, result, os.getpid(), socket.gethostname(), current_rss_mb(), peak_rss_mb())
+    return JobResult(spec, result, os.getpid(), socket.gethostname(), current_rss_mb(), peak_rss_mb(),
+                     cpu_seconds() - cpu)
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 @attrs.define
@@ -218,6 +226,10 @@ class CampaignSummary:
     @property
     def failures(self) -> list:
         return [t for c in self.components.values() for t in c.failures]
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(j.cpu_seconds for j in self.jobs)
 
     @property
     def peak_worker_rss_mb(self) -> float:
@@ -349,4 +361,5 @@ def rss_line(job: JobResult, started: float) -> str:
     return json.dumps({"t": round(time.monotonic() - started, 1), "host": job.host, "pid": job.pid,
                        "rss_mb": round(job.rss_mb, 1), "peak_rss_mb": round(job.peak_rss_mb, 1),
                        "component": r.component, "seed": r.seed, "examples": r.examples,
-                       "steps": r.steps, "seconds": round(r.seconds, 2)})
+                       "steps": r.steps, "seconds": round(r.seconds, 2),
+                       "cpu_seconds": round(job.cpu_seconds, 2)})

@@ -257,9 +257,14 @@ def measure_scaling(seconds: float, components: Sequence[str]) -> dict[str, Any]
             pool.close()
         runs[str(workers)] = {"steps": s.steps, "wall_seconds": round(s.wall_seconds, 1),
                               "steps_per_second": round(s.steps_per_second), "jobs": len(s.jobs),
-                              "load_before": load}
+                              "worker_cpu_seconds": round(s.cpu_seconds, 1),
+                              "steps_per_cpu_second": round(s.steps / max(s.cpu_seconds, 1e-9)),
+                              "load_before": load, "load_after": load_average()}
         print(f"{workers} worker(s): {runs[str(workers)]}", flush=True)
     ratio = runs["2"]["steps_per_second"] / max(1, runs["1"]["steps_per_second"])
+    # the CPU the workers got: 2 workers on 2 idle cores get 2 CPU-seconds per second
+    for run in runs.values():
+        run["cpu_share"] = round(run["worker_cpu_seconds"] / run["wall_seconds"], 2)
     return {"budget_seconds": seconds, "components": list(components), "cores": os.cpu_count(),
             "runs": runs, "speedup": round(ratio, 2)}
 
