@@ -83,6 +83,9 @@ def build_parser() -> Parser:
     f.add_argument("--backend", default="hypothesis", help=BACKEND_HELP)
     f.add_argument("--max-examples", type=int, metavar="N", help=MAX_EXAMPLES_HELP)
     f.add_argument("--junit", metavar="FILE", help=JUNIT_HELP)
+    f.add_argument("--fail-under-coverage", action="store_true",
+                   help="fail a component when a rule never ran, a precondition never held or a "
+                        "sometimes-witness was never reached (under any profile)")
     r = sub.add_parser("replay", help="re-execute an exported trace without Hypothesis")
     r.add_argument("trace", metavar="TRACE.json")
     r.add_argument("--impl", help="module:Class to replay against instead of the recorded impl"
@@ -223,7 +226,9 @@ def print_fuzz(result: FuzzResult, component: Component) -> None:
     print(f"   examples {result.examples}, steps {result.steps}, "
           f"{result.seconds:.1f} s, {result.steps_per_second:,.0f} steps/s")
     hits = [[rule, result.rule_hits.get(rule, 0)] for rule in rules_of(component)]
-    print(tabulate(hits, headers=["rule", "hits"], tablefmt="simple"))
+    pre = result.preconditions
+    print(tabulate([row + [precondition_rate(*pre[row[0]]) if row[0] in pre else ""] for row in hits],
+                   headers=["rule", "hits", "precondition held"], tablefmt="simple"))
     for rule, n in hits:
         if n == 0:
             print(f"   warning: rule {rule!r} never ran")
@@ -234,6 +239,11 @@ def print_fuzz(result: FuzzResult, component: Component) -> None:
     if unreached and witnesses_required(result.profile):
         print(f"   FAILED: sometimes-witnesses never reached (generator too weak?): "
               f"{', '.join(unreached)}")
+
+
+def precondition_rate(held: int, total: int) -> str:
+    """`37% of 291` (how often a rule's precondition held when Hypothesis asked)."""
+    return f"{held / total:.0%} of {total}" if total else "never evaluated"
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
@@ -281,10 +291,26 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             print(f"   pytest file: {py_path}")
             print(f"   replay with: meshspec replay {json_path}")
         outcomes.append(outcome_of(result, comp))
+        if args.fail_under_coverage:
+            outcomes[-1] = coverage_gate(outcomes[-1], result, comp)
         cases.append(junit.fuzz_case(result, outcomes[-1].problem, json_path and str(json_path)))
         sys.stdout.flush()
     write_junit(args.junit, "meshspec fuzz", cases)
     return print_verdict(outcomes, profile)
+
+
+def coverage_gate(outcome: Outcome, result: FuzzResult, comp: Component) -> Outcome:
+    """`--fail-under-coverage`: the outcome, failed when the run left a coverage gap."""
+    import attrs
+
+    from meshspec.fuzz import coverage_gaps
+
+    gaps = coverage_gaps(result, comp)
+    for gap in gaps:
+        print(f"   COVERAGE: {gap}")
+    if not gaps or outcome.problem is not None:
+        return outcome
+    return attrs.evolve(outcome, problem=f"coverage gaps: {'; '.join(gaps)}")
 
 
 def check_junit(path: str | None) -> None:

@@ -52,6 +52,8 @@ class FuzzResult:
     backend: str = DEFAULT_BACKEND
     #: crosshair only: how each test case it ran symbolically ended (CrossHair's words) -> count
     solver_outcomes: dict[str, int] = attrs.field(factory=dict)
+    #: rule -> (times its precondition held, times it was evaluated), for rules that have one
+    preconditions: dict[str, tuple[int, int]] = attrs.field(factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -88,6 +90,19 @@ def rules_of(component: Component) -> list[str]:
 
     source = inspect.getsource(component.machine_cls)
     return sorted(set(re.findall(r'self\.step\(\s*"([a-z_0-9]+)"', source)))
+
+
+def coverage_gaps(result: FuzzResult, component: Component) -> list[str]:
+    """What `fuzz --fail-under-coverage` fails on: rules that never ran, preconditions never
+    satisfied, sometimes-witnesses never reached (nothing for a run that already failed)."""
+    if result.failed:
+        return []
+    gaps = [f"rule {r} never ran" for r in rules_of(component) if result.rule_hits.get(r, 0) == 0]
+    gaps += [f"precondition of {r} never held ({total} evaluations)"
+             for r, (held, total) in result.preconditions.items() if held == 0]
+    gaps += [f"witness {w} never reached" for w in sometimes_names(component)
+             if result.reached.get(w, 0) == 0]
+    return gaps
 
 
 def sometimes_names(component: Component) -> list[str]:
@@ -140,6 +155,7 @@ def run_fuzz(component: Component, impl_cls: type, *, profile: str, seed: int,
         first_failure_examples=stats.first_failure_examples,
         first_failure_seconds=stats.first_failure_seconds, error=error, backend=backend,
         solver_outcomes=dict(outcomes),
+        preconditions={rule: (held, total) for rule, (held, total) in sorted(stats.preconditions.items())},
     )
 
 
