@@ -280,7 +280,8 @@ class LocalPool:
 
 
 class DaskPool:
-    """Jobs on an existing Dask distributed cluster: one slot per worker thread."""
+    """Jobs on an existing Dask distributed cluster: one slot per worker process, each with
+    one thread (a job's run statistics and Hypothesis' settings are per process)."""
 
     def __init__(self, scheduler: str, timeout: float = 30) -> None:
         try:
@@ -294,7 +295,12 @@ class DaskPool:
         except Exception as exc:  # noqa: BLE001 - an unreachable scheduler is one line
             raise CampaignError(f"--scheduler {scheduler}: cannot connect ({type(exc).__name__}: {exc})") from None
         workers = self.client.scheduler_info().get("workers", {})
-        self.slots = max(1, sum(w.get("nthreads", 1) for w in workers.values()))
+        threaded = sorted(addr for addr, w in workers.items() if w.get("nthreads", 1) > 1)
+        if threaded:
+            self.client.close()
+            raise CampaignError(f"Dask workers {', '.join(threaded)} run several threads: a fuzz job "
+                                "needs a process of its own (start them with --nthreads 1)")
+        self.slots = max(1, len(workers))
 
     def submit(self, spec: JobSpec) -> Any:
         return self.client.submit(run_job, spec, pure=False)
