@@ -1,8 +1,11 @@
 """The `meshspec campaign` verb: options, the per-job lines, the summary, the verdict.
 
 Also `python -m meshspec.campaign_cli --measure-scaling SECONDS` (1 worker, then 2, same
-budget, recorded in docs/campaign-results.json for REPORT.md) and `--record-rss LOG` (the
-worker memory of a long campaign's `--rss-log`, recorded in the same file).
+budget, recorded in docs/campaign-results.json for REPORT.md), `--record-rss LOG` (the
+worker memory of a long campaign's `--rss-log`) and `--record-fuzz` (each component's full
+ci run: steps/s and the precondition pass rate of every guarded rule), in the same file.
+The load average before and after each measurement is recorded with it: the development
+machine is shared, so absolute steps/s vary with what else runs.
 """
 from __future__ import annotations
 
@@ -269,6 +272,29 @@ def measure_scaling(seconds: float, components: Sequence[str]) -> dict[str, Any]
             "runs": runs, "speedup": round(ratio, 2)}
 
 
+def measure_fuzz(components: Sequence[str], note: str) -> None:
+    """Each component's full ci run (default seed, no database): steps, wall and CPU steps/s,
+    each guarded rule's precondition pass rate; recorded one component at a time."""
+    from meshspec import registry
+    from meshspec.fuzz import run_fuzz
+    from meshspec.profiles import DEFAULT_SEED
+
+    for name in components:
+        comp = registry.get_component(name)
+        load, cpu = load_average(), time.process_time()
+        r = run_fuzz(comp, comp.impl_cls, profile="ci", seed=DEFAULT_SEED, use_database=False)
+        cpu = time.process_time() - cpu
+        results = load_results().get("fuzz", {})
+        results[name] = {"steps": r.steps, "examples": r.examples, "seconds": round(r.seconds, 1),
+                         "steps_per_second": round(r.steps_per_second),
+                         "steps_per_cpu_second": round(r.steps / cpu) if cpu > 0 else None,
+                         "preconditions": {k: list(v) for k, v in r.preconditions.items()},
+                         "passed": not r.failed, "load_before": load, "load_after": load_average(),
+                         "note": note}
+        record("fuzz", dict(sorted(results.items())))
+        print(f"{name}: {results[name]}", flush=True)
+
+
 def summarise_rss(log: str | Path) -> dict[str, Any]:
     """The worker memory of a campaign's --rss-log: duration, jobs, steps, RSS first/max/last."""
     lines = [json.loads(x) for x in Path(log).read_text(encoding="utf-8").splitlines() if x.strip()]
@@ -288,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m meshspec.campaign_cli")
     p.add_argument("--measure-scaling", type=float, metavar="SECONDS")
     p.add_argument("--record-rss", metavar="LOG")
+    p.add_argument("--record-fuzz", action="store_true",
+                   help="each component's full ci fuzz run: steps/s and precondition pass rates")
     p.add_argument("--components", nargs="*")
     p.add_argument("--note", default="", help="what else ran on the machine meanwhile")
     args = p.parse_args(argv)
@@ -298,6 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["note"] = args.note
         record("scaling", result)
         print(json.dumps(result, indent=1))
+    if args.record_fuzz:
+        measure_fuzz(args.components or registry.names(), args.note)
     if args.record_rss:
         result = summarise_rss(args.record_rss)
         result["note"] = args.note
