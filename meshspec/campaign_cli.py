@@ -145,11 +145,11 @@ def shared_database(args: argparse.Namespace) -> SharedDatabase | None:
 
 def make_pool(args: argparse.Namespace) -> Any:
     if args.scheduler:
-        if args.workers or args.recycle:
+        if args.workers is not None or args.recycle is not None:
             raise CampaignError("--workers and --recycle are for local processes; a Dask cluster "
                                 "has the workers it was started with")
         return DaskPool(args.scheduler)
-    workers = args.workers or os.cpu_count() or 1
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise CampaignError(f"--workers must be at least 1, not {workers}")
     if args.recycle is not None and args.recycle < 1:
