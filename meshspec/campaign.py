@@ -340,14 +340,23 @@ def run_campaign(pool: Any, components: Sequence[str], *, impl: str | None, prof
             spec = next(specs, None)
             if spec is None:
                 return
-            pending.add(pool.submit(spec))
+            future = pool.submit(spec)
+            submitted[future] = spec
+            pending.add(future)
 
     pending: set = set()
+    submitted: dict = {}
     submit_more(pending)
     while pending:
         done, pending = pool.wait_any(pending)
         for future in done:
-            job = future.result()
+            spec = submitted.pop(future)
+            try:
+                job = future.result()
+            except Exception as exc:  # noqa: BLE001 - a worker died or the job could not run
+                summary.components[spec.component].errors.append(
+                    f"job seed {spec.seed} did not run: {type(exc).__name__}: {exc}")
+                continue
             totals = summary.components[job.spec.component]
             before = len(totals.failures)
             totals.add(job.result)

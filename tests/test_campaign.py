@@ -97,3 +97,16 @@ def test_bad_campaign_input_is_one_line_and_exit_2(argv, needle, capsys, tmp_pat
     assert main(["campaign", "scheduler", *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("meshspec: error: ") and needle in err
+
+
+def test_a_job_that_cannot_run_is_an_error_of_its_component_not_a_crash():
+    class BrokenPool(InProcessPool):
+        def wait_any(self, futures):
+            for future in futures:
+                future.set_exception(RuntimeError("worker process died"))
+            return set(futures), set()
+
+    summary = run_campaign(BrokenPool(), ["scheduler"], impl=None, profile="dev", seed=1,
+                           examples_per_component=4, job_examples=2, database=None)
+    assert sorted(summary.components["scheduler"].errors) == sorted(
+        f"job seed {chunk_seed(1, i)} did not run: RuntimeError: worker process died" for i in (0, 1))
