@@ -30,6 +30,15 @@ def fuzz_table(fuzz: dict[str, Any]) -> str:
                                    "run"], tablefmt="github")
 
 
+def fuzz_verdict(fuzz: dict[str, Any]) -> str:
+    """Which components reach the target (wall clock), and the recording's note."""
+    met = [n for n, r in fuzz.items() if r["steps_per_second"] >= TARGET_STEPS_PER_SECOND]
+    notes = sorted({r.get("note", "") for r in fuzz.values()} - {""})
+    return (f"{len(met)} of {len(fuzz)} components reach {TARGET_STEPS_PER_SECOND:,} steps/s in this "
+            f"recording" + (f" ({', '.join(met)})" if met else "") + ". " + " ".join(n[:1].upper() + n[1:] + "."
+                                                                          for n in notes))
+
+
 def precondition_table(fuzz: dict[str, Any]) -> str:
     rows = [[f"`{name}`", f"`{rule}`", f"{held / total:.0%}" if total else "never evaluated",
              f"{held:,} of {total:,}"]
@@ -69,7 +78,7 @@ def section(results: dict[str, Any]) -> str:
     fuzz = results.get("fuzz")
     if fuzz:
         parts += [f"### `meshspec fuzz` under the ci profile (target: {TARGET_STEPS_PER_SECOND:,} "
-                  "steps/s per component)", fuzz_table(fuzz),
+                  "steps/s per component)", fuzz_table(fuzz), fuzz_verdict(fuzz),
                   "### Precondition pass rate per rule (ci profile)",
                   "How often a guarded rule's precondition held when Hypothesis evaluated it "
                   "(`fuzz --fail-under-coverage` fails a run where one never holds).",
