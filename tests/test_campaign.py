@@ -110,3 +110,28 @@ def test_a_job_that_cannot_run_is_an_error_of_its_component_not_a_crash():
                            examples_per_component=4, job_examples=2, database=None)
     assert sorted(summary.components["scheduler"].errors) == sorted(
         f"job seed {chunk_seed(1, i)} did not run: RuntimeError: worker process died" for i in (0, 1))
+
+
+def test_the_rss_log_is_summarised_and_rendered_for_the_report(tmp_path):
+    import json
+
+    from meshspec.campaign_cli import summarise_rss
+    from meshspec.campaign_report import section
+
+    log = tmp_path / "rss.log"
+    rows = [{"t": 60.0 * i, "host": "h", "pid": 7, "rss_mb": 300.0 + i, "peak_rss_mb": 310.0 + i,
+             "component": "scheduler", "seed": i, "examples": 5, "steps": 100} for i in range(1, 4)]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = summarise_rss(log)
+    assert (summary["jobs"], summary["steps"], summary["rss_mb_max"], summary["peak_rss_mb"]) == (3, 300, 303.0, 313.0)
+    text = section({"worker_rss": summary})
+    assert "at most 303 MiB" in text and "bound: 1,024 MiB" in text
+    assert "Not recorded yet." in section({})
+
+
+def test_the_report_says_how_many_components_reach_the_throughput_target():
+    from meshspec.campaign_report import fuzz_verdict
+
+    fast = {"steps_per_second": 2100, "note": "quiet machine"}
+    assert fuzz_verdict({"a": fast, "b": {"steps_per_second": 900}}).startswith(
+        "1 of 2 components reach 2,000 steps/s in this recording (a). Quiet machine.")
