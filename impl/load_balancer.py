@@ -774,19 +774,15 @@ class LoadBalancer:
 
     def _check_ring(self) -> None:
         ring = self._ring
-        assert all(ring[i] < ring[i + 1] for i in range(len(ring) - 1)), \
-            "ring not strictly sorted (or has duplicate entries)"
-        fresh = sorted(
-            (h, node_id, i)
-            for node_id in self._eps
-            for i, h in enumerate(self._vnode_hashes(node_id))
-        )
-        assert ring == fresh, f"ring ({len(ring)} entries) != fresh build ({len(fresh)} entries)"
-        per_node: dict[bytes, list[RingEntry]] = {node_id: [] for node_id in self._eps}
-        for entry in fresh:
-            per_node[entry[1]].append(entry)
+        expected = {node_id: [(h, node_id, i) for i, h in enumerate(self._vnode_hashes(node_id))]
+                    for node_id in self._eps}
+        fresh = sorted(entry for entries in expected.values() for entry in entries)
+        if ring != fresh:  # (equal to the sorted, duplicate-free fresh build: strictly sorted too)
+            assert all(ring[i] < ring[i + 1] for i in range(len(ring) - 1)), \
+                "ring not strictly sorted (or has duplicate entries)"
+            raise AssertionError(f"ring ({len(ring)} entries) != fresh build ({len(fresh)} entries)")
         for ep in self._eps.values():
-            assert sorted(ep.vnodes) == per_node[ep.node_id], \
+            assert ep.vnodes == expected[ep.node_id] or sorted(ep.vnodes) == sorted(expected[ep.node_id]), \
                 f"vnode list stale for {ep.node_id.hex()}"
 
     def _check_counters(self) -> None:

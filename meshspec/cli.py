@@ -31,6 +31,7 @@ BACKEND_HELP = ("hypothesis (default) | crosshair: Hypothesis' symbolic backend,
                 "meshspec[crosshair]; a few steps/s while symbolic, and on these machines it gives "
                 "way to Hypothesis' own generation after about a dozen test cases (the run says "
                 "how many were symbolic)")
+JUNIT_HELP = "write a JUnit XML report to FILE (one testcase per component or mutant)"
 MAX_EXAMPLES_HELP = "examples per component (or mutant) instead of the profile's budget"
 
 
@@ -82,6 +83,10 @@ def build_parser() -> Parser:
                    help=f"where a failing run writes its trace (default: {DEFAULT_EXPORT})")
     f.add_argument("--backend", default="hypothesis", help=BACKEND_HELP)
     f.add_argument("--max-examples", type=int, metavar="N", help=MAX_EXAMPLES_HELP)
+    f.add_argument("--junit", metavar="FILE", help=JUNIT_HELP)
+    f.add_argument("--fail-under-coverage", action="store_true",
+                   help="fail a component when a rule never ran, a precondition never held or a "
+                        "sometimes-witness was never reached (under any profile)")
     r = sub.add_parser("replay", help="re-execute an exported trace without Hypothesis")
     r.add_argument("trace", metavar="TRACE.json")
     r.add_argument("--impl", help="module:Class to replay against instead of the recorded impl"
@@ -95,6 +100,7 @@ def build_parser() -> Parser:
                    help="stop at the first failure (faster; trace lengths are unshrunk)")
     m.add_argument("--backend", default="hypothesis", help=BACKEND_HELP)
     m.add_argument("--max-examples", type=int, metavar="N", help=MAX_EXAMPLES_HELP)
+    m.add_argument("--junit", metavar="FILE", help=JUNIT_HELP)
     rep = sub.add_parser("report", help="regenerate REPORT.md")
     rep.add_argument("--output", default="REPORT.md")
     b = sub.add_parser("bench", help="model vs impl on the hot paths")
@@ -119,10 +125,14 @@ def build_parser() -> Parser:
     e.add_argument("--impl", help="module:Class to step along every edge instead of the impl"
                    + IMPL_HELP)
     e.add_argument("--export", default=DEFAULT_EXPORT, metavar="DIR")
+    e.add_argument("--junit", metavar="FILE", help=JUNIT_HELP)
     from meshspec.races_cli import add_arguments as add_interleave_arguments
     add_interleave_arguments(sub.add_parser("interleave", help="every schedule of the seeds' races "
                                             "(component races): fixed and historical protocols"))
     from meshspec.prove_cli import add_arguments as add_prove_arguments  # the prove verb's options
+    from meshspec.campaign_cli import add_arguments as add_campaign_arguments
+    add_campaign_arguments(sub.add_parser("campaign", help="(component x seed) fuzz jobs on local "
+                                          "cores or a Dask cluster, one shared example database"))
     add_prove_arguments(sub.add_parser("prove", help="z3 proofs: arithmetic, and inductive invariants of counter abstractions"))
     from meshspec.linearize_cli import add_arguments as add_linearize_arguments
     add_linearize_arguments(sub.add_parser("linearize", help="concurrent clients on a real etcd, with faults: "
@@ -235,7 +245,9 @@ def print_fuzz(result: FuzzResult, component: Component) -> None:
     print(f"   examples {result.examples}, steps {result.steps}, "
           f"{result.seconds:.1f} s, {result.steps_per_second:,.0f} steps/s")
     hits = [[rule, result.rule_hits.get(rule, 0)] for rule in rules_of(component)]
-    print(tabulate(hits, headers=["rule", "hits"], tablefmt="simple"))
+    pre = result.preconditions
+    print(tabulate([row + [precondition_rate(*pre[row[0]]) if row[0] in pre else ""] for row in hits],
+                   headers=["rule", "hits", "precondition held"], tablefmt="simple"))
     for rule, n in hits:
         if n == 0:
             print(f"   warning: rule {rule!r} never ran")
@@ -248,7 +260,13 @@ def print_fuzz(result: FuzzResult, component: Component) -> None:
               f"{', '.join(unreached)}")
 
 
+def precondition_rate(held: int, total: int) -> str:
+    """`37% of 291` (how often a rule's precondition held when Hypothesis asked)."""
+    return f"{held / total:.0%} of {total}" if total else "never evaluated"
+
+
 def cmd_fuzz(args: argparse.Namespace) -> int:
+    from meshspec import junit
     from meshspec.fuzz import export_failure, run_fuzz
     from meshspec.progress import outcome_of, progress_for
     from meshspec.traces import check_export_dir
@@ -268,6 +286,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         check_export_dir(args.export)
     except OSError as exc:
         raise UsageError(f"cannot use export directory {args.export!r}: {exc.strerror or exc}") from None
+    check_junit(args.junit)
     if args.etcd is not None:
         os.environ["MESHSPEC_ETCD"] = configure_etcd(args.etcd)
 
@@ -275,7 +294,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
           + (f", real etcd {args.etcd}" if args.etcd else ""), flush=True)
     if protocol_note(impl_cls):
         print(protocol_note(impl_cls), flush=True)
-    outcomes = []
+    outcomes, cases = [], []
     progress = progress_for(sys.stdout)
     for comp in comps:
         progress.start(comp.name)
@@ -289,6 +308,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             print(f"   note: {result.solver_note()}")
         if result.error:
             print(f"   ERROR: {result.error}")
+        json_path = None
         if result.trace is not None:
             fail = result.trace.failure
             print(f"   FAILED: {fail.kind} {fail.name!r} at step {fail.step}: {fail.message}")
@@ -299,10 +319,45 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             print(f"   pytest file: {py_path}")
             print(f"   replay with: meshspec replay {json_path}")
         outcomes.append(outcome_of(result, comp))
+        if args.fail_under_coverage:
+            outcomes[-1] = coverage_gate(outcomes[-1], result, comp)
+        cases.append(junit.fuzz_case(result, outcomes[-1].problem, json_path and str(json_path)))
         sys.stdout.flush()
     if races:
         outcomes.append(races_cli.run_fuzz(profile, seed, budget, args.export))
+    write_junit(args.junit, "meshspec fuzz", cases)
     return print_verdict(outcomes, profile)
+
+
+def coverage_gate(outcome: Outcome, result: FuzzResult, comp: Component) -> Outcome:
+    """`--fail-under-coverage`: the outcome, failed when the run left a coverage gap."""
+    import attrs
+
+    from meshspec.fuzz import coverage_gaps
+
+    gaps = coverage_gaps(result, comp)
+    for gap in gaps:
+        print(f"   COVERAGE: {gap}")
+    if not gaps or outcome.problem is not None:
+        return outcome
+    return attrs.evolve(outcome, problem=f"coverage gaps: {'; '.join(gaps)}")
+
+
+def check_junit(path: str | None) -> None:
+    """`--junit FILE` must be writable before a run starts (UsageError otherwise)."""
+    from meshspec import junit
+
+    try:
+        junit.check_path(path)
+    except OSError as exc:
+        raise UsageError(f"cannot write --junit {path!r}: {exc}") from None
+
+
+def write_junit(path: str | None, suite: str, cases: list) -> None:
+    if path is not None:
+        from meshspec import junit
+
+        print(f"JUnit XML: {junit.write(path, suite, cases)}")
 
 
 def example_budget(value: int | None) -> int | None:
@@ -395,6 +450,7 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     check_mutant_names(args.only or [], comps, race_names)
     if args.only:  # only the components that have one of the named mutants
         comps = [c for c in comps if any(m.name in args.only for m in c.mutants)]
+    check_junit(args.junit)
     profile, seed = profile_name(args.profile), resolve_seed(args.seed)
     backend, budget = backend_name(args.backend), example_budget(args.max_examples)
     print(f"meshspec mutants: profile {profile}, seed {seed}" + run_options(backend, budget))
@@ -417,6 +473,9 @@ def cmd_mutants(args: argparse.Namespace) -> int:
         results = races_cli.run_mutants(args.only or ())
         status = max(status, races_cli.print_mutants(results))
         everything += results
+    from meshspec import junit
+
+    write_junit(args.junit, "meshspec mutants", [junit.mutant_case(r) for r in everything])
     print(mutants_verdict(everything))
     return status
 
@@ -483,6 +542,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
     try:
         comp.exploration.bound(args.bound)
         check_export_dir(args.export)
+        check_junit(args.junit)
     except KeyError as exc:
         raise UsageError(str(exc.args[0])) from None
     except OSError as exc:
@@ -491,7 +551,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
     try:
         if args.mutants:
-            return explore_mutants(comp, args.workers, args.record)
+            return explore_mutants(comp, args.workers, args.record, args.junit)
         return explore_bound(comp, impl_cls, args)
     except ExploreError as exc:
         raise UsageError(f"exploration of {comp.name} failed: {exc}") from None
@@ -530,7 +590,15 @@ def explore_bound(comp: Component, impl_cls: type, args: argparse.Namespace) -> 
     print(f"   verdict: {r.verdict}")
     if args.record:
         record_explored_bound(comp, impl_cls, args, r, rss, fraction)
-    return 0 if r.failure is None else export_explore_failure(comp, impl_cls, args, r.failure)
+    trace_path = None if r.failure is None else export_explore_failure(comp, impl_cls, args, r.failure)
+    if args.junit:
+        from meshspec import junit
+
+        problem = None if r.failure is None else f"{r.failure.kind} {r.failure.name!r}: {r.failure.message}"
+        write_junit(args.junit, "meshspec explore", [junit.explore_case(
+            comp.name, f"bound {args.bound}", r.seconds, problem, trace_path,
+            f"{r.states} states, {r.edges} edges, depth {r.depth}")])
+    return 0 if r.failure is None else 1
 
 
 def record_explored_bound(comp: Component, impl_cls: type, args: argparse.Namespace, r: object,
@@ -544,7 +612,7 @@ def record_explored_bound(comp: Component, impl_cls: type, args: argparse.Namesp
 
 
 def export_explore_failure(comp: Component, impl_cls: type, args: argparse.Namespace,
-                           f: LockstepFailure) -> int:
+                           f: LockstepFailure) -> str:
     from meshspec.lockstep import impl_path
     from meshspec.traces import Failure, Trace, export
 
@@ -556,10 +624,10 @@ def export_explore_failure(comp: Component, impl_cls: type, args: argparse.Names
     for line in trace.failure.state_diff if trace.failure else ():
         print(f"   state differs: {line}")
     print(f"   trace: {json_path}\n   pytest file: {py_path}\n   replay with: meshspec replay {json_path}")
-    return 1
+    return str(json_path)
 
 
-def explore_mutants(comp: Component, workers: int, record: bool) -> int:
+def explore_mutants(comp: Component, workers: int, record: bool, junit_path: str | None = None) -> int:
     from meshspec.explore import record_results, run_mutant
 
     runs = []
@@ -576,6 +644,12 @@ def explore_mutants(comp: Component, workers: int, record: bool) -> int:
 
         record_results(comp.name, runs)
         print(f"recorded in {explore_mod.RESULTS_PATH}")
+    if junit_path:
+        from meshspec import junit
+
+        write_junit(junit_path, "meshspec explore --mutants", [junit.explore_case(
+            comp.name, r.mutant, r.seconds or 0.0, None if r.found else f"mutant missed at bound {r.bound}",
+            None, f"bound {r.bound}: {r.verdict}") for r in runs])
     missed = [r.mutant for r in runs if not r.found]
     print(f"== {comp.name}: {len(runs) - len(missed)}/{len(runs)} mutants found or explained"
           + (f"; not found: {', '.join(missed)}" if missed else ""))
@@ -623,6 +697,16 @@ def cmd_linearize(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
 
 
+def cmd_campaign(args: argparse.Namespace) -> int:
+    from meshspec.campaign import CampaignError
+    from meshspec.campaign_cli import run_cli
+
+    try:
+        return run_cli(args)
+    except CampaignError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def count_statuses(results: Sequence[object]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for r in results:
@@ -640,7 +724,8 @@ def cmd_interleave(args: argparse.Namespace) -> int:
 
 
 VERBS = {"interleave": cmd_interleave, "explore": cmd_explore, "prove": cmd_prove, "contracts": cmd_contracts, "list": cmd_list, "fuzz": cmd_fuzz, "replay": cmd_replay, "mutants": cmd_mutants,
-         "report": cmd_report, "bench": cmd_bench, "linearize": cmd_linearize}
+         "report": cmd_report, "bench": cmd_bench, "linearize": cmd_linearize,
+         "campaign": cmd_campaign}
 VERBS.update(protocol=cmd_protocol, serve=cmd_serve)
 
 

@@ -52,6 +52,8 @@ class FuzzResult:
     backend: str = DEFAULT_BACKEND
     #: crosshair only: how each test case it ran symbolically ended (CrossHair's words) -> count
     solver_outcomes: dict[str, int] = attrs.field(factory=dict)
+    #: rule -> (times its precondition held, times it was evaluated), for rules that have one
+    preconditions: dict[str, tuple[int, int]] = attrs.field(factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -90,6 +92,19 @@ def rules_of(component: Component) -> list[str]:
     return sorted(set(re.findall(r'self\.step\(\s*"([a-z_0-9]+)"', source)))
 
 
+def coverage_gaps(result: FuzzResult, component: Component) -> list[str]:
+    """What `fuzz --fail-under-coverage` fails on: rules that never ran, preconditions never
+    satisfied, sometimes-witnesses never reached (nothing for a run that already failed)."""
+    if result.failed:
+        return []
+    gaps = [f"rule {r} never ran" for r in rules_of(component) if result.rule_hits.get(r, 0) == 0]
+    gaps += [f"precondition of {r} never held ({total} evaluations)"
+             for r, (held, total) in result.preconditions.items() if held == 0]
+    gaps += [f"witness {w} never reached" for w in sometimes_names(component)
+             if result.reached.get(w, 0) == 0]
+    return gaps
+
+
 def sometimes_names(component: Component) -> list[str]:
     return [i.name for i in component.invariants if i.kind == "sometimes"]
 
@@ -108,16 +123,17 @@ def run_fuzz(component: Component, impl_cls: type, *, profile: str, seed: int,
              use_database: bool = True, max_examples: int | None = None,
              shrink: bool = True, chunk_examples: int = CHUNK_EXAMPLES,
              progress: Callable[[machine_mod.RunStats], None] | None = None,
-             backend: str = DEFAULT_BACKEND) -> FuzzResult:
+             backend: str = DEFAULT_BACKEND, database_root: Any = None) -> FuzzResult:
     """Run the lockstep machine (in chunks, see `run_chunks`); never raises for a finding (it is
     in the result). `progress` is called with the run's stats after every step. `backend`
-    is the Hypothesis backend that generates the examples (checked by `settings_for`)."""
+    is the Hypothesis backend that generates the examples (checked by `settings_for`);
+    `database_root` a campaign's shared example database (see `settings_for`)."""
     machine_cls = hypothesis_seed(seed)(component.machine_for(impl_cls))
     key = _database_key(component, impl_cls) if use_database else None
     # Hypothesis' shrinker is capped by wall-clock time; the deterministic minimiser
     # (meshspec.minimize) replaces it, so the same seed exports the same trace anywhere.
     settings = settings_for(profile, database_key=key, max_examples=max_examples, shrink=False,
-                            backend=backend)
+                            backend=backend, database_root=database_root)
     stats = machine_mod.reset_stats(progress)
     trace, error, outcomes = None, None, Counter[str]()
     try:
@@ -139,6 +155,7 @@ def run_fuzz(component: Component, impl_cls: type, *, profile: str, seed: int,
         first_failure_examples=stats.first_failure_examples,
         first_failure_seconds=stats.first_failure_seconds, error=error, backend=backend,
         solver_outcomes=dict(outcomes),
+        preconditions={rule: (held, total) for rule, (held, total) in sorted(stats.preconditions.items())},
     )
 
 

@@ -199,13 +199,32 @@ def canon(value: Any) -> Any:
     return value
 
 
-def _has_float(value: Any) -> bool:
-    """Whether == could hide a difference canon sees (0.0 == -0.0)."""
-    if isinstance(value, float):
-        return True
-    if isinstance(value, (list, tuple)):
-        return any(_has_float(v) for v in value)
-    return attrs.has(type(value)) or isinstance(value, (dict, set, frozenset))
+_PLAIN = frozenset({int, str, bytes, bool, type(None)})
+
+
+@functools.lru_cache(maxsize=None)
+def _attrs_names(cls: type) -> tuple[str, ...] | None:
+    return tuple(a.name for a in attrs.fields(cls)) if attrs.has(cls) else None
+
+
+def same_canon(a: Any, b: Any) -> bool:
+    """`canon(a) == canon(b)`, decided in one pass for values of the same plain type (ints,
+    strings, bytes, floats with NaN == NaN and -0.0 != 0.0, tuples, lists, attrs instances);
+    anything else (mixed types, sets, dicts, other classes) is compared by canon itself."""
+    ta = type(a)
+    if ta is type(b):
+        if ta in _PLAIN:
+            return a == b
+        if ta is float:
+            if a == b:
+                return a != 0.0 or math.copysign(1.0, a) == math.copysign(1.0, b)
+            return a != a and b != b  # both NaN
+        if ta is tuple or ta is list:
+            return len(a) == len(b) and all(map(same_canon, a, b))
+        names = _attrs_names(ta)
+        if names is not None:
+            return all(same_canon(getattr(a, n), getattr(b, n)) for n in names)
+    return canon(a) == canon(b)
 
 
 def show(value: Any, limit: int = 300) -> str:
@@ -235,12 +254,12 @@ class Outcome:
         return ("raise",) + self.error if self.error else ("ok", canon(self.value))
 
     def same_as(self, other: "Outcome") -> bool:
-        """Equal outcomes; plain == first (fast), canonical form when NaN or -0.0 may differ."""
+        """Equal outcomes: `canon(a) == canon(b)`, decided without building canon's tuples
+        where the types allow (`same_canon`)."""
         if (self.error, self.unexpected) != (other.error, other.unexpected):
             return False
         try:
-            if type(self.value) is type(other.value) and self.value == other.value:
-                return canon(self.value) == canon(other.value) if _has_float(self.value) else True
+            return same_canon(self.value, other.value)
         except Exception:  # noqa: BLE001 - values whose == raises fall back to canon
             pass
         return canon(self.value) == canon(other.value)

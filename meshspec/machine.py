@@ -7,6 +7,7 @@ else — applying to both sides, comparing, invariants, the trace — happens in
 """
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from typing import Any, Callable
@@ -31,6 +32,8 @@ class RunStats:
         self.steps = 0
         self.rule_hits: Counter[str] = Counter()
         self.reached: Counter[str] = Counter()
+        #: rule -> [times its precondition held, times it was evaluated] (rules that have one)
+        self.preconditions: dict[str, list[int]] = {}
         self.first_failure_examples: int | None = None
         self.first_failure_seconds: float | None = None
 
@@ -63,6 +66,24 @@ def reset_stats(on_progress: Callable[[RunStats], None] | None = None) -> RunSta
     return _CURRENT
 
 
+_PRECONDITION_KEY = re.compile(r", rule (\w+), precondition ")
+
+
+def count_preconditions(machine: RuleBasedStateMachine, stats: RunStats) -> None:
+    """Add the example's precondition evaluations to `stats.preconditions`.
+
+    Hypothesis counts every evaluation of a rule's precondition (satisfied or not) for its
+    observability output, in the test case's `_observability_predicates` (keyed
+    "Machine, rule NAME, precondition ..."); this reads them, so counting costs nothing
+    per step. A Hypothesis without that attribute leaves the counts empty."""
+    for key, counts in getattr(machine, "_observability_predicates", {}).items():
+        match = _PRECONDITION_KEY.search(key)
+        if match:
+            cell = stats.preconditions.setdefault(match.group(1), [0, 0])
+            cell[0] += counts.satisfied
+            cell[1] += counts.satisfied + counts.unsatisfied
+
+
 class LockstepMachine(RuleBasedStateMachine):
     """Base for every component machine: model and impl side by side."""
 
@@ -93,6 +114,7 @@ class LockstepMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         _CURRENT.reached.update(self.ls.reached)
+        count_preconditions(self, _CURRENT)
 
     @classmethod
     def bind(cls, component: Component, impl_cls: type) -> type:

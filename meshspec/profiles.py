@@ -26,7 +26,7 @@ from pathlib import Path
 
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
@@ -124,12 +124,16 @@ def resolve_seed(requested: str | int | None = None) -> int:
 
 def settings_for(profile: str, *, database_key: str | None = None, quiet: bool = True,
                  max_examples: int | None = None, shrink: bool = True,
-                 backend: str = DEFAULT_BACKEND) -> settings:
+                 backend: str = DEFAULT_BACKEND, database_root: Any = None) -> settings:
     """The profile's settings, with a per-(component, impl) example database when asked,
-    generating with `backend` (see `backend_name`)."""
+    generating with `backend` (see `backend_name`). `database_root` (a campaign's shared
+    database, see meshspec.campaign) replaces the local `.meshspec/examples/` directory: a
+    callable from the key to an ExampleDatabase."""
     base = settings.get_profile(profile_name(profile))
     database = None
-    if database_key is not None:
+    if database_key is not None and database_root is not None:
+        database = database_root(database_key)
+    elif database_key is not None:
         database = DirectoryBasedExampleDatabase(str(DATABASE_ROOT / database_key))
     extra: dict = {"database": database}
     if quiet:

@@ -113,7 +113,15 @@ def render() -> str:
             "A test fails when this file is stale.\n\n## Components\n\n" + summary)
     return (head + "\n\n" + "\n\n".join(component_section(c) for c in comps)
             + "\n\n" + backends_section() + "\n\n" + proofs_section()
-            + "\n\n" + contracts_section() + "\n\n" + races_section() + "\n\n" + linearize_section() + "\n")
+            + "\n\n" + contracts_section() + "\n\n" + races_section() + "\n\n" + linearize_section()
+            + "\n\n" + campaign_section() + "\n")
+
+
+def campaign_section() -> str:
+    from meshspec.campaign_cli import load_results
+    from meshspec.campaign_report import section
+
+    return section(load_results())
 
 
 def backend_cell(cell: dict | None) -> str:

@@ -401,7 +401,8 @@ def recovery_elapsed(since: int, now: int, recovery_ns: int) -> bool:
 
 
 def metrics_abstract(m: LoadMetrics) -> tuple:
-    return attrs.astuple(m)
+    return (m.cpu_usage, m.memory_usage, m.active_connections, m.requests_per_second,
+            m.avg_response_time_ms, m.error_rate, m.queue_depth, m.bandwidth_usage, m.updated_at)
 
 
 def endpoint_abstract(e: Endpoint) -> tuple:
