@@ -20,12 +20,12 @@ def run_case(cls: type[unittest.TestCase]) -> unittest.TestResult:
     return result
 
 
-def test_a_broken_user_class_fails_with_the_lockstep_divergence():
+def test_a_broken_user_class_fails_with_the_lockstep_finding():
     broken = next(m.cls for m in registry.get_component("shard_mapper").mutants
-                  if m.name == "scale_up_zero_side_effects")
+                  if m.name == "activate_returns_unit")
     result = run_case(lockstep_test("shard_mapper", broken, settings=QUICK))
     assert len(result.failures) == 1, result.errors
-    assert "divergence" in result.failures[0][1]
+    assert "meshspec.lockstep.LockstepFailure: [" in result.failures[0][1], result.failures[0][1][-3000:]
 
 
 def test_the_unchanged_impl_passes_the_same_budget():
