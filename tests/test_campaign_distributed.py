@@ -5,6 +5,8 @@ first (the first example of the run fails) by a fresh run on the other worker; w
 shared database the same run needs several examples to find it."""
 from __future__ import annotations
 
+import json
+
 import os
 import shutil
 import signal
@@ -114,7 +116,12 @@ def test_campaign_on_the_dask_cluster_with_redis_exports_the_failure_once(redis_
     out = capsys.readouterr().out
     assert code == 1, out
     assert "Dask " + scheduler in out.splitlines()[0]
-    assert len(list((tmp_path / "traces").glob("shard_mapper-*.json"))) == 1
+    # Jobs running at the same moment on the two workers can each find the bug before either has
+    # saved it, and minimise it to different traces: distinct failures, each exported once. A
+    # job that started after a save replays it and adds no export, so at most one per worker.
+    exported = [json.loads(p.read_text()) for p in (tmp_path / "traces").glob("shard_mapper-*.json")]
+    assert 1 <= len(exported) <= 2
+    assert len({json.dumps(t["steps"], sort_keys=True) for t in exported}) == len(exported)
     assert out.splitlines()[-1].startswith("FAIL: 1 of 1 components failed")
 
 
