@@ -148,6 +148,8 @@ def run_fuzz(component: Component, impl_cls: type, *, profile: str, seed: int,
         error = f"flaky failure (nondeterministic component?): {exc}"
     except Exception as exc:  # noqa: BLE001 - the machine itself broke; report, don't crash
         error = f"machine error: {type(exc).__name__}: {exc}"
+    finally:
+        stats.on_progress = None  # the caller's output may be gone once the run is over
     return FuzzResult(
         component=component.name, impl=impl_path(impl_cls), profile=profile, seed=seed,
         examples=stats.examples, steps=stats.steps, seconds=stats.seconds,

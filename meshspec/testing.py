@@ -54,6 +54,9 @@ def lockstep_test(component: str | Component, impl_cls: type, *,
     modules = profiles_modules(comp, impl_cls)
 
     def runTest(self: unittest.TestCase) -> None:
+        from meshspec.machine import reset_stats
+
+        reset_stats()  # counted afresh, with no progress printer of an earlier run attached
         with profiles.fixed_constants(modules):
             run_state_machine_as_test(machine, settings=settings or active_settings())
 

@@ -52,3 +52,25 @@ def test_the_active_profile_is_meshspec_s_when_hypothesis_profile_names_it(monke
     monkeypatch.setenv("HYPOTHESIS_PROFILE", "nightly")
     assert active_settings().max_examples == settings.get_profile("nightly").max_examples
     assert active_settings().deadline is None
+
+
+def test_a_progress_printer_of_an_earlier_fuzz_run_is_not_called_afterwards():
+    """A `meshspec fuzz` earlier in the same process (its output captured and then closed) must
+    leave no progress hook behind for a later lockstep_test: the test fails with the lockstep
+    finding, not with 'I/O operation on closed file'."""
+    import io
+
+    from meshspec.fuzz import run_fuzz
+    from meshspec.progress import PlainProgress
+
+    comp = registry.get_component("shard_mapper")
+    out = io.StringIO()
+    printer = PlainProgress(out, interval=0.0)
+    printer.start("shard_mapper")
+    run_fuzz(comp, comp.impl_cls, profile="dev", seed=1, max_examples=2, use_database=False,
+             progress=printer.update)
+    assert "examples" in out.getvalue()  # the hook did run during the fuzz run
+    out.close()
+    broken = next(m.cls for m in comp.mutants if m.name == "activate_returns_unit")
+    result = run_case(lockstep_test("shard_mapper", broken, settings=QUICK))
+    assert result.errors == [] and len(result.failures) == 1
