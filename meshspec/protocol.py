@@ -129,6 +129,14 @@ def _op(cls: type, name: str) -> Op | None:
                          p.kind is p.KEYWORD_ONLY)
                    for p in listed if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
     returns = hints.get("return", Any)
+    if kind == "static" and any(p.kind is p.VAR_KEYWORD for p in listed) \
+            and isinstance(returns, type) and issubclass(cls, returns):
+        # a factory (`Group.spawn(..., **options)`) passes its `**options` on to the
+        # constructor: they are the constructor's arguments the factory does not name
+        named = {p.name for p in params}
+        init = _op(cls, "__init__")
+        params += tuple(attrs.evolve(p, keyword_only=True) for p in (init.params if init else ())
+                        if p.name not in named)
     return Op("init" if kind == "init" else name, kind, params, returns)
 
 
@@ -200,16 +208,23 @@ def describe_schema(schema: Schema) -> dict:
         objects[cls_name] = {name: {"kind": "query" if name in schema.queries else op.kind,
                                     "args": params(op), "returns":
                                     "object " + schema.main if op.kind == "init"
+                                    else "object " + op.returns.__name__
+                                    if _is_object_class(op.returns, schema.classes)
                                     else C.type_name(op.returns)}
                              for name, op in sorted(ops.items(), key=lambda kv: kv[0] != "init")}
     injected = sorted({p.role for ops in schema.objects.values() for op in ops.values()
                        for p in op.params if p.role in ("clock", "rng")})
+    passed = {tp.__name__ for ops in schema.objects.values() for op in ops.values() for p in op.sent()
+              for tp in _hinted_classes(p.hint) if isinstance(tp, type)}
     types: dict[str, Any] = {}
     for name, cls in sorted(schema.classes.items()):
         if attrs.has(cls) and not issubclass(cls, BaseException):
             types[name] = {init: C.type_name(tp) for _, init, tp in C.attrs_hints(cls)}
         elif isinstance(cls, type) and issubclass(cls, enum.Enum):
             types[name] = {"enum": list(cls.__members__)}
+        elif name in passed and name not in schema.objects:  # a harness object the impl calls back
+            methods = sorted(n for n in dir(cls) if not n.startswith("_") and callable(getattr(cls, n)))
+            types[name] = {"ref": methods + (["__contains__"] if "__contains__" in vars(cls) else [])}
     return {"component": schema.component, "protocol": PROTOCOL_VERSION, "main": schema.main,
             "injected": injected, "errors": list(schema.errors), "objects": objects, "types": types}
 
@@ -300,6 +315,7 @@ class ImplProcess:
         self.buf = b""
         self.drops: list[int] = []
         self.refs: dict[int, tuple[Any, Any]] = {}
+        self.ref_of: dict[tuple, int] = {}
         self.clock: Callable[[], int] | None = None
         self.rng: random.Random | None = None
         self.codec: C.Codec | None = None
@@ -328,7 +344,7 @@ class ImplProcess:
         except OSError as exc:
             raise ImplStartError(f"--impl-cmd {self.command!r}: cannot start: {exc.strerror or exc}") from None
         self.generation += 1
-        self.buf, self.seq, self.drops, self.refs = b"", 0, [], {}
+        self.buf, self.seq, self.drops, self.refs, self.ref_of = b"", 0, [], {}, {}
         self.cache, self.follow, self.epoch, self.recording = {}, {}, (None, "", 0), []
         self.current_op, timeout = "handshake", self.timeout
         self.timeout = max(timeout, STARTUP_TIMEOUT)  # start-up is not a request
@@ -487,8 +503,12 @@ class ImplProcess:
     def _make_ref(self, value: Any, tp: Any) -> int:
         if not C.is_notification(tp):
             self.prefetch = False  # the impl may call back while answering
-        ref = len(self.refs) + 1
-        self.refs[ref] = (value, tp)
+        key = (id(value), tp)
+        ref = self.ref_of.get(key)  # an object passed with every call (groups' registry) is one ref
+        if ref is None or self.refs[ref][0] is not value:
+            ref = len(self.refs) + 1
+            self.refs[ref] = (value, tp)
+            self.ref_of[key] = ref
         return ref
 
     def _resolve(self, tag: str, ident: int, tp: Any) -> Any:

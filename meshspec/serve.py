@@ -310,6 +310,10 @@ class RemoteRef:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._call("__call__", args, kwargs)
 
+    def __contains__(self, item: Any) -> bool:
+        """`x in registry` (a membership test the served code makes on a harness object)."""
+        return bool(self._call("__contains__", (item,), {}))
+
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)

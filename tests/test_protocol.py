@@ -151,6 +151,19 @@ def test_meshspec_protocol_prints_the_schema_as_json():
     assert "ShardMetricsCollector" in doc["objects"]  # handed out by metrics_collector()
 
 
+def test_a_factory_takes_the_constructor_options_and_harness_objects_are_references():
+    """groups' `Group.spawn(kind, count, seed, scheduler, registry, **options)` passes its
+    options on to `Group(...)`: the schema lists the constructor's keyword arguments (the
+    clock and rng stay injected), and the registry the harness passes is a reference."""
+    doc = describe_schema(schema_of(registry.get_component("groups")))
+    spawn = doc["objects"]["Group"]["spawn"]
+    assert spawn["kind"] == "static" and spawn["returns"] == "object Group"
+    assert list(spawn["args"]) == ["kind", "count", "seed", "scheduler", "registry", "strategy",
+                                   "requirements", "lb_config", "parent_origin"]
+    assert doc["injected"] == ["clock", "rng"]
+    assert {"deliver", "register", "take_fault", "__contains__"} <= set(doc["types"]["DaemonRegistry"]["ref"])
+
+
 # -- faults of the external process -------------------------------------------------------------
 @pytest.fixture
 def trace_file(tmp_path):
@@ -252,7 +265,8 @@ def test_fuzz_through_meshspec_serve_gives_the_in_process_run(name, fuzz_seed):
 CI_MUTANTS = [("shard_mapper", "activate_returns_unit"), ("scheduler", "nan_score_wins"),
               ("load_balancer", "least_load_nan_panics"),
               ("group_coordinator", "index_stale_after_remove"),
-              ("daemon_host", "horizon_encoded_too_rarely"), ("capacity", "expiry_never_detected")]
+              ("daemon_host", "horizon_encoded_too_rarely"), ("capacity", "expiry_never_detected"),
+              ("groups", "scale_to_colocates")]
 #: Mutants that swap a class the *harness* builds (shard_mapper's SCALING_POLICY: the policy
 #: validated and preset on the harness side): served, they change nothing the server sees.
 HARNESS_SIDE = {("shard_mapper", "validate_without_finiteness"), ("shard_mapper", "zero_durations_accepted"),
