@@ -316,6 +316,9 @@ class ImplProcess:
         self.drops: list[int] = []
         self.refs: dict[int, tuple[Any, Any]] = {}
         self.ref_of: dict[tuple, int] = {}
+        self.live: dict[int, int] = {}  # impl object id -> proxies alive
+        self.proxies: dict[int, Any] = {}  # impl object id -> its proxy, until the next init
+        self.object_keys: set = set()  # cache keys whose answer names an impl object
         self.clock: Callable[[], int] | None = None
         self.rng: random.Random | None = None
         self.codec: C.Codec | None = None
@@ -345,6 +348,7 @@ class ImplProcess:
             raise ImplStartError(f"--impl-cmd {self.command!r}: cannot start: {exc.strerror or exc}") from None
         self.generation += 1
         self.buf, self.seq, self.drops, self.refs, self.ref_of = b"", 0, [], {}, {}
+        self.live, self.proxies, self.object_keys = {}, {}, set()
         self.cache, self.follow, self.epoch, self.recording = {}, {}, (None, "", 0), []
         self.current_op, timeout = "handshake", self.timeout
         self.timeout = max(timeout, STARTUP_TIMEOUT)  # start-up is not a request
@@ -519,11 +523,33 @@ class ImplProcess:
         return self.proxy_for(ident, tp)
 
     def proxy_for(self, ident: int, tp: Any) -> Any:
+        """The proxy of the impl's object `ident`: one proxy per id, kept until the next
+        `init` (a server names one object by one id, so `a is b` holds as in-process, and
+        the answers and early queries naming the id stay good from step to step)."""
         assert self.schema is not None
         cls_name = tp.__name__ if isinstance(tp, type) and tp.__name__ in self.schema.objects else ""
-        proxy = object.__new__(remote_class(self, cls_name))
-        proxy._attach(ident)
+        cls = remote_class(self, cls_name)
+        proxy = self.proxies.get(ident)
+        if proxy is None or type(proxy) is not cls:
+            proxy = object.__new__(cls)
+            proxy._attach(ident)
+            self.proxies[ident] = proxy
         return proxy
+
+    def hold(self, handle: int) -> None:
+        """One more live proxy of `handle` (a handle dropped but not yet told is kept)."""
+        self.live[handle] = self.live.get(handle, 0) + 1
+        if handle in self.drops:
+            self.drops.remove(handle)
+
+    def release(self, handle: int) -> None:
+        """A proxy of `handle` is gone; with the last one the impl is told to drop it."""
+        left = self.live.get(handle, 0) - 1
+        if left > 0:
+            self.live[handle] = left
+            return
+        self.live.pop(handle, None)
+        self.drops.append(handle)
 
     # one call ----------------------------------------------------------------------------
     def call(self, obj: int | None, op: Op, values: dict[str, Any], cls_name: str,
@@ -531,6 +557,8 @@ class ImplProcess:
         self.ensure()
         assert self.codec is not None and self.schema is not None
         self.current_op = op.name
+        if op.kind == "init" and self.proxies:
+            self.proxies = {}  # a new example: the objects of the last one may go
         msg: dict[str, Any] = {"op": op.name}
         if obj is not None:
             msg["obj"] = obj
@@ -550,6 +578,9 @@ class ImplProcess:
                 return self._result(op, self.cache[key])
         if self.drops:
             msg["drop"], self.drops = self.drops, []
+            for stale in self.object_keys:  # answers that may name a dropped object
+                self.cache.pop(stale, None)
+            self.object_keys.clear()
         if self.rng is not None:
             state = self.rng.getstate()
             msg["rng"] = [self.rng.getrandbits(32) for _ in range(RNG_WORDS)]
@@ -558,11 +589,22 @@ class ImplProcess:
             self.cache.clear()
             self.follow[self.epoch[1]] = self.recording
             self.epoch, self.recording = (obj, op.name, self.epoch[2] + 1), []
-        reply = self._exchange(msg)
-        if not query:
+        batch = []
+        if not query and self.batch and self.prefetch and self.rng is None:
+            self.seq += 1
+            msg["seq"] = self.seq
+            batch = self._predicted(self.follow.get(op.name, ()), msg["now_ns"])
+        if batch:  # the update and the queries that followed it last time: one line each way
+            self.prefetched = (self.epoch[2], msg["now_ns"])
+            reply = self._batch([(None, msg)] + batch)[0]
+        else:
+            reply = self._exchange(msg)
+        if not query and not batch:
             self.cache.clear()  # what a callback asked mid-operation is stale now
-        if query and not reply.get("events") and not reply.get("rng_used") and not self.holds_object:
+        if query and not reply.get("events") and not reply.get("rng_used"):
             self.cache[key] = reply
+            if self.holds_object:
+                self.object_keys.add(key)
         if self.prefetch and self.rng is None and "ok" in reply \
                 and self.prefetched != (self.epoch[2], msg["now_ns"]):
             self.prefetched = (self.epoch[2], msg["now_ns"])
@@ -585,11 +627,9 @@ class ImplProcess:
             except C.CodecError as exc:
                 raise self._fault(f"impl process answered {op.name!r} with a wrong type: {exc}") from None
 
-    def _prefetch(self, predicted: Any, now_ns: int) -> None:
-        """Send the queries that followed this update last time, in one write, and cache the
-        answers: every later call of the step is then a cache hit (queries are read-only,
-        so asking early changes nothing). Off once the impl calls back or draws randomness."""
-        assert self.proc is not None
+    def _predicted(self, predicted: Any, now_ns: int) -> list:
+        """(cache key, request) of the queries that followed this update last time and are
+        not cached yet (a query passing a reference or with no object is not asked early)."""
         batch = []
         for rel, name, args in predicted:
             obj = self.epoch[0] if rel == "self" else rel
@@ -600,25 +640,51 @@ class ImplProcess:
             self.seq += 1
             batch.append((key, {"op": name, "obj": obj, "args": args, "now_ns": now_ns, "seq": self.seq}))
             self.cache[key] = None  # placeholder: no duplicates in one batch
+        for key, _ in batch:
+            del self.cache[key]
+        return batch
+
+    def _batch(self, batch: list) -> list:
+        """Requests in one line, answered in one line (the server said "batch": true); the
+        answers of the queries (key not None) are cached, the others returned in order.
+        A query answer with events, randomness or an error is not kept."""
+        self.current_op = "batch" if batch[0][0] is not None else batch[0][1]["op"]
+        answer = self._exchange({"op": "batch", "requests": [m for _, m in batch]})
+        replies = answer.get("ok")
+        if not (isinstance(replies, list) and len(replies) == len(batch)
+                and all(isinstance(r, dict) for r in replies)):
+            raise self._fault(f"a batch of {len(batch)} requests answered with {C.short(replies)}")
+        objects = self.holds_object
+        if batch[0][0] is None:
+            self.cache.clear()  # the update ran: what a callback asked during it is stale now
+        out = []
+        for (key, m), reply in zip(batch, replies):
+            if reply.get("seq") != m["seq"]:
+                raise self._fault(f"a batch answered request {C.short(reply.get('seq'))} in place of {m['seq']}")
+            if key is None:
+                if not ({"ok", "err"} & reply.keys()):
+                    raise self._fault(f"impl process answered {m['op']!r} with {C.short(reply)}, "
+                                      f"not {{\"ok\": ...}} or {{\"err\": ...}}")
+                out.append(reply)
+            elif not (reply.get("events") or reply.get("rng_used") or "ok" not in reply):
+                self.cache[key] = reply
+                if objects and _names_object(reply["ok"]):
+                    self.object_keys.add(key)
+        return out
+
+    def _prefetch(self, predicted: Any, now_ns: int) -> None:
+        """Send the queries that followed this update last time, in one write, and cache the
+        answers: every later call of the step is then a cache hit (queries are read-only,
+        so asking early changes nothing). Off once the impl calls back or draws randomness."""
+        assert self.proc is not None
+        batch = self._predicted(predicted, now_ns)
         if not batch:
             return
         if self.batch:  # the server takes them as one line and answers with one line
-            self.current_op = "batch"
-            answer = self._exchange({"op": "batch", "requests": [m for _, m in batch]})
-            replies = answer.get("ok")
-            if not (isinstance(replies, list) and len(replies) == len(batch)
-                    and all(isinstance(r, dict) for r in replies)):
-                raise self._fault(f"a batch of {len(batch)} requests answered with {C.short(replies)}")
-            objects = self.holds_object
-            for (key, m), reply in zip(batch, replies):
-                if reply.get("seq") != m["seq"]:
-                    raise self._fault(f"a batch answered request {C.short(reply.get('seq'))} in place of {m['seq']}")
-                if reply.get("events") or reply.get("rng_used") or "ok" not in reply \
-                        or (objects and _names_object(reply["ok"])):
-                    del self.cache[key]
-                else:
-                    self.cache[key] = reply
+            self._batch(batch)
             return
+        for key, _ in batch:
+            self.cache[key] = None
         data = b"".join(json.dumps(m, separators=(",", ":")).encode() + b"\n" for _, m in batch)
         try:
             self.proc.stdin.write(data)  # type: ignore[union-attr]
@@ -632,10 +698,12 @@ class ImplProcess:
             if reply.get("seq") != m["seq"]:
                 raise self._fault(f"wrong number of lines: expected the response to request "
                                   f"{m['seq']} ({m['op']}), got one for {C.short(reply.get('seq'))}")
-            if reply.get("events") or reply.get("rng_used") or "ok" not in reply or self.holds_object:
+            if reply.get("events") or reply.get("rng_used") or "ok" not in reply:
                 del self.cache[key]
             else:
                 self.cache[key] = reply
+                if self.holds_object:
+                    self.object_keys.add(key)
         for key in [k for k, v in self.cache.items() if v is None]:
             del self.cache[key]
 
@@ -746,12 +814,13 @@ class RemoteObject:
     def _attach(self, handle: int) -> None:
         self._handle = handle
         self._generation = self._process.generation
+        self._process.hold(handle)
         weakref.finalize(self, _dropped, self._process, handle, self._generation)
 
 
 def _dropped(process: ImplProcess, handle: int, generation: int) -> None:
     if process.generation == generation and process.proc is not None:
-        process.drops.append(handle)
+        process.release(handle)
 
 
 def _hooks(obj: RemoteObject) -> dict[str, Any]:

@@ -77,6 +77,7 @@ class Server:
         self.schema: Schema = schema_of(component)
         self.stdin, self.stdout = stdin, stdout
         self.objects: dict[int, tuple[Any, str]] = {}
+        self.ids: dict[int, int] = {}  # id() of a registered object -> its protocol id
         self.next_id = 1
         self.clock = RequestClock()
         self.rng = TapeRandom()
@@ -88,9 +89,15 @@ class Server:
 
     # objects and references --------------------------------------------------------------
     def _register(self, value: Any, tp: Any) -> int:
+        """The id of an object handed to the harness: the same id for the same object until
+        the harness drops it (ids are never reused)."""
+        ident = self.ids.get(id(value))
+        if ident is not None and self.objects.get(ident, (None,))[0] is value:
+            return ident
         cls_name = next((c.__name__ for c in type(value).__mro__ if c.__name__ in self.schema.objects), "")
         ident, self.next_id = self.next_id, self.next_id + 1
         self.objects[ident] = (value, cls_name)
+        self.ids[id(value)] = ident
         return ident
 
     def _resolve(self, tag: str, ident: int, tp: Any) -> Any:
@@ -191,7 +198,9 @@ class Server:
 
     def dispatch(self, msg: dict) -> Any:
         for ident in msg.get("drop") or []:
-            self.objects.pop(ident, None)
+            gone = self.objects.pop(ident, None)
+            if gone is not None and self.ids.get(id(gone[0])) == ident:
+                del self.ids[id(gone[0])]
         now = msg.get("now_ns", 0)
         if not isinstance(now, int) or isinstance(now, bool):
             raise ProtocolError(f"now_ns must be an integer, got {C.short(now)}")
