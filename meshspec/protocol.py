@@ -92,9 +92,20 @@ class Op:
     kind: str  # "init", "method", "static"
     params: tuple[Param, ...]
     returns: Any
+    # derived once (both sides ask for every request): the parameters that are sent, their
+    # names, and whether one is an in-out bytearray
+    _sent: tuple = attrs.field(init=False, eq=False, repr=False, hash=False)
+    sent_names: frozenset = attrs.field(init=False, eq=False, repr=False, hash=False)
+    has_out: bool = attrs.field(init=False, eq=False, repr=False, hash=False)
+
+    def __attrs_post_init__(self) -> None:
+        sent = tuple(p for p in self.params if p.role not in ("clock", "rng"))
+        object.__setattr__(self, "_sent", sent)
+        object.__setattr__(self, "sent_names", frozenset(p.name for p in sent))
+        object.__setattr__(self, "has_out", any(p.hint is bytearray for p in sent))
 
     def sent(self) -> tuple[Param, ...]:
-        return tuple(p for p in self.params if p.role not in ("clock", "rng"))
+        return self._sent
 
 
 def _role(hint: Any) -> str:

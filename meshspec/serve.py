@@ -231,31 +231,38 @@ class Server:
         raw = msg.get("args") or {}
         if not isinstance(raw, dict):
             raise ProtocolError("\"args\" must be an object")
-        kwargs: dict[str, Any] = {}
-        sent = {p.name: p for p in op.sent()}
+        names = op.sent_names
         for key in raw:
-            if key not in sent:
+            if key not in names:
                 raise ProtocolError(f"{name} has no argument {key!r}")
-        for p in op.params:
-            if p.role == "clock":
-                kwargs[p.name] = self.clock
-            elif p.role == "rng":
-                kwargs[p.name] = self.rng
-            elif p.name in raw:
-                kwargs[p.name] = self.codec.decode(raw[p.name], p.hint, f"args.{p.name}")
         # positionally up to the first keyword-only or left-out parameter, as callers do
         args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        positional = True
+        decode = self.codec.decode
         for p in op.params:
-            if p.keyword_only or p.name not in kwargs:
-                break
-            args.append(kwargs.pop(p.name))
+            if p.role == "clock":
+                value: Any = self.clock
+            elif p.role == "rng":
+                value = self.rng
+            elif p.name in raw:
+                value = decode(raw[p.name], p.hint, "args." + p.name)
+            else:
+                positional = False
+                continue
+            if positional and not p.keyword_only:
+                args.append(value)
+            else:
+                positional = False
+                kwargs[p.name] = value
         if name == "init" and msg.get("hooks"):
             result = self._hooked(fn, msg["hooks"], args, kwargs)
         else:
             result = fn(*args, **kwargs)
-        kwargs.update(zip((p.name for p in op.params), args))
-        self.out = {p.name: self.codec.encode(kwargs[p.name], p.hint, f"args.{p.name}")
-                    for p in op.sent() if p.hint is bytearray and p.name in kwargs}
+        if op.has_out:
+            kwargs.update(zip((p.name for p in op.params), args))
+            self.out = {p.name: self.codec.encode(kwargs[p.name], p.hint, f"args.{p.name}")
+                        for p in op.sent() if p.hint is bytearray and p.name in kwargs}
         if name == "init":
             return {"$obj": self._register(result, cls_name)}
         return self.codec.encode(result, op.returns, f"{name} result")
