@@ -61,6 +61,9 @@ RNG_WORDS = 64
 SKIPPED_OPS = frozenset({"check_invariants"})  # optional, but listed when supported
 
 
+_NO_EVENTS: list = []  # a reply without "events" (never changed)
+
+
 class ImplProcessError(Exception):
     """The external implementation misbehaved mid-run (exit, hang, garbage): a finding."""
 
@@ -97,12 +100,16 @@ class Op:
     _sent: tuple = attrs.field(init=False, eq=False, repr=False, hash=False)
     sent_names: frozenset = attrs.field(init=False, eq=False, repr=False, hash=False)
     has_out: bool = attrs.field(init=False, eq=False, repr=False, hash=False)
+    injects: bool = attrs.field(init=False, eq=False, repr=False, hash=False)  # a clock or rng
+    names: tuple = attrs.field(init=False, eq=False, repr=False, hash=False)  # of all parameters
 
     def __attrs_post_init__(self) -> None:
         sent = tuple(p for p in self.params if p.role not in ("clock", "rng"))
         object.__setattr__(self, "_sent", sent)
         object.__setattr__(self, "sent_names", frozenset(p.name for p in sent))
         object.__setattr__(self, "has_out", any(p.hint is bytearray for p in sent))
+        object.__setattr__(self, "injects", len(sent) < len(self.params))
+        object.__setattr__(self, "names", tuple(p.name for p in self.params))
 
     def sent(self) -> tuple[Param, ...]:
         return self._sent
@@ -565,7 +572,8 @@ class ImplProcess:
     # one call ----------------------------------------------------------------------------
     def call(self, obj: int | None, op: Op, values: dict[str, Any], cls_name: str,
              hooks: dict[str, Any] | None = None) -> Any:
-        self.ensure()
+        if self.proc is None:
+            self.ensure()
         assert self.codec is not None and self.schema is not None
         self.current_op = op.name
         if op.kind == "init" and self.proxies:
@@ -574,8 +582,14 @@ class ImplProcess:
         if obj is not None:
             msg["obj"] = obj
         try:
-            msg["args"] = {p.name: self.codec.encode(values[p.name], p.hint, f"args.{p.name}")
-                           for p in op.sent() if p.name in values}
+            encode, sent = self.codec.encode, {}
+            for p in op.sent():
+                if p.name in values:
+                    v = values[p.name]
+                    t = type(v)  # a plain int, str or bool where the hint says so is itself
+                    sent[p.name] = v if t is p.hint and (t is int or t is str or t is bool) \
+                        else encode(v, p.hint, "args." + p.name)
+            msg["args"] = sent
             if hooks:
                 msg["hooks"] = {name: self.codec.ref(fn, Any, "hooks") for name, fn in hooks.items()}
         except C.CodecError as exc:
@@ -728,13 +742,14 @@ class ImplProcess:
                 raise self._fault(f"\"rng_used\" must be 0..{RNG_WORDS}, got {C.short(used)}")
             for _ in range(used):
                 self.rng.getrandbits(32)
-        events = reply.get("events", [])
+        events = reply.get("events", _NO_EVENTS)
         if "err" in reply:
             try:
                 exc = self.codec.exception(reply["err"], f"{op.name} error")
             except C.CodecError as error:
                 raise self._fault(f"impl process answered {op.name!r} with a malformed error: {error}") from None
-            self._replay(events)
+            if events is not _NO_EVENTS:
+                self._replay(events)
             raise exc
         try:
             if op.kind == "init":
@@ -749,7 +764,8 @@ class ImplProcess:
                     reply["value"] = value
         except C.CodecError as exc:
             raise self._fault(f"impl process answered {op.name!r} with a wrong type: {exc}") from None
-        self._replay(events)
+        if events is not _NO_EVENTS:
+            self._replay(events)
         return value
 
     def _replay(self, events: Any) -> None:
@@ -848,6 +864,8 @@ def _hooks(obj: RemoteObject) -> dict[str, Any]:
 
 
 def _bind(op: Op, args: tuple, kwargs: dict) -> dict[str, Any]:
+    if not kwargs and len(args) == len(op.names):  # every argument, in order: the usual call
+        return dict(zip(op.names, args))
     params = op.params
     values: dict[str, Any] = {}
     if len(args) > len(params):
@@ -867,6 +885,8 @@ def _bind(op: Op, args: tuple, kwargs: dict) -> dict[str, Any]:
 
 
 def _injected(process: ImplProcess, op: Op, values: dict[str, Any]) -> None:
+    if not op.injects:
+        return
     for p in op.params:
         if p.role == "clock" and values.get(p.name) is not None:
             process.clock = values[p.name]
