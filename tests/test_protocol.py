@@ -260,6 +260,30 @@ def test_fuzz_through_meshspec_serve_gives_the_in_process_run(name, fuzz_seed):
     assert summary(there) == summary(here)
 
 
+def test_one_proxy_per_impl_object_and_its_answers_are_cached_until_a_drop():
+    """The server names one object by one id: `metrics_collector(0)` asked twice is the same
+    proxy (as in-process), the second answer comes from the cache; the next `init` drops
+    the last example's objects and the server hands out fresh ids for them."""
+    from meshspec.clock import FakeClock
+    from model.shard_mapper import ScalingPolicy
+    comp = registry.get_component("shard_mapper")
+    cls = command_impl(f"{SERVE} shard_mapper", comp)
+    process = cls._process
+    mapper = cls(2, 16, ScalingPolicy.default_for_cpus(4), clock=FakeClock())
+    first = mapper.metrics_collector(0)
+    sent = process.seq
+    assert mapper.metrics_collector(0) is first and process.seq == sent  # no request: cached
+    mapper.scale_up(1)  # an update: the cache is cleared, the id stays
+    assert mapper.metrics_collector(0) is first
+    handle = first._handle
+    del first
+    other = cls(2, 16, ScalingPolicy.default_for_cpus(4), clock=FakeClock())  # a new example
+    assert process.proxies == {} and not process.drops  # the drop travelled with init
+    again = mapper.metrics_collector(0)
+    assert again._handle != handle  # the server forgot the id and names the object anew
+    assert other.metrics_collector(0)._handle not in (handle, again._handle)
+
+
 #: One curated mutant per component in CI (each needs its own server process; these are
 #: caught within a few examples in-process); every curated mutant runs in the nightly test.
 CI_MUTANTS = [("shard_mapper", "activate_returns_unit"), ("scheduler", "nan_score_wins"),
