@@ -61,6 +61,9 @@ RNG_WORDS = 64
 SKIPPED_OPS = frozenset({"check_invariants"})  # optional, but listed when supported
 
 
+_NO_EVENTS: list = []  # a reply without "events" (never changed)
+
+
 class ImplProcessError(Exception):
     """The external implementation misbehaved mid-run (exit, hang, garbage): a finding."""
 
@@ -92,9 +95,24 @@ class Op:
     kind: str  # "init", "method", "static"
     params: tuple[Param, ...]
     returns: Any
+    # derived once (both sides ask for every request): the parameters that are sent, their
+    # names, and whether one is an in-out bytearray
+    _sent: tuple = attrs.field(init=False, eq=False, repr=False, hash=False)
+    sent_names: frozenset = attrs.field(init=False, eq=False, repr=False, hash=False)
+    has_out: bool = attrs.field(init=False, eq=False, repr=False, hash=False)
+    injects: bool = attrs.field(init=False, eq=False, repr=False, hash=False)  # a clock or rng
+    names: tuple = attrs.field(init=False, eq=False, repr=False, hash=False)  # of all parameters
+
+    def __attrs_post_init__(self) -> None:
+        sent = tuple(p for p in self.params if p.role not in ("clock", "rng"))
+        object.__setattr__(self, "_sent", sent)
+        object.__setattr__(self, "sent_names", frozenset(p.name for p in sent))
+        object.__setattr__(self, "has_out", any(p.hint is bytearray for p in sent))
+        object.__setattr__(self, "injects", len(sent) < len(self.params))
+        object.__setattr__(self, "names", tuple(p.name for p in self.params))
 
     def sent(self) -> tuple[Param, ...]:
-        return tuple(p for p in self.params if p.role not in ("clock", "rng"))
+        return self._sent
 
 
 def _role(hint: Any) -> str:
@@ -129,6 +147,14 @@ def _op(cls: type, name: str) -> Op | None:
                          p.kind is p.KEYWORD_ONLY)
                    for p in listed if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
     returns = hints.get("return", Any)
+    if kind == "static" and any(p.kind is p.VAR_KEYWORD for p in listed) \
+            and isinstance(returns, type) and issubclass(cls, returns):
+        # a factory (`Group.spawn(..., **options)`) passes its `**options` on to the
+        # constructor: they are the constructor's arguments the factory does not name
+        named = {p.name for p in params}
+        init = _op(cls, "__init__")
+        params += tuple(attrs.evolve(p, keyword_only=True) for p in (init.params if init else ())
+                        if p.name not in named)
     return Op("init" if kind == "init" else name, kind, params, returns)
 
 
@@ -200,16 +226,23 @@ def describe_schema(schema: Schema) -> dict:
         objects[cls_name] = {name: {"kind": "query" if name in schema.queries else op.kind,
                                     "args": params(op), "returns":
                                     "object " + schema.main if op.kind == "init"
+                                    else "object " + op.returns.__name__
+                                    if _is_object_class(op.returns, schema.classes)
                                     else C.type_name(op.returns)}
                              for name, op in sorted(ops.items(), key=lambda kv: kv[0] != "init")}
     injected = sorted({p.role for ops in schema.objects.values() for op in ops.values()
                        for p in op.params if p.role in ("clock", "rng")})
+    passed = {tp.__name__ for ops in schema.objects.values() for op in ops.values() for p in op.sent()
+              for tp in _hinted_classes(p.hint) if isinstance(tp, type)}
     types: dict[str, Any] = {}
     for name, cls in sorted(schema.classes.items()):
         if attrs.has(cls) and not issubclass(cls, BaseException):
             types[name] = {init: C.type_name(tp) for _, init, tp in C.attrs_hints(cls)}
         elif isinstance(cls, type) and issubclass(cls, enum.Enum):
             types[name] = {"enum": list(cls.__members__)}
+        elif name in passed and name not in schema.objects:  # a harness object the impl calls back
+            methods = sorted(n for n in dir(cls) if not n.startswith("_") and callable(getattr(cls, n)))
+            types[name] = {"ref": methods + (["__contains__"] if "__contains__" in vars(cls) else [])}
     return {"component": schema.component, "protocol": PROTOCOL_VERSION, "main": schema.main,
             "injected": injected, "errors": list(schema.errors), "objects": objects, "types": types}
 
@@ -300,6 +333,10 @@ class ImplProcess:
         self.buf = b""
         self.drops: list[int] = []
         self.refs: dict[int, tuple[Any, Any]] = {}
+        self.ref_of: dict[tuple, int] = {}
+        self.live: dict[int, int] = {}  # impl object id -> proxies alive
+        self.proxies: dict[int, Any] = {}  # impl object id -> its proxy, until the next init
+        self.object_keys: set = set()  # cache keys whose answer names an impl object
         self.clock: Callable[[], int] | None = None
         self.rng: random.Random | None = None
         self.codec: C.Codec | None = None
@@ -328,7 +365,8 @@ class ImplProcess:
         except OSError as exc:
             raise ImplStartError(f"--impl-cmd {self.command!r}: cannot start: {exc.strerror or exc}") from None
         self.generation += 1
-        self.buf, self.seq, self.drops, self.refs = b"", 0, [], {}
+        self.buf, self.seq, self.drops, self.refs, self.ref_of = b"", 0, [], {}, {}
+        self.live, self.proxies, self.object_keys = {}, {}, set()
         self.cache, self.follow, self.epoch, self.recording = {}, {}, (None, "", 0), []
         self.current_op, timeout = "handshake", self.timeout
         self.timeout = max(timeout, STARTUP_TIMEOUT)  # start-up is not a request
@@ -487,8 +525,12 @@ class ImplProcess:
     def _make_ref(self, value: Any, tp: Any) -> int:
         if not C.is_notification(tp):
             self.prefetch = False  # the impl may call back while answering
-        ref = len(self.refs) + 1
-        self.refs[ref] = (value, tp)
+        key = (id(value), tp)
+        ref = self.ref_of.get(key)  # an object passed with every call (groups' registry) is one ref
+        if ref is None or self.refs[ref][0] is not value:
+            ref = len(self.refs) + 1
+            self.refs[ref] = (value, tp)
+            self.ref_of[key] = ref
         return ref
 
     def _resolve(self, tag: str, ident: int, tp: Any) -> Any:
@@ -499,24 +541,55 @@ class ImplProcess:
         return self.proxy_for(ident, tp)
 
     def proxy_for(self, ident: int, tp: Any) -> Any:
+        """The proxy of the impl's object `ident`: one proxy per id, kept until the next
+        `init` (a server names one object by one id, so `a is b` holds as in-process, and
+        the answers and early queries naming the id stay good from step to step)."""
         assert self.schema is not None
         cls_name = tp.__name__ if isinstance(tp, type) and tp.__name__ in self.schema.objects else ""
-        proxy = object.__new__(remote_class(self, cls_name))
-        proxy._attach(ident)
+        cls = remote_class(self, cls_name)
+        proxy = self.proxies.get(ident)
+        if proxy is None or type(proxy) is not cls:
+            proxy = object.__new__(cls)
+            proxy._attach(ident)
+            self.proxies[ident] = proxy
         return proxy
+
+    def hold(self, handle: int) -> None:
+        """One more live proxy of `handle` (a handle dropped but not yet told is kept)."""
+        self.live[handle] = self.live.get(handle, 0) + 1
+        if handle in self.drops:
+            self.drops.remove(handle)
+
+    def release(self, handle: int) -> None:
+        """A proxy of `handle` is gone; with the last one the impl is told to drop it."""
+        left = self.live.get(handle, 0) - 1
+        if left > 0:
+            self.live[handle] = left
+            return
+        self.live.pop(handle, None)
+        self.drops.append(handle)
 
     # one call ----------------------------------------------------------------------------
     def call(self, obj: int | None, op: Op, values: dict[str, Any], cls_name: str,
              hooks: dict[str, Any] | None = None) -> Any:
-        self.ensure()
+        if self.proc is None:
+            self.ensure()
         assert self.codec is not None and self.schema is not None
         self.current_op = op.name
+        if op.kind == "init" and self.proxies:
+            self.proxies = {}  # a new example: the objects of the last one may go
         msg: dict[str, Any] = {"op": op.name}
         if obj is not None:
             msg["obj"] = obj
         try:
-            msg["args"] = {p.name: self.codec.encode(values[p.name], p.hint, f"args.{p.name}")
-                           for p in op.sent() if p.name in values}
+            encode, sent = self.codec.encode, {}
+            for p in op.sent():
+                if p.name in values:
+                    v = values[p.name]
+                    t = type(v)  # a plain int, str or bool where the hint says so is itself
+                    sent[p.name] = v if t is p.hint and (t is int or t is str or t is bool) \
+                        else encode(v, p.hint, "args." + p.name)
+            msg["args"] = sent
             if hooks:
                 msg["hooks"] = {name: self.codec.ref(fn, Any, "hooks") for name, fn in hooks.items()}
         except C.CodecError as exc:
@@ -530,6 +603,9 @@ class ImplProcess:
                 return self._result(op, self.cache[key])
         if self.drops:
             msg["drop"], self.drops = self.drops, []
+            for stale in self.object_keys:  # answers that may name a dropped object
+                self.cache.pop(stale, None)
+            self.object_keys.clear()
         if self.rng is not None:
             state = self.rng.getstate()
             msg["rng"] = [self.rng.getrandbits(32) for _ in range(RNG_WORDS)]
@@ -538,11 +614,22 @@ class ImplProcess:
             self.cache.clear()
             self.follow[self.epoch[1]] = self.recording
             self.epoch, self.recording = (obj, op.name, self.epoch[2] + 1), []
-        reply = self._exchange(msg)
-        if not query:
+        batch = []
+        if not query and self.batch and self.prefetch and self.rng is None:
+            self.seq += 1
+            msg["seq"] = self.seq
+            batch = self._predicted(self.follow.get(op.name, ()), msg["now_ns"])
+        if batch:  # the update and the queries that followed it last time: one line each way
+            self.prefetched = (self.epoch[2], msg["now_ns"])
+            reply = self._batch([(None, msg)] + batch)[0]
+        else:
+            reply = self._exchange(msg)
+        if not query and not batch:
             self.cache.clear()  # what a callback asked mid-operation is stale now
-        if query and not reply.get("events") and not reply.get("rng_used") and not self.holds_object:
+        if query and not reply.get("events") and not reply.get("rng_used"):
             self.cache[key] = reply
+            if self.holds_object:
+                self.object_keys.add(key)
         if self.prefetch and self.rng is None and "ok" in reply \
                 and self.prefetched != (self.epoch[2], msg["now_ns"]):
             self.prefetched = (self.epoch[2], msg["now_ns"])
@@ -565,11 +652,9 @@ class ImplProcess:
             except C.CodecError as exc:
                 raise self._fault(f"impl process answered {op.name!r} with a wrong type: {exc}") from None
 
-    def _prefetch(self, predicted: Any, now_ns: int) -> None:
-        """Send the queries that followed this update last time, in one write, and cache the
-        answers: every later call of the step is then a cache hit (queries are read-only,
-        so asking early changes nothing). Off once the impl calls back or draws randomness."""
-        assert self.proc is not None
+    def _predicted(self, predicted: Any, now_ns: int) -> list:
+        """(cache key, request) of the queries that followed this update last time and are
+        not cached yet (a query passing a reference or with no object is not asked early)."""
         batch = []
         for rel, name, args in predicted:
             obj = self.epoch[0] if rel == "self" else rel
@@ -580,25 +665,51 @@ class ImplProcess:
             self.seq += 1
             batch.append((key, {"op": name, "obj": obj, "args": args, "now_ns": now_ns, "seq": self.seq}))
             self.cache[key] = None  # placeholder: no duplicates in one batch
+        for key, _ in batch:
+            del self.cache[key]
+        return batch
+
+    def _batch(self, batch: list) -> list:
+        """Requests in one line, answered in one line (the server said "batch": true); the
+        answers of the queries (key not None) are cached, the others returned in order.
+        A query answer with events, randomness or an error is not kept."""
+        self.current_op = "batch" if batch[0][0] is not None else batch[0][1]["op"]
+        answer = self._exchange({"op": "batch", "requests": [m for _, m in batch]})
+        replies = answer.get("ok")
+        if not (isinstance(replies, list) and len(replies) == len(batch)
+                and all(isinstance(r, dict) for r in replies)):
+            raise self._fault(f"a batch of {len(batch)} requests answered with {C.short(replies)}")
+        objects = self.holds_object
+        if batch[0][0] is None:
+            self.cache.clear()  # the update ran: what a callback asked during it is stale now
+        out = []
+        for (key, m), reply in zip(batch, replies):
+            if reply.get("seq") != m["seq"]:
+                raise self._fault(f"a batch answered request {C.short(reply.get('seq'))} in place of {m['seq']}")
+            if key is None:
+                if not ({"ok", "err"} & reply.keys()):
+                    raise self._fault(f"impl process answered {m['op']!r} with {C.short(reply)}, "
+                                      f"not {{\"ok\": ...}} or {{\"err\": ...}}")
+                out.append(reply)
+            elif not (reply.get("events") or reply.get("rng_used") or "ok" not in reply):
+                self.cache[key] = reply
+                if objects and _names_object(reply["ok"]):
+                    self.object_keys.add(key)
+        return out
+
+    def _prefetch(self, predicted: Any, now_ns: int) -> None:
+        """Send the queries that followed this update last time, in one write, and cache the
+        answers: every later call of the step is then a cache hit (queries are read-only,
+        so asking early changes nothing). Off once the impl calls back or draws randomness."""
+        assert self.proc is not None
+        batch = self._predicted(predicted, now_ns)
         if not batch:
             return
         if self.batch:  # the server takes them as one line and answers with one line
-            self.current_op = "batch"
-            answer = self._exchange({"op": "batch", "requests": [m for _, m in batch]})
-            replies = answer.get("ok")
-            if not (isinstance(replies, list) and len(replies) == len(batch)
-                    and all(isinstance(r, dict) for r in replies)):
-                raise self._fault(f"a batch of {len(batch)} requests answered with {C.short(replies)}")
-            objects = self.holds_object
-            for (key, m), reply in zip(batch, replies):
-                if reply.get("seq") != m["seq"]:
-                    raise self._fault(f"a batch answered request {C.short(reply.get('seq'))} in place of {m['seq']}")
-                if reply.get("events") or reply.get("rng_used") or "ok" not in reply \
-                        or (objects and _names_object(reply["ok"])):
-                    del self.cache[key]
-                else:
-                    self.cache[key] = reply
+            self._batch(batch)
             return
+        for key, _ in batch:
+            self.cache[key] = None
         data = b"".join(json.dumps(m, separators=(",", ":")).encode() + b"\n" for _, m in batch)
         try:
             self.proc.stdin.write(data)  # type: ignore[union-attr]
@@ -612,10 +723,12 @@ class ImplProcess:
             if reply.get("seq") != m["seq"]:
                 raise self._fault(f"wrong number of lines: expected the response to request "
                                   f"{m['seq']} ({m['op']}), got one for {C.short(reply.get('seq'))}")
-            if reply.get("events") or reply.get("rng_used") or "ok" not in reply or self.holds_object:
+            if reply.get("events") or reply.get("rng_used") or "ok" not in reply:
                 del self.cache[key]
             else:
                 self.cache[key] = reply
+                if self.holds_object:
+                    self.object_keys.add(key)
         for key in [k for k, v in self.cache.items() if v is None]:
             del self.cache[key]
 
@@ -629,13 +742,14 @@ class ImplProcess:
                 raise self._fault(f"\"rng_used\" must be 0..{RNG_WORDS}, got {C.short(used)}")
             for _ in range(used):
                 self.rng.getrandbits(32)
-        events = reply.get("events", [])
+        events = reply.get("events", _NO_EVENTS)
         if "err" in reply:
             try:
                 exc = self.codec.exception(reply["err"], f"{op.name} error")
             except C.CodecError as error:
                 raise self._fault(f"impl process answered {op.name!r} with a malformed error: {error}") from None
-            self._replay(events)
+            if events is not _NO_EVENTS:
+                self._replay(events)
             raise exc
         try:
             if op.kind == "init":
@@ -650,7 +764,8 @@ class ImplProcess:
                     reply["value"] = value
         except C.CodecError as exc:
             raise self._fault(f"impl process answered {op.name!r} with a wrong type: {exc}") from None
-        self._replay(events)
+        if events is not _NO_EVENTS:
+            self._replay(events)
         return value
 
     def _replay(self, events: Any) -> None:
@@ -726,12 +841,13 @@ class RemoteObject:
     def _attach(self, handle: int) -> None:
         self._handle = handle
         self._generation = self._process.generation
+        self._process.hold(handle)
         weakref.finalize(self, _dropped, self._process, handle, self._generation)
 
 
 def _dropped(process: ImplProcess, handle: int, generation: int) -> None:
     if process.generation == generation and process.proc is not None:
-        process.drops.append(handle)
+        process.release(handle)
 
 
 def _hooks(obj: RemoteObject) -> dict[str, Any]:
@@ -748,6 +864,8 @@ def _hooks(obj: RemoteObject) -> dict[str, Any]:
 
 
 def _bind(op: Op, args: tuple, kwargs: dict) -> dict[str, Any]:
+    if not kwargs and len(args) == len(op.names):  # every argument, in order: the usual call
+        return dict(zip(op.names, args))
     params = op.params
     values: dict[str, Any] = {}
     if len(args) > len(params):
@@ -767,6 +885,8 @@ def _bind(op: Op, args: tuple, kwargs: dict) -> dict[str, Any]:
 
 
 def _injected(process: ImplProcess, op: Op, values: dict[str, Any]) -> None:
+    if not op.injects:
+        return
     for p in op.params:
         if p.role == "clock" and values.get(p.name) is not None:
             process.clock = values[p.name]

@@ -77,6 +77,7 @@ class Server:
         self.schema: Schema = schema_of(component)
         self.stdin, self.stdout = stdin, stdout
         self.objects: dict[int, tuple[Any, str]] = {}
+        self.ids: dict[int, int] = {}  # id() of a registered object -> its protocol id
         self.next_id = 1
         self.clock = RequestClock()
         self.rng = TapeRandom()
@@ -88,9 +89,15 @@ class Server:
 
     # objects and references --------------------------------------------------------------
     def _register(self, value: Any, tp: Any) -> int:
+        """The id of an object handed to the harness: the same id for the same object until
+        the harness drops it (ids are never reused)."""
+        ident = self.ids.get(id(value))
+        if ident is not None and self.objects.get(ident, (None,))[0] is value:
+            return ident
         cls_name = next((c.__name__ for c in type(value).__mro__ if c.__name__ in self.schema.objects), "")
         ident, self.next_id = self.next_id, self.next_id + 1
         self.objects[ident] = (value, cls_name)
+        self.ids[id(value)] = ident
         return ident
 
     def _resolve(self, tag: str, ident: int, tp: Any) -> Any:
@@ -191,7 +198,9 @@ class Server:
 
     def dispatch(self, msg: dict) -> Any:
         for ident in msg.get("drop") or []:
-            self.objects.pop(ident, None)
+            gone = self.objects.pop(ident, None)
+            if gone is not None and self.ids.get(id(gone[0])) == ident:
+                del self.ids[id(gone[0])]
         now = msg.get("now_ns", 0)
         if not isinstance(now, int) or isinstance(now, bool):
             raise ProtocolError(f"now_ns must be an integer, got {C.short(now)}")
@@ -222,31 +231,38 @@ class Server:
         raw = msg.get("args") or {}
         if not isinstance(raw, dict):
             raise ProtocolError("\"args\" must be an object")
-        kwargs: dict[str, Any] = {}
-        sent = {p.name: p for p in op.sent()}
+        names = op.sent_names
         for key in raw:
-            if key not in sent:
+            if key not in names:
                 raise ProtocolError(f"{name} has no argument {key!r}")
-        for p in op.params:
-            if p.role == "clock":
-                kwargs[p.name] = self.clock
-            elif p.role == "rng":
-                kwargs[p.name] = self.rng
-            elif p.name in raw:
-                kwargs[p.name] = self.codec.decode(raw[p.name], p.hint, f"args.{p.name}")
         # positionally up to the first keyword-only or left-out parameter, as callers do
         args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        positional = True
+        decode = self.codec.decode
         for p in op.params:
-            if p.keyword_only or p.name not in kwargs:
-                break
-            args.append(kwargs.pop(p.name))
+            if p.role == "clock":
+                value: Any = self.clock
+            elif p.role == "rng":
+                value = self.rng
+            elif p.name in raw:
+                value = decode(raw[p.name], p.hint, "args." + p.name)
+            else:
+                positional = False
+                continue
+            if positional and not p.keyword_only:
+                args.append(value)
+            else:
+                positional = False
+                kwargs[p.name] = value
         if name == "init" and msg.get("hooks"):
             result = self._hooked(fn, msg["hooks"], args, kwargs)
         else:
             result = fn(*args, **kwargs)
-        kwargs.update(zip((p.name for p in op.params), args))
-        self.out = {p.name: self.codec.encode(kwargs[p.name], p.hint, f"args.{p.name}")
-                    for p in op.sent() if p.hint is bytearray and p.name in kwargs}
+        if op.has_out:
+            kwargs.update(zip((p.name for p in op.params), args))
+            self.out = {p.name: self.codec.encode(kwargs[p.name], p.hint, f"args.{p.name}")
+                        for p in op.sent() if p.hint is bytearray and p.name in kwargs}
         if name == "init":
             return {"$obj": self._register(result, cls_name)}
         return self.codec.encode(result, op.returns, f"{name} result")
@@ -309,6 +325,10 @@ class RemoteRef:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._call("__call__", args, kwargs)
+
+    def __contains__(self, item: Any) -> bool:
+        """`x in registry` (a membership test the served code makes on a harness object)."""
+        return bool(self._call("__contains__", (item,), {}))
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):

@@ -151,6 +151,19 @@ def test_meshspec_protocol_prints_the_schema_as_json():
     assert "ShardMetricsCollector" in doc["objects"]  # handed out by metrics_collector()
 
 
+def test_a_factory_takes_the_constructor_options_and_harness_objects_are_references():
+    """groups' `Group.spawn(kind, count, seed, scheduler, registry, **options)` passes its
+    options on to `Group(...)`: the schema lists the constructor's keyword arguments (the
+    clock and rng stay injected), and the registry the harness passes is a reference."""
+    doc = describe_schema(schema_of(registry.get_component("groups")))
+    spawn = doc["objects"]["Group"]["spawn"]
+    assert spawn["kind"] == "static" and spawn["returns"] == "object Group"
+    assert list(spawn["args"]) == ["kind", "count", "seed", "scheduler", "registry", "strategy",
+                                   "requirements", "lb_config", "parent_origin"]
+    assert doc["injected"] == ["clock", "rng"]
+    assert {"deliver", "register", "take_fault", "__contains__"} <= set(doc["types"]["DaemonRegistry"]["ref"])
+
+
 # -- faults of the external process -------------------------------------------------------------
 @pytest.fixture
 def trace_file(tmp_path):
@@ -247,12 +260,37 @@ def test_fuzz_through_meshspec_serve_gives_the_in_process_run(name, fuzz_seed):
     assert summary(there) == summary(here)
 
 
+def test_one_proxy_per_impl_object_and_its_answers_are_cached_until_a_drop():
+    """The server names one object by one id: `metrics_collector(0)` asked twice is the same
+    proxy (as in-process), the second answer comes from the cache; the next `init` drops
+    the last example's objects and the server hands out fresh ids for them."""
+    from meshspec.clock import FakeClock
+    from model.shard_mapper import ScalingPolicy
+    comp = registry.get_component("shard_mapper")
+    cls = command_impl(f"{SERVE} shard_mapper", comp)
+    process = cls._process
+    mapper = cls(2, 16, ScalingPolicy.default_for_cpus(4), clock=FakeClock())
+    first = mapper.metrics_collector(0)
+    sent = process.seq
+    assert mapper.metrics_collector(0) is first and process.seq == sent  # no request: cached
+    mapper.scale_up(1)  # an update: the cache is cleared, the id stays
+    assert mapper.metrics_collector(0) is first
+    handle = first._handle
+    del first
+    other = cls(2, 16, ScalingPolicy.default_for_cpus(4), clock=FakeClock())  # a new example
+    assert process.proxies == {} and not process.drops  # the drop travelled with init
+    again = mapper.metrics_collector(0)
+    assert again._handle != handle  # the server forgot the id and names the object anew
+    assert other.metrics_collector(0)._handle not in (handle, again._handle)
+
+
 #: One curated mutant per component in CI (each needs its own server process; these are
 #: caught within a few examples in-process); every curated mutant runs in the nightly test.
 CI_MUTANTS = [("shard_mapper", "activate_returns_unit"), ("scheduler", "nan_score_wins"),
               ("load_balancer", "least_load_nan_panics"),
               ("group_coordinator", "index_stale_after_remove"),
-              ("daemon_host", "horizon_encoded_too_rarely"), ("capacity", "expiry_never_detected")]
+              ("daemon_host", "horizon_encoded_too_rarely"), ("capacity", "expiry_never_detected"),
+              ("groups", "scale_to_colocates")]
 #: Mutants that swap a class the *harness* builds (shard_mapper's SCALING_POLICY: the policy
 #: validated and preset on the harness side): served, they change nothing the server sees.
 HARNESS_SIDE = {("shard_mapper", "validate_without_finiteness"), ("shard_mapper", "zero_durations_accepted"),
@@ -289,7 +327,7 @@ def test_every_curated_mutant_is_caught_through_the_protocol(name, mutant, fuzz_
 @pytest.mark.parametrize("args,says", [
     (("protocol", "nosuch"), "unknown component 'nosuch'"),
     (("serve", "shard_mapper", "--impl", "nosuch:X"), "cannot import 'nosuch'"),
-    (("fuzz", "--impl-cmd", SERVE), "--impl-cmd needs exactly one COMPONENT"),
+    (("fuzz", "--impl-cmd", SERVE), "need exactly one lockstep COMPONENT"),
     (("fuzz", "shard_mapper", "--impl", "impl.shard_mapper:ShardMapper", "--impl-cmd", SERVE),
      "give --impl or --impl-cmd, not both"),
 ])
