@@ -327,7 +327,7 @@ def test_every_curated_mutant_is_caught_through_the_protocol(name, mutant, fuzz_
 @pytest.mark.parametrize("args,says", [
     (("protocol", "nosuch"), "unknown component 'nosuch'"),
     (("serve", "shard_mapper", "--impl", "nosuch:X"), "cannot import 'nosuch'"),
-    (("fuzz", "--impl-cmd", SERVE), "need exactly one lockstep COMPONENT"),
+    (("fuzz", "--impl-cmd", SERVE), "--impl-cmd needs exactly one COMPONENT"),
     (("fuzz", "shard_mapper", "--impl", "impl.shard_mapper:ShardMapper", "--impl-cmd", SERVE),
      "give --impl or --impl-cmd, not both"),
 ])
