@@ -31,8 +31,6 @@ def test_every_mutant_of_a_component_is_defined_in_its_mutants_module(name):
 @pytest.mark.parametrize("name", COMPONENTS)
 def test_the_old_properties_path_of_a_mutant_loads_the_moved_class(name):
     for m in registry.get_component(name).mutants:
-        if "<" in m.cls.__qualname__:
-            continue  # made by a factory: never loadable by path, before or after the move
         assert load_impl(f"properties.{name}:{m.cls.__qualname__}") is m.cls
 
 
