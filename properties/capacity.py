@@ -1,5 +1,5 @@
 """Properties of the etcd-backed shard-lease coordinator and its capacity hint: the subject
-harness, invariants, lockstep machine, mutants and benchmark (issue 5 §3–§5).
+harness, invariants, lockstep machine, benchmark and exploration (issue 5 §3–§5).
 
 The harness (`CapacitySubject`) wraps one coordinator (model or impl) over its own KV
 with its own logical clock (`self.clock`, the coordinator's `clock`). The KV is the
@@ -62,7 +62,7 @@ from hypothesis.stateful import initialize, precondition, rule
 from meshspec.clock import FakeClock
 from meshspec.etcd_server import ETCD_ENV, etcd_url, open_gateway
 from meshspec.explore import Bound, Exploration
-from meshspec.lockstep import BenchCase, Component, Subject, always, mutant, sometimes
+from meshspec.lockstep import BenchCase, Component, Subject, always, sometimes
 from meshspec.machine import LockstepMachine
 from model import capacity as M
 from model.etcd import EtcdModel, PutOp

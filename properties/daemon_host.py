@@ -1,4 +1,4 @@
-"""Properties of the daemon host and causal chain: subject harness, invariants, lockstep machine, mutants.
+"""Properties of the daemon host and causal chain: subject harness, invariants, lockstep machine, exploration.
 
 The harness (`DaemonHostSubject`) wraps one DaemonHost (model or impl) with its own
 FakeClock and RNG, an injected scripted daemon, and the chain, horizon and framing code
@@ -49,7 +49,7 @@ from hypothesis.stateful import initialize, rule
 
 from meshspec.clock import FakeClock
 from meshspec.explore import Bound, Exploration
-from meshspec.lockstep import BenchCase, Component, Subject, always, mutant, sometimes
+from meshspec.lockstep import BenchCase, Component, Subject, always, sometimes
 from meshspec.machine import LockstepMachine
 from model import daemon_host as M
 from model.daemon_host import (

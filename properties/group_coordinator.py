@@ -1,4 +1,4 @@
-"""Properties of the group coordinator: the subject harness, invariants, lockstep machine, mutants.
+"""Properties of the group coordinator: the subject harness, invariants, lockstep machine, exploration.
 
 The harness (`GroupCoordinatorSubject`) wraps one coordinator (model or impl) with its
 own FakeClock and rng, plus a scheduler of the same side (`model.scheduler` for the
@@ -31,7 +31,6 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Optional
 
-import attrs
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, rule
 

@@ -1,4 +1,4 @@
-"""Properties of the replica, fork and standby groups: subject, invariants, machine, mutants.
+"""Properties of the replica, fork and standby groups: subject, invariants, machine, exploration.
 
 The harness (`GroupsSubject`) holds one group (model or impl, spawned again by the
 `spawn` rule), a scheduler of the same side over nodes 1-5 (the local node is 1), and
@@ -30,7 +30,7 @@ import impl.scheduler as impl_scheduler
 import model.scheduler as model_scheduler
 from impl.groups import Group as ImplGroup
 from meshspec.explore import Bound, Exploration
-from meshspec.lockstep import BenchCase, Component, Subject, always, mutant, sometimes
+from meshspec.lockstep import BenchCase, Component, Subject, always, sometimes
 from meshspec.machine import LockstepMachine
 from model import groups as M
 from model.group_coordinator import GroupError, NoHealthyMember, PlacementFailed, RegistryFailed

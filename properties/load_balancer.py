@@ -1,4 +1,4 @@
-"""Properties of the load balancer: the subject harness, invariants, lockstep machine, mutants.
+"""Properties of the load balancer: the subject harness, invariants, lockstep machine, exploration.
 
 The harness (`LoadBalancerSubject`) wraps one balancer (model or impl) with its own
 FakeClock and `random.Random` (same seed on both sides, so Random, WeightedRandom and
@@ -60,7 +60,7 @@ import functools
 import itertools
 import math
 import random
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections import Counter
 from functools import lru_cache
 from typing import Any, Callable, NamedTuple, Optional
@@ -71,7 +71,7 @@ from hypothesis.stateful import initialize, rule
 
 from meshspec.clock import NS_PER_MS, NS_PER_SEC, FakeClock
 from meshspec.explore import Bound, Exploration
-from meshspec.lockstep import (BenchCase, Component, Subject, always, impl_path, load_impl, mutant,
+from meshspec.lockstep import (BenchCase, Component, Subject, always, impl_path, load_impl,
                                sometimes)
 from meshspec.machine import LockstepMachine
 from model import load_balancer as M

@@ -1,4 +1,4 @@
-"""Properties of the compute scheduler: the subject harness, invariants, lockstep machine, mutants.
+"""Properties of the compute scheduler: the subject harness, invariants, lockstep machine, exploration.
 
 The harness (`SchedulerSubject`) wraps one Scheduler (model or impl) and builds every
 filter, scoring table and RTT table from primitives the machine draws: a filter is a
@@ -41,7 +41,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, rule
 
 from meshspec.explore import Bound, Exploration
-from meshspec.lockstep import BenchCase, Component, Subject, always, mutant, sometimes
+from meshspec.lockstep import BenchCase, Component, Subject, always, sometimes
 from meshspec.machine import LockstepMachine
 from model import scheduler as M
 from model.scheduler import (

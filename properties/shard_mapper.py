@@ -1,4 +1,4 @@
-"""Properties of the shard mapper: the subject harness, invariants, lockstep machine, mutants.
+"""Properties of the shard mapper: the subject harness, invariants, lockstep machine, exploration.
 
 The harness (`ShardMapperSubject`) wraps one mapper (model or impl) with its own FakeClock
 and keeps the ghost state the invariants need: every id ever handed out, the callback
