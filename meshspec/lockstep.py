@@ -546,6 +546,8 @@ def load_impl(spec: str, what: str = "--impl", quiet: bool = False) -> type:
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - report any import failure in one line
         raise ImplLoadError(f"{what} {spec!r}: cannot import {module_name!r}: "
                             f"{type(exc).__name__}: {exc}") from None
+    if module_name.startswith("properties.") and not hasattr(obj, qualname.split(".")[0]):
+        obj = _moved_mutant_module(module_name, qualname) or obj
     for part in qualname.split("."):
         if not hasattr(obj, part):
             raise ImplLoadError(f"{what} {spec!r}: module {module_name!r} has no {qualname!r}")
@@ -553,6 +555,16 @@ def load_impl(spec: str, what: str = "--impl", quiet: bool = False) -> type:
     if not isinstance(obj, type):
         raise ImplLoadError(f"{what} {spec!r}: {qualname!r} is not a class")
     return obj
+
+
+def _moved_mutant_module(module_name: str, qualname: str) -> Any:
+    """`mutants.<c>` when it defines `qualname`: the curated mutants moved there from
+    `properties.<c>`, so traces and commands naming `properties.<c>:Mutant` still load."""
+    try:
+        moved = importlib.import_module("mutants." + module_name[len("properties."):])
+    except ImportError:
+        return None
+    return moved if hasattr(moved, qualname.split(".")[0]) else None
 
 
 def impl_search_path(cls: type) -> str | None:

@@ -16,6 +16,7 @@ import pytest
 from impl.etcd_client import EtcdGateway
 from meshspec import registry
 from meshspec.fuzz import run_fuzz
+from mutants import capacity as CM
 from properties import capacity as C
 
 pytestmark = pytest.mark.etcd
@@ -57,7 +58,7 @@ def test_a_counter_bug_is_caught_on_a_real_etcd_too(
         etcd_server: str, monkeypatch: pytest.MonkeyPatch, fuzz_seed: int) -> None:
     monkeypatch.setenv("MESHSPEC_ETCD", etcd_server)
     comp = registry.get_component("capacity")
-    result = run_fuzz(comp, C.LightweightCount, profile="dev", seed=fuzz_seed, use_database=False,
+    result = run_fuzz(comp, CM.LightweightCount, profile="dev", seed=fuzz_seed, use_database=False,
                       max_examples=20, shrink=False)
     assert result.trace is not None, f"count_available_lightweight survived: {result.error}"
     assert result.trace.failure.name == "hint_equals_full_scan"

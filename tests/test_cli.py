@@ -144,7 +144,7 @@ def test_list_names_every_component(capsys):
 
 def test_fuzz_prints_the_failing_step_s_state_diff_field_by_field(capsys, tmp_path):
     code, out, err = run(capsys, "fuzz", "shard_mapper", "--impl",
-                         "properties.shard_mapper:ScaleUpZeroSideEffects", "--profile", "ci",
+                         "mutants.shard_mapper:ScaleUpZeroSideEffects", "--profile", "ci",
                          "--export", str(tmp_path))
     assert code == 1, out + err
     assert "divergence 'abstract state'" in out

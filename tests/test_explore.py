@@ -17,7 +17,7 @@ from meshspec.cli import main
 from meshspec.explore import (Exploration, explore, fingerprint, freeze, restore, run_mutant,
                               snapshot, visited_bytes)
 from meshspec.lockstep import Lockstep
-from properties.shard_mapper import ProvisioningRoutable
+from mutants.shard_mapper import ProvisioningRoutable
 
 MAPPER = registry.get_component("shard_mapper")
 
@@ -127,7 +127,7 @@ def test_fuzz_coverage_reports_a_fraction_of_the_bounded_space(monkeypatch):
 
 
 def test_explore_verb_exports_a_replayable_shortest_trace(tmp_path, capsys):
-    code = main(["explore", "shard_mapper", "--impl", "properties.shard_mapper:ProvisioningRoutable",
+    code = main(["explore", "shard_mapper", "--impl", "mutants.shard_mapper:ProvisioningRoutable",
                  "--export", str(tmp_path), "--workers", "2"])
     assert code == 1
     (json_path,) = tmp_path.glob("*.json")

@@ -207,7 +207,7 @@ def test_replace_is_an_atomic_upsert_and_register_refuses_a_duplicate():
 
 # -- each ported test fails on the mutant that reintroduces its bug ---------------------------------
 
-from properties import groups as P  # noqa: E402
+from mutants import groups as P  # noqa: E402
 
 PORTED = {
     "scale_to_colocates": test_scale_up_does_not_colocate_new_replicas,

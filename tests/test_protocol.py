@@ -235,7 +235,7 @@ def test_without_abstract_the_header_says_so_and_results_are_still_compared(tmp_
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "does not serve \"abstract\": abstract state is not compared" in proc.stdout
     bad = meshspec("fuzz", "shard_mapper", "--profile", "dev", "--seed", "1", "--max-examples", "5",
-                   "--impl-cmd", f"{FAULTY} noabstract --impl properties.shard_mapper:ActivateReturnsUnit",
+                   "--impl-cmd", f"{FAULTY} noabstract --impl mutants.shard_mapper:ActivateReturnsUnit",
                    "--export", str(tmp_path))
     # the served class's activate returns None where the model's API says bool
     assert bad.returncode == 1 and "FAILED" in bad.stdout and "activate" in bad.stdout, bad.stdout
@@ -341,7 +341,7 @@ def test_callbacks_as_calls_let_a_reentrant_callback_see_the_state_mid_operation
     callback fired before the mapper's state is consistent is caught as in-process."""
     comp = registry.get_component("shard_mapper")
     served = command_impl(f"{SERVE} shard_mapper --callbacks calls --impl "
-                          "properties.shard_mapper:CreatedCallbackFiresEarly", comp)
+                          "mutants.shard_mapper:CreatedCallbackFiresEarly", comp)
     result = run_fuzz(comp, served, profile="ci", seed=fuzz_seed, use_database=False, shrink=False,
                       max_examples=MUTANT_EXAMPLES)
     assert result.trace is not None and result.trace.failure.name == "callbacks_once_per_transition"

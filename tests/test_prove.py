@@ -76,7 +76,7 @@ import types  # noqa: E402
 
 from impl.shard_mapper import ShardMapper as ImplMapper  # noqa: E402
 from model import shard_mapper as SM  # noqa: E402
-from properties.shard_mapper import ScaleDownFloorOffByOne  # noqa: E402
+from mutants.shard_mapper import ScaleDownFloorOffByOne  # noqa: E402
 
 K = 2**64
 

@@ -65,7 +65,7 @@ import random  # noqa: E402
 
 from meshspec.abstractions import capacity_concrete as C  # noqa: E402
 from meshspec.prove import admits  # noqa: E402
-from properties.capacity import (  # noqa: E402
+from mutants.capacity import (  # noqa: E402
     ExpiryNeverDetected,
     ExpiryOffByOne,
     SplitAddsNoChildren,

@@ -8,7 +8,7 @@ import pytest
 from meshspec.abstractions import group_coordinator as A
 from meshspec.abstractions import group_coordinator_concrete as C
 from meshspec.prove import admits, prove_inductive
-from properties.group_coordinator import HealthyCountDriftOnRepeatedMark
+from mutants.group_coordinator import HealthyCountDriftOnRepeatedMark
 
 
 @pytest.mark.parametrize("spec", A.PROOFS, ids=[p.name for p in A.PROOFS])

@@ -11,7 +11,7 @@ from meshspec.abstractions import scheduler_concrete as C
 from meshspec.cli import main
 from meshspec.prove import admits, prove_inductive
 from model import scheduler as M
-from properties import scheduler as P
+from mutants import scheduler as P
 
 CAUGHT_BY = {f"{A.MUTANTS}:{m.cls.__name__}": m.caught_by for m in P.MUTANTS}
 

@@ -109,7 +109,7 @@ def write_user_mapper(directory: Path) -> str:
     """A user module (a subclass of a known-bad mapper) in `directory`; returns module:Class."""
     name = f"user_mapper_{os.getpid()}_{next(_module_counter)}"
     (directory / f"{name}.py").write_text(
-        "from properties.shard_mapper import IdReuseMapper\n\n\n"
+        "from mutants.shard_mapper import IdReuseMapper\n\n\n"
         "class UserMapper(IdReuseMapper):\n    pass\n")
     return f"{name}:UserMapper"
 

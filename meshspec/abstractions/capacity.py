@@ -210,7 +210,7 @@ PROOFS = (
               "hint_equals_full_scan", "counters_equal_full_scan", "counters_in_step", "counts_non_negative"),
 )
 
-MUTANTS = "properties.capacity"
+MUTANTS = "mutants.capacity"
 VARIANTS: tuple = tuple(
     (inductive(name, f"counters = full scan ({what})", "counters_equal_full_scan",
                abstraction=ABSTRACTION.variant(change)), f"{MUTANTS}:{cls}")

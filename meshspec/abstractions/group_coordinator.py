@@ -78,7 +78,7 @@ PROOFS = (
 
 MACHINE_INVARIANT = {"cached_healthy_count_matches": "counts_agree_with_a_scan",
                      "counts_non_negative": "counts_agree_with_a_scan"}
-MUTANTS = "properties.group_coordinator"
+MUTANTS = "mutants.group_coordinator"
 VARIANTS = (
     (inductive("healthy_count_drift_on_placement", "cached count (re-placing a down member not counted)",
                "cached_healthy_count_matches", abstraction=ABSTRACTION.variant(placement(counted=False))),

@@ -135,7 +135,7 @@ MACHINE_INVARIANT = {
     "probe_only_when_open": "check_invariants",  # the impl's own check: "probe claimed on a closed circuit"
 }
 
-MUTANTS = "properties.load_balancer"
+MUTANTS = "mutants.load_balancer"
 VARIANTS = (
     (inductive("non_strict_half_open", "one half-open probe (every request let through after the window)",
                "one_half_open_probe", abstraction=ABSTRACTION.variant(reserve(strict=False))),

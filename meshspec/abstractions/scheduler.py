@@ -172,7 +172,7 @@ MACHINE_INVARIANT = {
     "drained_local_never_chosen": "drained_local_never_chosen",
 }
 
-MUTANTS = "properties.scheduler"
+MUTANTS = "mutants.scheduler"
 VARIANTS = (
     (inductive("index_stale_on_tag_removal", "posting list = scan (remove_tag leaves the node indexed)",
                "index_matches_scan", abstraction=ABSTRACTION.variant(remove_tag(unindexes=False))),

@@ -245,7 +245,7 @@ def _sentinel_unchecked() -> tuple[Transition, ...]:
             allocate("scale_up_provisioning_force", "prov", True, sentinel_check=False, wrap=True))
 
 
-MUTANTS = "properties.shard_mapper"
+MUTANTS = "mutants.shard_mapper"
 VARIANTS = (
     (inductive("activate_without_budget_recheck", "active ≤ max_shards (activate skips the budget)",
                "active_within_budget", "count_matches_active",
