@@ -27,6 +27,12 @@ from meshspec.lockstep import Component
 from meshspec.registry import all_components
 
 
+def mutation_section() -> str:
+    from meshspec.mutate import report_section
+
+    return report_section()
+
+
 def races_section() -> str:
     from meshspec.races_cli import report_section
 
@@ -113,7 +119,8 @@ def render() -> str:
             "A test fails when this file is stale.\n\n## Components\n\n" + summary)
     return (head + "\n\n" + "\n\n".join(component_section(c) for c in comps)
             + "\n\n" + backends_section() + "\n\n" + proofs_section()
-            + "\n\n" + contracts_section() + "\n\n" + races_section() + "\n\n" + linearize_section() + "\n")
+            + "\n\n" + contracts_section() + "\n\n" + races_section() + "\n\n" + linearize_section()
+            + "\n\n" + mutation_section() + "\n")
 
 
 def backend_cell(cell: dict | None) -> str:
