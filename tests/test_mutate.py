@@ -93,12 +93,13 @@ def test_ids_do_not_depend_on_line_numbers_and_repeat_lines_get_ordinals():
 
 
 def test_sampling_is_deterministic_and_seeded():
-    ms = mutate.generate(Path(registry.get_component("shard_mapper").impl_cls.__module__
-                              .replace(".", "/") + ".py").read_text(), "shard_mapper.py")
-    a = [m.id for m in mutate.sample(ms, 40, 7)]
-    assert a == [m.id for m in mutate.sample(ms, 40, 7)]
-    assert a != [m.id for m in mutate.sample(ms, 40, 8)]
-    assert len(set(a)) == 40
+    source, _, _ = mutate.source_of(registry.get_component("group_coordinator").impl_cls)
+    ms = mutate.generate(source, "group_coordinator.py")
+    assert [m.id for m in ms] == [m.id for m in mutate.generate(source, "group_coordinator.py")]
+    a = [m.id for m in mutate.sample(ms, 20, 7)]
+    assert a == [m.id for m in mutate.sample(ms, 20, 7)]
+    assert a != [m.id for m in mutate.sample(ms, 20, 8)]
+    assert len(set(a)) == 20 and a == [m.id for m in ms if m.id in a]  # source order
     assert [m.id for m in mutate.sample(ms, 10_000, 7)] == [m.id for m in ms]
 
 
