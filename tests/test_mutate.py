@@ -217,3 +217,22 @@ def test_mutation_score_is_at_least_95_percent(name):
                      equivalents=for_component(name))
     survivors = "\n".join(o.mutant.diff for o in out if o.verdict in ("survived", "timeout"))
     assert mutate.score(out) >= 0.95, survivors
+
+
+def test_a_run_past_its_time_limit_is_a_timeout_and_leaves_no_module_behind(user_impl):
+    import signal
+    import sys
+
+    comp = registry.get_component("groups")
+    from mine_groups import Mine
+
+    source, filename, _ = mutate.source_of(Mine)
+    dead = next(m for m in mutate.generate(source, "mine_groups.py")
+                if m.id == "arith:+→-|return 2 + 3|#0")
+    import meshspec.fuzz  # noqa: F401  (imported by the run; not what this test counts)
+
+    before = set(sys.modules)
+    out = mutate.run_one(comp, Mine, dead, filename=filename, timeout=0.2)  # the ci budget needs ~30 s
+    assert out.verdict == "timeout" and out.caught_by is None
+    assert set(sys.modules) == before
+    assert signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.default_int_handler, None)
