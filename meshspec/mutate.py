@@ -61,7 +61,7 @@ import attrs
 
 from meshspec.lockstep import Component
 
-RESULTS_PATH = Path("docs") / "mutate-results.json"
+RESULTS_PATH = Path(__file__).resolve().parent.parent / "docs" / "mutate-results.json"
 DEFAULT_N = 40
 DEFAULT_SEED = 20261130
 DEFAULT_TIMEOUT = 300.0

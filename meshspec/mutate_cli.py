@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-examples", type=int, metavar="N",
                    help="examples per mutant instead of the ci profile's budget")
     p.add_argument("--record", action="store_true",
-                   help=f"store the result in {mutate.RESULTS_PATH} (for REPORT.md)")
+                   help="store the result in docs/mutate-results.json (for REPORT.md)")
 
 
 def run_cli(args: argparse.Namespace, component, impl_cls: type | None) -> int:
