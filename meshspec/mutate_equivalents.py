@@ -9,6 +9,21 @@ spec, not an equivalent mutant: leave it out of this list and report it.
 from __future__ import annotations
 
 EQUIVALENT: dict[str, dict[str, str]] = {
+    "scheduler": {
+        "const:1→0|pool = postings[0].intersection(*postings[1:])|#0":
+            "also intersecting the first posting set with itself: A ∩ A ∩ B = A ∩ B",
+        "const:0.0→-1.0|best_score = 0.0|#0":
+            "the initial best_score is never read: it is compared only once best is set, together with it",
+        "compare:<=→<|if best is None or self._max_order(best, best_score, node, score, rtt, tie_break) <= 0:|#0":
+            "_max_order is 0 only for the same node with an equal score (_tie is 0 only for a == b): "
+            "replacing best with itself changes nothing",
+        "const:0→-1|if best is None or self._max_order(best, best_score, node, score, rtt, tie_break) <= 0:|#0":
+            "_max_order is -1, 0 or 1, so `<= -1` is `< 0`; see the `<` mutant above",
+        "const:1→2|return 1 if sx > sy else (-1 if sx < sy else 0)|#0":
+            "_score_order's only caller tests the sign of the result (`or`, then `<= 0`)",
+        "const:1→2|return 1 if sx > sy else (-1 if sx < sy else 0)|#1":
+            "the -1 becomes -2: same sign, and only the sign is read",
+    },
     "groups": {
         "drop_cache:delete|self._monotone = True  # the buffer is empty again|#0":
             "a flag left False only sends replay through the model's full scan, which returns the "
