@@ -23,6 +23,8 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "_score_order's only caller tests the sign of the result (`or`, then `<= 0`)",
         "const:1→2|return 1 if sx > sy else (-1 if sx < sy else 0)|#1":
             "the -1 becomes -2: same sign, and only the sign is read",
+        "const:1→0|return -1 if a_free > b_free else 1|#1":
+            "dead branch: free_resource_for is the 0.25.0 stub (0 for every node), so a_free == b_free",
     },
     "groups": {
         "drop_cache:delete|self._monotone = True  # the buffer is empty again|#0":
