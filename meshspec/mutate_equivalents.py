@@ -26,6 +26,11 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "const:1→0|return -1 if a_free > b_free else 1|#1":
             "dead branch: free_resource_for is the 0.25.0 stub (0 for every node), so a_free == b_free",
     },
+    "capacity": {
+        "arith:+→-|if self.seen is not None and revision != self.seen + own_writes:|#0":
+            "only marks more responses dirty (every own write): the extra owner-key rescan finds "
+            "nothing to correct and changes no result, counter or KV state, it costs reads",
+    },
     "groups": {
         "drop_cache:delete|self._monotone = True  # the buffer is empty again|#0":
             "a flag left False only sends replay through the model's full scan, which returns the "
