@@ -618,10 +618,11 @@ def cmd_contracts(args: argparse.Namespace) -> int:
 
 
 def cmd_mutate(args: argparse.Namespace) -> int:
-    from meshspec.mutate_cli import MutateUsageError, run_cli
+    from meshspec.mutate_cli import MutateUsageError, check_impl_spec, run_cli
 
     comps = components_of([args.component])
     try:
+        check_impl_spec(args.impl)  # before an impl process could start
         return run_cli(args, comps[0], impl_for(args.impl, comps))
     except MutateUsageError as exc:
         raise UsageError(str(exc)) from None

@@ -28,10 +28,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="store the result in docs/mutate-results.json (for REPORT.md)")
 
 
+def check_impl_spec(spec: str | None) -> None:
+    if spec is not None and spec.startswith("cmd:"):
+        raise MutateUsageError("mutate needs a Python class to rewrite (--impl module:Class), "
+                               "not an impl process (cmd:...)")
+
+
 def run_cli(args: argparse.Namespace, component, impl_cls: type | None) -> int:
     from meshspec.lockstep import impl_path
     from meshspec.mutate_equivalents import for_component
 
+    check_impl_spec(args.impl)
     if args.n < 1:
         raise MutateUsageError(f"--n must be at least 1, not {args.n}")
     if not args.timeout > 0:

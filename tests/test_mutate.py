@@ -198,6 +198,7 @@ def test_equivalent_lists_name_only_known_components_and_give_reasons():
     (["mutate", "groups", "--impl", "no_such_module_x:C"], "cannot import"),
     (["mutate", "groups", "--n", "x"], "invalid int"),
     (["mutate", "races"], "races"),
+    (["mutate", "groups", "--impl", "cmd:python3 -c pass"], "not an impl process"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, argv, needle):
     code = main(argv)
