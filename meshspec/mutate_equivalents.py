@@ -32,6 +32,8 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "nothing to correct and changes no result, counter or KV state, it costs reads",
         "const:0→1|def put(self, key: bytes, value: bytes, lease: int = 0) -> PutResponse:|#0":
             "the coordinator never calls put (it writes through txn), and no caller relies on the default",
+        "drop_cache:delete|self._watch.saw(resp.revision, 1)|#0":
+            "in the watched KV's put, which the coordinator never calls (it writes through txn)",
     },
     "groups": {
         "drop_cache:delete|self._monotone = True  # the buffer is empty again|#0":
