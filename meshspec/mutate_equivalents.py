@@ -34,6 +34,12 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "the coordinator never calls put (it writes through txn), and no caller relies on the default",
         "drop_cache:delete|self._watch.saw(resp.revision, 1)|#0":
             "in the watched KV's put, which the coordinator never calls (it writes through txn)",
+        "const:1→0|self._watch.saw(resp.revision, 1)|#0":
+            "in the watched KV's put, which the coordinator never calls (it writes through txn)",
+    },
+    "load_balancer": {
+        "const:0→-1|if sign > 0:|#0":
+            "_Stratum._count is only called with sign 1 or -1, and 1 > -1, -1 > -1 read as 1 > 0, -1 > 0",
     },
     "groups": {
         "drop_cache:delete|self._monotone = True  # the buffer is empty again|#0":
