@@ -42,6 +42,10 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "bool:or→and|wrote = any(isinstance(op, PutOp) for op in branch) or any(|#0":
             "counts fewer own writes, so own txns look foreign: extra dirty flags and rescans only; "
             "a write is never counted that did not happen, so no foreign write is missed",
+        "const:1→0|self._watch.saw(resp.revision, 1 if wrote else 0)|#0":
+            "an own txn write counted as none only makes the watch flag it dirty: a spurious rescan",
+        "const:0→-1|def lease_grant(self, ttl: int, lease_id: int = 0) -> LeaseGrantResponse:|#0":
+            "the coordinator always passes lease_id explicitly (model/capacity.py); the default is unused",
     },
     "load_balancer": {
         "const:0→-1|if sign > 0:|#0":
@@ -50,6 +54,11 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "insertion sequence numbers are only compared with each other (stratum order, bisection)",
         "const:1→2|self._next_seq += 1|#0":
             "insertion sequence numbers stay strictly increasing; only their order is used",
+        "bool:or→and|if len(tags) == 1 or not base.eps:|#0":
+            "one tag then takes the multi-tag path, filtering by no further tags: a fresh stratum with "
+            "the same endpoints in the same order, used read-only like every multi-tag stratum",
+        "const:1→0|if len(tags) == 1 or not base.eps:|#0":
+            "same as the `and` mutant: a single tag is filtered by no further tags, an equal copy",
     },
     "groups": {
         "drop_cache:delete|self._monotone = True  # the buffer is empty again|#0":
