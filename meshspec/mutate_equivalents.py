@@ -60,6 +60,14 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "const:1→0|if len(tags) == 1 or not base.eps:|#0":
             "same as the `and` mutant: a single tag is filtered by no further tags, an equal copy",
     },
+    "daemon_host": {
+        "compare:<→<=|if len(view) - pos < LENGTH_PREFIX_SIZE:|#0":
+            "with exactly 4 bytes left the next check returns None anyway (0 bytes of body < "
+            "CAUSAL_LINK_SIZE or < total_len): the same None one check earlier",
+        "arith:-→+|if len(view) - pos < LENGTH_PREFIX_SIZE:|#0":
+            "with fewer than 4 bytes left, body lies past the end, so len(view) - body < 0 <= "
+            "total_len and the next check returns the same None",
+    },
     "groups": {
         "drop_cache:delete|self._monotone = True  # the buffer is empty again|#0":
             "a flag left False only sends replay through the model's full scan, which returns the "
