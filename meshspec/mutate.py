@@ -499,7 +499,11 @@ def report_section(path: Path | None = None) -> str:
             "Measured nightly (`pytest -m nightly tests/test_mutate.py`), not in CI.")
     if not data:
         return head + "\n\nNot recorded."
+    from meshspec.registry import names
+
     rows, surv = [], []
+    for name in [n for n in names() if n not in data]:
+        rows.append([f"`{name}`", "not recorded"] + [""] * 6)
     for name, e in data.items():
         r = reviewed(e, for_component(name))
         s = r["score"]
