@@ -39,7 +39,7 @@ into the source file on disk and runs a configured test command per mutant. Both
 measure a test suite and need the mutated code on disk and a test command; here the
 judge is the lockstep machine run in-process against a class object (the `--impl`
 contract), mutants must not touch the user's files, and we need the mutant's class
-itself, the failure's name and an in-process budget. A 200-line `ast` mutator does that.
+itself, the failure's name and an in-process budget. A small `ast` mutator (below) does that.
 """
 from __future__ import annotations
 
