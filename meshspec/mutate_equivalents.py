@@ -46,6 +46,11 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "an own txn write counted as none only makes the watch flag it dirty: a spurious rescan",
         "const:0→-1|def lease_grant(self, ttl: int, lease_id: int = 0) -> LeaseGrantResponse:|#0":
             "the coordinator always passes lease_id explicitly (model/capacity.py); the default is unused",
+        "arith:+→-|if len(rs.heap) > 2 * len(rs.deadlines) + 64:  # too many stale entries: compact|#0":
+            "only compacts sooner: compaction rebuilds the heap from the deadlines (the truth) and "
+            "drops nothing but stale entries, so no counter or answer changes",
+        "arith:*→//|if len(rs.heap) > 2 * len(rs.deadlines) + 64:  # too many stale entries: compact|#0":
+            "only changes when the heap is compacted (see the `-` mutant): same deadlines, same answers",
     },
     "load_balancer": {
         "const:0→-1|if sign > 0:|#0":
