@@ -51,6 +51,10 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "drops nothing but stale entries, so no counter or answer changes",
         "arith:*→//|if len(rs.heap) > 2 * len(rs.deadlines) + 64:  # too many stale entries: compact|#0":
             "only changes when the heap is compacted (see the `-` mutant): same deadlines, same answers",
+        "const:2→1|if len(rs.heap) > 2 * len(rs.deadlines) + 64:  # too many stale entries: compact|#0":
+            "only changes when the heap is compacted (see the `-` mutant): same deadlines, same answers",
+        "const:8→9|where = f\"run {tenant.hex()[:8]}…/{run}\"|#0":
+            "only the text of a self-check failure message (one more hex digit of the tenant)",
     },
     "load_balancer": {
         "const:0→-1|if sign > 0:|#0":
