@@ -137,6 +137,9 @@ def build_parser() -> Parser:
     from meshspec.linearize_cli import add_arguments as add_linearize_arguments
     add_linearize_arguments(sub.add_parser("linearize", help="concurrent clients on a real etcd, with faults: "
                                            "is the history linearizable?"))
+    from meshspec.mutate_cli import add_arguments as add_mutate_arguments
+    add_mutate_arguments(sub.add_parser("mutate", help="automatic single-change mutants of the impl's "
+                                        "source under the ci fuzz budget: killed, survived, score"))
     from meshspec.protocol_cli import add_impl_cmd_arguments, add_protocol_parsers
     add_impl_cmd_arguments(f)
     add_impl_cmd_arguments(r)
@@ -688,6 +691,17 @@ def cmd_contracts(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def cmd_mutate(args: argparse.Namespace) -> int:
+    from meshspec.mutate_cli import MutateUsageError, check_impl_spec, run_cli
+
+    comps = components_of([args.component])
+    try:
+        check_impl_spec(args.impl)  # before an impl process could start
+        return run_cli(args, comps[0], impl_for(args.impl, comps))
+    except MutateUsageError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_linearize(args: argparse.Namespace) -> int:
     from meshspec.linearize_cli import LinearizeCliError, run_cli
 
@@ -727,6 +741,7 @@ VERBS = {"interleave": cmd_interleave, "explore": cmd_explore, "prove": cmd_prov
          "report": cmd_report, "bench": cmd_bench, "linearize": cmd_linearize,
          "campaign": cmd_campaign}
 VERBS.update(protocol=cmd_protocol, serve=cmd_serve)
+VERBS.update(mutate=cmd_mutate)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

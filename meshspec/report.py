@@ -27,6 +27,12 @@ from meshspec.lockstep import Component
 from meshspec.registry import all_components
 
 
+def mutation_section() -> str:
+    from meshspec.mutate import report_section
+
+    return report_section()
+
+
 def races_section() -> str:
     from meshspec.races_cli import report_section
 
@@ -114,7 +120,7 @@ def render() -> str:
     return (head + "\n\n" + "\n\n".join(component_section(c) for c in comps)
             + "\n\n" + backends_section() + "\n\n" + proofs_section()
             + "\n\n" + contracts_section() + "\n\n" + races_section() + "\n\n" + linearize_section()
-            + "\n\n" + campaign_section() + "\n")
+            + "\n\n" + campaign_section() + "\n\n" + mutation_section() + "\n")
 
 
 def campaign_section() -> str:
