@@ -82,6 +82,9 @@ def build_parser() -> Parser:
                    help=f"where a failing run writes its trace (default: {DEFAULT_EXPORT})")
     f.add_argument("--backend", default="hypothesis", help=BACKEND_HELP)
     f.add_argument("--max-examples", type=int, metavar="N", help=MAX_EXAMPLES_HELP)
+    f.add_argument("--coverage-report", nargs="?", const="coverage-impl.json", metavar="FILE",
+                   help="run under coverage.py and write the branch coverage of impl/ from this "
+                        "fuzz run alone as JSON (default FILE: coverage-impl.json)")
     r = sub.add_parser("replay", help="re-execute an exported trace without Hypothesis")
     r.add_argument("trace", metavar="TRACE.json")
     r.add_argument("--impl", help="module:Class to replay against instead of the recorded impl"
@@ -249,6 +252,11 @@ def print_fuzz(result: FuzzResult, component: Component) -> None:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
+    if getattr(args, "coverage_report", None):
+        if getattr(args, "impl_cmd", None):
+            raise UsageError("--coverage-report measures impl/ in this process: not with --impl-cmd")
+        from meshspec.coverage_report import run_in_child
+        return run_in_child(args.coverage_report, args)
     from meshspec.fuzz import export_failure, run_fuzz
     from meshspec.progress import outcome_of, progress_for
     from meshspec.traces import check_export_dir
