@@ -51,3 +51,17 @@ def test_fuzz_argv_round_trips_the_options():
     assert args.coverage_report == "coverage-impl.json"
     assert fuzz_argv(args) == ["fuzz", "scheduler", "--profile", "ci", "--seed", "3",
                                "--export", "meshspec-traces", "--backend", "hypothesis", "--max-examples", "9"]
+
+
+def test_report_section_lists_each_missed_branch_with_its_reason_or_open():
+    from meshspec.coverage_report import report_section
+
+    results = {"profile": "ci", "seed": 1, "files": {
+        "impl/x.py": {"branches": 4, "covered": 2, "percent": 50.0, "missing": [[10, -1], [12, 14]]}}}
+    text = report_section(results, {"impl/x.py": {"10->exit": "defensive: unreachable by the API"}})
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("| `impl/x.py` | `")]
+    assert rows == [["`impl/x.py`", "`10->exit`", "defensive: unreachable by the API"],
+                    ["`impl/x.py`", "`12->14`", "open"]]
+    assert "50.0%" in text
+    assert "Not recorded" in report_section({}, {})
