@@ -155,8 +155,12 @@ class ShardMapperSubject(Subject):
     def _note_time_edges(self) -> None:
         """Ghost: whether this call runs exactly at a warm-up end or the cooldown end."""
         now, cooldown = self.clock(), self.sut.policy().cooldown_ns
-        if any(x[1] == M.ShardState.ACTIVE and now - x[3] == cooldown for x in self.sut.abstract()[3]):
+        active = [x for x in self.sut.abstract()[3] if x[1] == M.ShardState.ACTIVE]
+        if any(now - x[3] == cooldown for x in active):
             self.edges.add("at_warm_up_end")
+        in_cooldown = self.last_stamp is not None and now - self.last_stamp < cooldown
+        if not in_cooldown and any(now - x[3] < cooldown for x in active):
+            self.edges.add("during_warm_up")
         if self.last_stamp is not None and now - self.last_stamp == cooldown:
             self.edges.add("at_cooldown_end")
 
@@ -499,6 +503,7 @@ EDGE_WITNESSES = (
     _edge("push_latency_at_threshold", "A collected average push latency equalled its threshold."),
     _edge("flush_latency_at_threshold", "A collected average flush latency equalled its threshold."),
     _edge("at_warm_up_end", "evaluate_scaling ran exactly when an Active shard's warm-up ended."),
+    _edge("during_warm_up", "evaluate_scaling ran past the cooldown while an Active shard still warmed up."),
     _edge("at_cooldown_end", "evaluate_scaling ran exactly when the scaling cooldown ended."),
     _edge("at_grace_end", "finalize_draining ran at the 100 ms drain grace's end (or 1 ns past it)."),
 )
@@ -629,7 +634,7 @@ class ShardMapperMachine(LockstepMachine):
             {c.capacity for sid in self.ls.model.allocated
              if (c := self.ls.model.sut.metrics_collector(sid)) is not None})
         lengths = [round(t * cap) for cap in caps if cap > 0 for t in self.boundaries()["fill"]]
-        return data.draw(around(lengths, fallback, lo=U64[0], hi=U64[1]), label="length")
+        return data.draw(around(lengths, fallback, lo=U64[0], hi=U64[1], share=20), label="length")
 
     @rule(data=st.data())
     def record_push(self, data: Any) -> None:
@@ -681,7 +686,7 @@ class ShardMapperMachine(LockstepMachine):
                                  3600 * SEC]) | st.integers(0, 2 * SEC)
         subject = self.ls.model
         ahead = until(subject.clock(), subject._deadlines())  # exactly to the next boundaries
-        ns = data.draw(around(ahead, plain, lo=0, share=40), label="ns")
+        ns = data.draw(around(ahead, plain, lo=0, share=25), label="ns")
         self.step("advance_time", max(ns, 0))
 
     @rule(name=st.sampled_from(sorted(PRESETS)),
