@@ -1510,7 +1510,7 @@ MUTANTS = (
     mutant("ring_collision_last_write_wins", RingCollisionLastWriteWins,
            "#16: a ring collision silently replaced the other vnode", RING_CHECKS),
     mutant("abandoned_probe_never_reclaimed", AbandonedProbeNeverReclaimed,
-           "2.8-a (#14): an abandoned half-open probe stayed claimed forever", checks(PROBE)),
+           "2.8-a (#14): an abandoned half-open probe stayed claimed forever", checks(PROBE, "zone_affinity_respected")),
     mutant("probe_kept_after_success", ProbeKeptAfterSuccess,
            "probe release done wrong: a successful probe closed the circuit but kept its claim",
            ("check_invariants", *checks(PROBE))),
