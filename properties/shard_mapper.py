@@ -286,6 +286,11 @@ class ShardMapperSubject(Subject):
         col = self._collector(shard_id)
         if col is not None:
             col.record_buffer_len(length)
+            p = self.sut.policy()
+            if col.capacity > 0 and col.fill_ratio() == p.underutilized_threshold:
+                self.edges.add("fill_at_underutilized")
+            if col.capacity > 0 and col.fill_ratio() == p.fill_ratio_threshold:
+                self.edges.add("fill_at_threshold")
         return col is not None
 
     def set_collector_draining(self, shard_id: int, flag: bool) -> bool:
@@ -498,8 +503,8 @@ def _edge(name: str, doc: str) -> Any:
 
 
 EDGE_WITNESSES = (
-    _edge("fill_at_threshold", "A collected fill ratio equalled fill_ratio_threshold exactly."),
-    _edge("fill_at_underutilized", "A collected fill ratio equalled underutilized_threshold exactly."),
+    _edge("fill_at_threshold", "A shard's fill ratio (recorded or collected) equalled fill_ratio_threshold exactly."),
+    _edge("fill_at_underutilized", "A shard's fill ratio (recorded or collected) equalled underutilized_threshold exactly."),
     _edge("push_latency_at_threshold", "A collected average push latency equalled its threshold."),
     _edge("flush_latency_at_threshold", "A collected average flush latency equalled its threshold."),
     _edge("at_warm_up_end", "evaluate_scaling ran exactly when an Active shard's warm-up ended."),
