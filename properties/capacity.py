@@ -1175,6 +1175,7 @@ ACTIONS = (
     ("advance_clock", (1,)), ("advance_clock", (LEASE_NS - 1,)),          # to and one tick past a deadline
     ("advance_clock", (LEASE_NS,)), ("advance_clock", (LEASE_NS + 1,)),
     ("expire_lease", (1, 1)), ("revocations_fail", (True,)),
+    ("restart_coordinator", ()),                                          # counters rebuilt by a scan
 )
 
 EXPLORATION = Exploration(

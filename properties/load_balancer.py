@@ -1627,6 +1627,7 @@ ACTIONS = (
     ("traffic_until", (0, True)), ("drain_requests", ()), ("overlapping_requests", (3, True)),
     ("full_wheel", ()), ("restart", ("least_connections",)),
     ("shadow", ("power_of_two", None, None, None, [], None, 4, None)),
+    ("reseat_counter", (2**64 - 1,)), ("bulk_reserve", (3,)),          # the wrap; more than the cap
 )
 
 EXPLORATION = Exploration(

@@ -514,6 +514,11 @@ EDGE_WITNESSES = (
 )
 
 
+#: The boundary witnesses aim at the fuzzer's generators (meshspec.strategies.around); the
+#: explorer's bounded alphabet has no boundary-aimed steps, so they are not asked of it.
+FUZZ_ONLY_WITNESSES = tuple(w.__name__ for w in EDGE_WITNESSES)
+
+
 def draining_shard_finalized(s: ShardMapperSubject) -> bool:
     """finalize_draining (directly or in a monitor tick) has stopped a shard."""
     return bool(s.stopped)
