@@ -87,6 +87,9 @@ def build_parser() -> Parser:
     f.add_argument("--fail-under-coverage", action="store_true",
                    help="fail a component when a rule never ran, a precondition never held or a "
                         "sometimes-witness was never reached (under any profile)")
+    f.add_argument("--coverage-report", nargs="?", const="coverage-impl.json", metavar="FILE",
+                   help="run under coverage.py and write the branch coverage of impl/ from this "
+                        "fuzz run alone as JSON (default FILE: coverage-impl.json)")
     r = sub.add_parser("replay", help="re-execute an exported trace without Hypothesis")
     r.add_argument("trace", metavar="TRACE.json")
     r.add_argument("--impl", help="module:Class to replay against instead of the recorded impl"
@@ -269,6 +272,11 @@ def precondition_rate(held: int, total: int) -> str:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
+    if getattr(args, "coverage_report", None):
+        if getattr(args, "impl_cmd", None):
+            raise UsageError("--coverage-report measures impl/ in this process: not with --impl-cmd")
+        from meshspec.coverage_report import run_in_child
+        return run_in_child(args.coverage_report, args)
     from meshspec import junit
     from meshspec.fuzz import export_failure, run_fuzz
     from meshspec.progress import outcome_of, progress_for

@@ -120,7 +120,8 @@ def render() -> str:
     return (head + "\n\n" + "\n\n".join(component_section(c) for c in comps)
             + "\n\n" + backends_section() + "\n\n" + proofs_section()
             + "\n\n" + contracts_section() + "\n\n" + races_section() + "\n\n" + linearize_section()
-            + "\n\n" + campaign_section() + "\n\n" + mutation_section() + "\n")
+            + "\n\n" + campaign_section() + "\n\n" + mutation_section()
+            + "\n\n" + coverage_section() + "\n")
 
 
 def campaign_section() -> str:
@@ -220,6 +221,14 @@ def proofs_section() -> str:
               "value), and *which* scored candidate the scheduler picks (NanScoreWins, MaxTieBreakNotInverted, "
               "NoLocalFastPath, FastPathIgnoresVeto choose among node identities, not counts).")
     return "\n\n".join(["## Proofs", intro, table, limits])
+
+
+def coverage_section() -> str:
+    """"Branch coverage of impl/ from fuzzing alone": docs/coverage-results.json with the reasons
+    of docs/coverage-exemptions.json (meshspec.coverage_report)."""
+    from meshspec.coverage_report import report_section
+
+    return report_section()
 
 
 def linearize_section() -> str:

@@ -76,6 +76,7 @@ TTL_S = 3600  # long enough that no real etcd lease runs out during a run
 MODEL_LEASE_BASE = 1 << 40
 REAL_LEASE_BASE = 1 << 62  # above every id the tests' unique_lease_id() hands out
 FOREIGN_LEASES = 1_000_000  # the interferer's leases: base + FOREIGN_LEASES + n
+RESTART_LEASE_STRIDE = 5_000  # a restarted coordinator grants from base + k * stride + 1
 RUNS = (1, 2, 3)
 DURATIONS = (1_000, 1_000, 50_000, U64_MAX)
 REASONS = tuple(M.ParkReason)
@@ -512,6 +513,28 @@ class CapacitySubject(Subject):
         self.revoking_fails = failing
         return failing
 
+    def restart_coordinator(self) -> tuple:
+        """A new coordinator process starts over the same KV, in whatever state it is (leased,
+        expired, orphaned owners, parked, split): the impl builds its per-run counters by a
+        scan.  Answers every run's hint from the new one; the old instance is dropped."""
+        now, shards = self.clock(), self.view().shards.values()
+        for name, hit in (
+                ("live lease", any(self.live(v) for v in shards)),
+                ("expired lease", any(v.owner is not None and v.record.lease is not None
+                                      and v.record.lease.deadline <= now for v in shards)),
+                ("orphaned record", any(v.owner is None and v.record.lease is not None for v in shards)),
+                ("parked or split", any(v.record.status in (M.ShardStatus.PARKED, M.ShardStatus.SPLIT)
+                                        for v in shards))):
+            if hit:
+                self.events[f"restarted over {name}"] += 1
+        # a second process grants its own lease ids: the next block of RESTART_LEASE_STRIDE
+        self.restarts = getattr(self, "restarts", 0) + 1
+        self.options = attrs.evolve(self.options, lease_id_base=self.lease_base
+                                    + self.restarts * RESTART_LEASE_STRIDE)
+        self.sut = self.cls(self.kv, clock=self.clock, options=self.options,
+                            interferer=self._interfere, revoke_fault=self._revoke_fault)
+        return tuple(self._hint(run) for run in RUNS)
+
 
 # -- invariants -----------------------------------------------------------------------------
 
@@ -679,6 +702,18 @@ def parked_shard_unparked(s: CapacitySubject) -> bool:
     return s.events["unparked"] > 0
 
 
+def _restarted_over(what: str) -> Callable[[CapacitySubject], bool]:
+    def witness(s: CapacitySubject) -> bool:
+        return s.events[f"restarted over {what}"] > 0
+    witness.__name__ = "restarted_over_" + what.replace(" ", "_")
+    witness.__doc__ = f"A new coordinator started over the same KV holding a {what}."
+    return witness
+
+
+RESTART_WITNESSES = tuple(map(_restarted_over, ("live lease", "expired lease", "orphaned record",
+                                                 "parked or split")))
+
+
 def stale_fence_refused(s: CapacitySubject) -> bool:
     """A lease-gated call was refused with StaleFence."""
     return _raised(s, "StaleFence")
@@ -704,7 +739,7 @@ INVARIANTS = (
     sometimes(run_saturated_until_deadline), sometimes(revocation_failed),
     sometimes(split_child_leased), sometimes(parked_shard_unparked),
     sometimes(stale_fence_refused), sometimes(expired_lease_refused),
-    sometimes(already_leased_refused),
+    sometimes(already_leased_refused), *map(sometimes, RESTART_WITNESSES),
 )
 
 
@@ -876,6 +911,10 @@ class CapacityMachine(LockstepMachine):
     def expire_lease(self, data: Any) -> None:
         self.step("expire_lease", *self._owned(data))
 
+    @rule()
+    def restart_coordinator(self) -> None:
+        self.step("restart_coordinator")
+
     @rule(failing=st.booleans())
     def revocations_fail(self, failing: bool) -> None:
         self.step("revocations_fail", failing)
@@ -1006,6 +1045,7 @@ ACTIONS = (
     ("advance_clock", (1,)), ("advance_clock", (LEASE_NS - 1,)),          # to and one tick past a deadline
     ("advance_clock", (LEASE_NS,)), ("advance_clock", (LEASE_NS + 1,)),
     ("expire_lease", (1, 1)), ("revocations_fail", (True,)),
+    ("restart_coordinator", ()),                                          # counters rebuilt by a scan
 )
 
 EXPLORATION = Exploration(

@@ -60,7 +60,8 @@ import functools
 import itertools
 import math
 import random
-from bisect import bisect_left
+import bisect
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from functools import lru_cache
 from typing import Any, Callable, NamedTuple, Optional
@@ -74,6 +75,7 @@ from meshspec.explore import Bound, Exploration
 from meshspec.lockstep import (BenchCase, Component, Subject, always, impl_path, load_impl,
                                sometimes)
 from meshspec.machine import LockstepMachine
+from meshspec.strategies import U64, around
 from model import load_balancer as M
 
 MS = NS_PER_MS
@@ -466,6 +468,7 @@ class LoadBalancerSubject(Subject):
         rows = rows_of(before)
         cands = spec_candidates(rows, ctx, cfg, now, self.recovery)
         calls = [0]
+        self._note_edges(ctx, before, steals)
         if steals:
             self.sut._interleave, calls = self._racer(steals, race)
         try:
@@ -478,6 +481,19 @@ class LoadBalancerSubject(Subject):
                 del self.sut._interleave
         self._after_selection(sel, ctx, before, rows, cands, steals, calls[0], now)
         return sel
+
+    def _note_edges(self, ctx: M.RequestContext, before: tuple, steals: int) -> None:
+        """Ghost: where a ring-routed key hashes relative to the ring as it stands, and whether a
+        retried select runs while the u64 counter is about to wrap."""
+        if steals and before[1] >= 2**64 - 16:
+            self.seen.add("retry_while_counter_wrapping")
+        if ctx.routing_key is None or self.config.strategy not in RING_STRATEGIES:
+            return
+        ring = _expected_ring(frozenset(r.node for r in rows_of(before)), self.modulus)
+        if not ring:
+            return
+        where = ring_position(self.sut._key_hash(ctx.routing_key), [e[0] for e in ring])
+        self.seen.add(f"key_{where}")
 
     def _check_counters(self, before: tuple, after: tuple, extra: Optional[int], failed: int,
                         what: str) -> None:
@@ -634,6 +650,25 @@ class LoadBalancerSubject(Subject):
             if isinstance(node, bytes):
                 self._complete(node, success)
         return tuple(picks)
+
+    def reseat_counter(self, value: int) -> int:
+        """The round-robin counter is re-seated (the `_rr_counter` hook, both sides) at any time:
+        near the u64 wrap or 2^53, so every path (retries, probes, wheels) can run while it wraps."""
+        self.sut._rr_counter = value
+        return value
+
+    def bulk_reserve(self, count: int) -> tuple:
+        """`count` selects (no context) whose callers all hold their connection: hundreds of
+        outstanding reservations, where least-connections scores tie and caps are reached."""
+        picks = Counter[Any]()
+        for _ in range(count):
+            try:
+                picks[self._select(M.RequestContext()).node_id] += 1
+            except M.LoadBalancerError as exc:
+                picks[type(exc).__name__] += 1
+        if sum(r.conns for r in self._rows()) >= 200:
+            self.seen.add("hundreds_outstanding")
+        return tuple(sorted(picks.items(), key=repr))
 
     def traffic_until(self, idx: int, wait: bool = False) -> tuple:
         """Requests flow (each completed successfully) until one is routed to endpoint `idx`,
@@ -833,6 +868,16 @@ def weighted_round_robin_wheel_is_exact(s: LoadBalancerSubject) -> None:
     _clean(s, "weighted_round_robin_wheel_is_exact")
 
 
+def ring_position(h: int, points: list[int]) -> str:
+    """Where hash `h` lies relative to sorted ring points: before_first, at_point, between, after_last."""
+    if h < points[0]:
+        return "before_first_vnode"
+    if h > points[-1]:
+        return "after_last_vnode"
+    i = bisect.bisect_left(points, h)
+    return "at_vnode" if points[i] == h else "between_vnodes"
+
+
 def _seen(name: str, doc: str) -> Callable[[LoadBalancerSubject], bool]:
     def witness(s: LoadBalancerSubject) -> bool:
         return name in s.seen
@@ -868,6 +913,13 @@ INVARIANTS = (
     sometimes(_seen("nan_metric_among_candidates", "LeastLatency / LeastLoad chose among candidates with a NaN metric.")),
     sometimes(_seen("weighted_rr_counter_past_2_53", "Weighted round robin ran with the counter past 2^53.")),
     sometimes(_seen("readd", "An existing endpoint id was re-added.")),
+    sometimes(_seen("key_before_first_vnode", "A ring-routed key hashed below the ring's first vnode.")),
+    sometimes(_seen("key_at_vnode", "A ring-routed key hashed exactly onto a vnode.")),
+    sometimes(_seen("key_between_vnodes", "A ring-routed key hashed between two vnodes.")),
+    sometimes(_seen("key_after_last_vnode", "A ring-routed key hashed above the ring's last vnode.")),
+    sometimes(_seen("retry_while_counter_wrapping",
+                    "A select retried after a stolen reservation with the rr counter within 16 of 2^64.")),
+    sometimes(_seen("hundreds_outstanding", "Bulk reservations held 200 or more connections at once.")),
 )
 
 
@@ -916,6 +968,43 @@ COUNTERS = st.sampled_from([None, None, 2**53 - 1, 2**53 + 1, 2**64 - 2])  # Non
 
 
 METRICS_ST, BODIES_ST, CONTEXTS_ST = map(st.sampled_from, (METRICS, BODIES, CONTEXTS))
+
+#: Candidate routing keys, sorted by their full 64-bit hash, and one key per weak-ring residue:
+#: the machine finds keys at a chosen place on the current ring by lookup (FNV-1a has no
+#: inverse to draw a key for a hash).
+#: FNV-1a of similar strings clusters, so the pool also holds keys found (by a one-off search
+#: over millions of candidates) within 2^40 of either end of the hash space: below the first
+#: and above the last vnode of any ring this machine builds.
+EDGE_KEYS = ("low22049", "low22048", "user-9574", "user-9575",
+             "edge-80747", "edge-80746", "edge-80745", "edge-80744")
+KEY_POOL = sorted((M.key_hash(k), k) for k in [f"rk{i}" for i in range(8192)] + list(EDGE_KEYS))
+KEY_BY_RESIDUE: dict[int, str] = {}
+for _h, _k in reversed(KEY_POOL):
+    KEY_BY_RESIDUE[_h % WEAK_MODULUS] = _k
+RING_PLACES = ("before_first_vnode", "at_vnode", "between_vnodes", "after_last_vnode")
+
+
+def ring_key(place: str, points: list[int], modulus: Optional[int], pick: int) -> Optional[str]:
+    """A key that hashes at `place` relative to the sorted ring `points` (None if the pool has
+    none there; `at_vnode` needs the weak ring's 1024 residues).  `pick` chooses among several."""
+    if modulus is not None:
+        if place == "at_vnode":
+            targets = points
+        elif place == "before_first_vnode":
+            targets = list(range(0, points[0]))
+        elif place == "after_last_vnode":
+            targets = list(range(points[-1] + 1, modulus))
+        else:
+            gaps = [(a, b) for a, b in zip(points, points[1:]) if b - a > 1]
+            targets = [a + 1 + pick % (b - a - 1) for a, b in gaps]
+        keys = [KEY_BY_RESIDUE[t] for t in targets if t in KEY_BY_RESIDUE]
+    else:
+        hashes = [h for h, _ in KEY_POOL]
+        lo, hi = bisect.bisect_left(hashes, points[0]), bisect.bisect_right(hashes, points[-1])
+        span = {"before_first_vnode": KEY_POOL[:lo], "after_last_vnode": KEY_POOL[hi:],
+                "between_vnodes": KEY_POOL[lo:hi]}.get(place, [])
+        keys = [k for h, k in span if h not in points]
+    return keys[pick % len(keys)] if keys else None
 
 
 def draw_metrics(data: Any) -> tuple:
@@ -1006,16 +1095,43 @@ class LoadBalancerMachine(LockstepMachine):
     def drain_requests(self) -> None:
         self.step("drain_requests")
 
+    def _ring_context(self, data: Any) -> tuple:
+        """A context whose routing key, 40% of the draws, hashes at a chosen place on the ring
+        as it stands (before the first vnode, onto one, between two, after the last)."""
+        ctx = draw_context(data)
+        if data.draw(st.integers(0, 99), label="ring-relative key") >= 40:
+            return ctx
+        subject = self.ls.model
+        members = frozenset(e.node_id for e in subject.sut.endpoints())
+        if not members:
+            return ctx
+        points = [e[0] for e in _expected_ring(members, subject.modulus)]
+        place = data.draw(st.sampled_from(RING_PLACES), label="ring place")
+        key = ring_key(place, points, subject.modulus, data.draw(st.integers(0, 63), label="pick"))
+        return ctx if key is None else (*ctx[:4], key)
+
+    @rule(data=st.data())
+    def reseat_counter(self, data: Any) -> None:
+        value = data.draw(around([2**64 - 1, 2**64 - 4, 2**53], st.integers(2**64 - 8, 2**64 - 1),
+                                 lo=U64[0], hi=U64[1], share=50), label="counter")
+        self.step("reseat_counter", value)
+
+    @rule(data=st.data())
+    def bulk_reserve(self, data: Any) -> None:
+        cap = self.ls.model.config.max_connections_per_endpoint
+        count = data.draw(around([cap], st.sampled_from([30, 80, 210]), lo=1, hi=300), label="count")
+        self.step("bulk_reserve", count)
+
     @rule(data=st.data())
     def select(self, data: Any) -> None:
-        ctx = draw_context(data)
+        ctx = self._ring_context(data)
         steals = data.draw(st.sampled_from([0, 0, 0, 1, 2, 4, 4]), label="steals")
         race = data.draw(st.sampled_from(["reserve", "reserve", "readd"]), label="race")
         self.step("select", *ctx, steals, race)
 
     @rule(data=st.data())
     def request(self, data: Any) -> None:
-        ctx = draw_context(data)
+        ctx = self._ring_context(data)
         self.step("request", *ctx, data.draw(st.sampled_from([True, False, None]), label="success"))
 
     @rule(data=st.data())
@@ -1138,6 +1254,7 @@ ACTIONS = (
     ("traffic_until", (0, True)), ("drain_requests", ()), ("overlapping_requests", (3, True)),
     ("full_wheel", ()), ("restart", ("least_connections",)),
     ("shadow", ("power_of_two", None, None, None, [], None, 4, None)),
+    ("reseat_counter", (2**64 - 1,)), ("bulk_reserve", (3,)),          # the wrap; more than the cap
 )
 
 EXPLORATION = Exploration(

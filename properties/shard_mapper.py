@@ -24,6 +24,7 @@ from hypothesis.stateful import initialize, rule
 
 from meshspec.lockstep import Component, Subject, always, sometimes
 from meshspec.machine import LockstepMachine
+from meshspec.strategies import U64, around, until
 from model import shard_mapper as M
 
 U16_MAX = 65535
@@ -78,6 +79,9 @@ class ShardMapperSubject(Subject):
         self.finalize_violation: str | None = None
         self.collect_violation: str | None = None
         self.floor_violation: str | None = None
+        #: boundary classes reached exactly (the `*_exactly` witnesses): metric == threshold,
+        #: time == warm-up end / cooldown end / grace end
+        self.edges: set[str] = set()
         # partials of bound methods, not lambdas: deepcopy and pickle rebind them to the copy
         self.sut.set_on_shard_created(functools.partial(self._on_created, reentrant=reentrant))
         self.sut.set_on_shard_removed(functools.partial(self._on_removed, reentrant=reentrant))
@@ -121,7 +125,14 @@ class ShardMapperSubject(Subject):
 
     def collect_metrics(self) -> list:
         out = self.sut.collect_metrics()
+        p = self.sut.policy()
         for m in out:
+            self.edges.update(name for name, hit in (
+                ("fill_at_threshold", m.fill_ratio == p.fill_ratio_threshold),
+                ("fill_at_underutilized", m.fill_ratio == p.underutilized_threshold),
+                ("push_latency_at_threshold", m.avg_push_latency_ns == p.push_latency_threshold_ns),
+                ("flush_latency_at_threshold", m.avg_flush_latency_us == p.flush_latency_threshold_us))
+                if hit)
             self.collected[m.shard_id] = self.collected.get(m.shard_id, 0) + m.event_rate
             self._check_window(m)
         for sid, pushed in self.pushes.items():
@@ -138,7 +149,31 @@ class ShardMapperSubject(Subject):
                                       f"{sum(samples) / len(samples):.1f} ns collected as average 0")
 
     def evaluate_scaling(self) -> M.ScalingDecision:
+        self._note_time_edges()
         return self.sut.evaluate_scaling()
+
+    def _note_time_edges(self) -> None:
+        """Ghost: whether this call runs exactly at a warm-up end or the cooldown end."""
+        now, cooldown = self.clock(), self.sut.policy().cooldown_ns
+        active = [x for x in self.sut.abstract()[3] if x[1] == M.ShardState.ACTIVE]
+        if any(now - x[3] == cooldown for x in active):
+            self.edges.add("at_warm_up_end")
+        in_cooldown = self.last_stamp is not None and now - self.last_stamp < cooldown
+        if not in_cooldown and any(now - x[3] < cooldown for x in active):
+            self.edges.add("during_warm_up")
+        if self.last_stamp is not None and now - self.last_stamp == cooldown:
+            self.edges.add("at_cooldown_end")
+
+    def _deadlines(self) -> list[int]:
+        """Every time boundary ahead or just passed: warm-up ends, the cooldown end, grace ends
+        (the grace is strict: `> 100 ms`, so its end + 1 ns is the first finalizing instant)."""
+        cooldown = self.sut.policy().cooldown_ns
+        out = [x[3] + cooldown for x in self.sut.abstract()[3] if x[1] == M.ShardState.ACTIVE]
+        out += [t + 100 * MS for t in self.drain_started.values()]
+        out += [t + 100 * MS + 1 for t in self.drain_started.values()]
+        if self.last_stamp is not None:
+            out.append(self.last_stamp + cooldown)
+        return out
 
     def _allocated(self, op: str, ids: list[int]) -> list[int]:
         if ids:
@@ -181,6 +216,9 @@ class ShardMapperSubject(Subject):
 
     def finalize_draining(self) -> list[int]:
         before = {sid: self._drain_facts(sid) for sid in self.sut.all_shard_ids()}
+        now = self.clock()
+        if any(now - t in (100 * MS, 100 * MS + 1) for t in self.drain_started.values()):
+            self.edges.add("at_grace_end")
         ids = self.sut.finalize_draining()
         for sid in ids:
             state, length, pushes, started = before.get(sid, (None, None, None, None))
@@ -248,6 +286,11 @@ class ShardMapperSubject(Subject):
         col = self._collector(shard_id)
         if col is not None:
             col.record_buffer_len(length)
+            p = self.sut.policy()
+            if col.capacity > 0 and col.fill_ratio() == p.underutilized_threshold:
+                self.edges.add("fill_at_underutilized")
+            if col.capacity > 0 and col.fill_ratio() == p.fill_ratio_threshold:
+                self.edges.add("fill_at_threshold")
         return col is not None
 
     def set_collector_draining(self, shard_id: int, flag: bool) -> bool:
@@ -280,6 +323,7 @@ class ShardMapperSubject(Subject):
         evaluate, act on the decision, finalize draining shards, remove the stopped ones."""
         self.clock.advance(self.sut.policy().metrics_window_ns)
         self.collect_metrics()
+        self._note_time_edges()
         decision = self.sut.evaluate_scaling()
         self.tick_decisions.add(decision.kind)
         log: list[Any] = [str(decision)]
@@ -450,6 +494,31 @@ def activate_refused_at_cap(s: ShardMapperSubject) -> bool:
     return at_cap and any(x[1] == M.ShardState.PROVISIONING for x in _abstract_shards(s))
 
 
+def _edge(name: str, doc: str) -> Any:
+    def witness(s: ShardMapperSubject) -> bool:
+        return name in s.edges
+    witness.__name__ = witness.__qualname__ = name + "_exactly"
+    witness.__doc__ = doc
+    return witness
+
+
+EDGE_WITNESSES = (
+    _edge("fill_at_threshold", "A shard's fill ratio (recorded or collected) equalled fill_ratio_threshold exactly."),
+    _edge("fill_at_underutilized", "A shard's fill ratio (recorded or collected) equalled underutilized_threshold exactly."),
+    _edge("push_latency_at_threshold", "A collected average push latency equalled its threshold."),
+    _edge("flush_latency_at_threshold", "A collected average flush latency equalled its threshold."),
+    _edge("at_warm_up_end", "evaluate_scaling ran exactly when an Active shard's warm-up ended."),
+    _edge("during_warm_up", "evaluate_scaling ran past the cooldown while an Active shard still warmed up."),
+    _edge("at_cooldown_end", "evaluate_scaling ran exactly when the scaling cooldown ended."),
+    _edge("at_grace_end", "finalize_draining ran at the 100 ms drain grace's end (or 1 ns past it)."),
+)
+
+
+#: The boundary witnesses aim at the fuzzer's generators (meshspec.strategies.around); the
+#: explorer's bounded alphabet has no boundary-aimed steps, so they are not asked of it.
+FUZZ_ONLY_WITNESSES = tuple(w.__name__ for w in EDGE_WITNESSES)
+
+
 def draining_shard_finalized(s: ShardMapperSubject) -> bool:
     """finalize_draining (directly or in a monitor tick) has stopped a shard."""
     return bool(s.stopped)
@@ -464,6 +533,7 @@ INVARIANTS = (
     sometimes(scale_up_advised), sometimes(scale_down_advised), sometimes(stopped_shard_removed),
     sometimes(select_answered_no_shard), sometimes(activate_refused_at_cap),
     sometimes(draining_shard_finalized),
+    *map(sometimes, EDGE_WITNESSES),
 )
 
 
@@ -479,7 +549,7 @@ LATENCIES = st.integers(0, 20) | st.sampled_from([2**32 - 1, 2**32, 5 * 10**9, 2
 class ShardMapperMachine(LockstepMachine):
     """Model and impl mapper in lockstep; every rule is one `self.step`."""
 
-    @initialize(initial=st.sampled_from([0, 0, 1, 2, 3, 4, 6]), ring_capacity=st.sampled_from([0, 1, 8, 1024]),
+    @initialize(initial=st.sampled_from([0, 0, 1, 2, 3, 4, 6]), ring_capacity=st.sampled_from([0, 1, 8, 10, 20, 1024]),
                 preset=st.sampled_from(["default", "high_throughput", "conservative"]),
                 cpus=st.integers(1, 8), min_shards=st.integers(1, 3),
                 max_shards=st.integers(1, 4) | st.integers(5, 10),
@@ -558,29 +628,53 @@ class ShardMapperMachine(LockstepMachine):
     def observe(self, data: Any) -> None:
         self.step("observe", self._known_id(data))
 
-    @rule(data=st.data(), latency=LATENCIES)
-    def record_push(self, data: Any, latency: int) -> None:
-        self.step("record_push", self._known_id(data), latency)
+    def boundaries(self) -> dict[str, list]:
+        """The boundaries of the policy in force: metric thresholds, as the inputs that hit them."""
+        p = self.ls.model.sut.policy()
+        return {"push": [p.push_latency_threshold_ns], "flush": [p.flush_latency_threshold_us],
+                "fill": [p.fill_ratio_threshold, p.underutilized_threshold]}
+
+    def _latency(self, data: Any, kind: str) -> int:
+        return data.draw(around(self.boundaries()[kind], LATENCIES, lo=U64[0], hi=U64[1]), label="latency")
+
+    def _length(self, data: Any, shard_id: int | None, fallback: Any) -> int:
+        """A buffer length whose fill ratio lands on (or next to) a threshold of the policy."""
+        col = self.ls.model.sut.metrics_collector(shard_id) if shard_id is not None else None
+        caps = [col.capacity] if col is not None else sorted(
+            {c.capacity for sid in self.ls.model.allocated
+             if (c := self.ls.model.sut.metrics_collector(sid)) is not None})
+        lengths = [round(t * cap) for cap in caps if cap > 0 for t in self.boundaries()["fill"]]
+        return data.draw(around(lengths, fallback, lo=U64[0], hi=U64[1], share=20), label="length")
+
+    @rule(data=st.data())
+    def record_push(self, data: Any) -> None:
+        sid = self._known_id(data)
+        self.step("record_push", sid, self._latency(data, "push"))
 
     @rule(data=st.data())
     def record_event_only(self, data: Any) -> None:
         self.step("record_event_only", self._known_id(data))
 
-    @rule(data=st.data(), latency=LATENCIES)
-    def record_flush(self, data: Any, latency: int) -> None:
-        self.step("record_flush", self._known_id(data), latency)
+    @rule(data=st.data())
+    def record_flush(self, data: Any) -> None:
+        sid = self._known_id(data)
+        self.step("record_flush", sid, self._latency(data, "flush"))
 
-    @rule(data=st.data(), length=st.sampled_from([0, 0, 1, 7, 900, 1024, 5000]))
-    def record_buffer_len(self, data: Any, length: int) -> None:
-        self.step("record_buffer_len", self._known_id(data), length)
+    @rule(data=st.data())
+    def record_buffer_len(self, data: Any) -> None:
+        sid = self._known_id(data)
+        self.step("record_buffer_len", sid,
+                  self._length(data, sid, st.sampled_from([0, 0, 1, 7, 900, 1024, 5000])))
 
     @rule(data=st.data(), flag=st.booleans())
     def set_collector_draining(self, data: Any, flag: bool) -> None:
         self.step("set_collector_draining", self._known_id(data), flag)
 
-    @rule(length=st.sampled_from([0, 0, 50, 900, 1024]), latency=st.sampled_from([0, 3, 10, 2**32]),
-          pushes=st.integers(0, 3) | st.just(1))
-    def traffic(self, length: int, latency: int, pushes: int) -> None:
+    @rule(data=st.data(), pushes=st.integers(0, 3) | st.just(1))
+    def traffic(self, data: Any, pushes: int) -> None:
+        length = self._length(data, None, st.sampled_from([0, 0, 50, 900, 1024]))
+        latency = data.draw(around(self.boundaries()["push"], st.sampled_from([0, 3, 10, 2**32])),
+                            label="latency")
         self.step("traffic", length, latency, pushes)
 
     @rule()
@@ -598,8 +692,11 @@ class ShardMapperMachine(LockstepMachine):
     @rule(data=st.data())
     def advance_time(self, data: Any) -> None:
         c = self.cooldown
-        ns = data.draw(st.sampled_from([0, 1, 50 * MS, 100 * MS, 100 * MS + 1, c - 1, c, c + 1,
-                                        3600 * SEC]) | st.integers(0, 2 * SEC), label="ns")
+        plain = st.sampled_from([0, 1, 50 * MS, 100 * MS, 100 * MS + 1, c - 1, c, c + 1,
+                                 3600 * SEC]) | st.integers(0, 2 * SEC)
+        subject = self.ls.model
+        ahead = until(subject.clock(), subject._deadlines())  # exactly to the next boundaries
+        ns = data.draw(around(ahead, plain, lo=0, share=25), label="ns")
         self.step("advance_time", max(ns, 0))
 
     @rule(name=st.sampled_from(sorted(PRESETS)),
