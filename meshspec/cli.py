@@ -451,7 +451,7 @@ def describe_failure(failure: object) -> str:
 
 def cmd_mutants(args: argparse.Namespace) -> int:
     from meshspec.fuzz import MUTANT_HEADERS, run_mutants
-    from meshspec.progress import mutants_verdict
+    from meshspec.progress import mutants_verdict, print_mutant_table
 
     from meshspec import races_cli
 
@@ -470,15 +470,8 @@ def cmd_mutants(args: argparse.Namespace) -> int:
         results = run_mutants(comp, profile=profile, seed=seed, only=args.only,
                               shrink=not args.no_shrink, backend=backend, max_examples=budget,
                               on_result=print_mutant_result)
-        print(f"== {comp.name}: {sum(r.caught for r in results)}/{len(results)} mutants caught")
-        print(tabulate([r.row() for r in results], headers=MUTANT_HEADERS, tablefmt="github"))
-        for r in results:
-            if not r.caught:
-                status = 1
-                print(f"   SURVIVED: {r.mutant.name} ({r.mutant.origin})")
-            elif not r.as_expected:
-                print(f"   note: {r.mutant.name} was caught by {r.caught_by!r}, "
-                      f"registered as {', '.join(r.mutant.caught_by)}")
+        status = max(status, print_mutant_table(comp.name, results, [r.row() for r in results],
+                                                MUTANT_HEADERS))
         everything += results
     if races and (not args.only or set(args.only) & set(race_names)):
         results = races_cli.run_mutants(args.only or ())

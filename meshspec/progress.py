@@ -150,6 +150,24 @@ def witness_note(outcomes: Sequence[Outcome], profile: str) -> str | None:
             f"(ci and nightly require them): {', '.join(names)}")
 
 
+def print_mutant_table(component: str, results: Sequence, rows: list, headers: list[str]) -> int:
+    """One component's mutant results: the count caught, the table, then each survivor and
+    each mutant caught by another check than the one registered. 1 when one survived."""
+    from tabulate import tabulate
+
+    print(f"== {component}: {sum(r.caught for r in results)}/{len(results)} mutants caught")
+    print(tabulate(rows, headers=headers, tablefmt="github"))
+    status = 0
+    for r in results:
+        if not r.caught:
+            status = 1
+            print(f"   SURVIVED: {r.mutant.name} ({r.mutant.origin})")
+        elif not r.as_expected:
+            print(f"   note: {r.mutant.name} was caught by {r.caught_by!r}, "
+                  f"registered as {', '.join(r.mutant.caught_by)}")
+    return status
+
+
 def mutants_verdict(results: Sequence[MutantResult]) -> str:
     """`PASS: 97/97 mutants caught` or `FAIL: 2 of 97 mutants survived (component.name, ...)`."""
     survived = [r for r in results if not r.caught]

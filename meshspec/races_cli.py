@@ -291,17 +291,9 @@ MUTANT_HEADERS = ["mutant", "origin", "caught by", "schedules", "seconds", "shor
 
 
 def print_mutants(results: Sequence[Any]) -> int:
-    print(f"== {NAME}: {sum(r.caught for r in results)}/{len(results)} mutants caught")
-    print(tabulate([r.row for r in results], headers=MUTANT_HEADERS, tablefmt="github"))
-    status = 0
-    for r in results:
-        if not r.caught:
-            status = 1
-            print(f"   SURVIVED: {r.mutant.name} ({r.mutant.origin})")
-        elif not r.as_expected:
-            print(f"   note: {r.mutant.name} was caught by {r.caught_by!r}, "
-                  f"registered as {r.mutant.caught_by[0]}")
-    return status
+    from meshspec.progress import print_mutant_table
+
+    return print_mutant_table(NAME, results, [r.row for r in results], MUTANT_HEADERS)
 
 
 # --------------------------------------------------------------------------- report
