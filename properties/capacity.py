@@ -513,6 +513,24 @@ class CapacitySubject(Subject):
         self.revoking_fails = failing
         return failing
 
+    def abstract(self) -> Any:
+        """The coordinator's abstract state with every lease id relative to the first
+        coordinator's base. The coordinator reports its own leases relative to its own base and
+        any other lease as the raw id; after `restart_coordinator` an earlier coordinator's
+        leases are raw ids, which differ between the model's ids and a real etcd's."""
+        state = self.sut.abstract()
+        shift = getattr(self, "restarts", 0) * RESTART_LEASE_STRIDE
+        if not shift or not isinstance(state, M.CapacityAbstract):
+            return state
+
+        def original(lease: Optional[int]) -> Optional[int]:
+            if lease is None or lease == 0:
+                return lease
+            return lease - self.lease_base if lease > self.lease_base else lease + shift
+
+        return attrs.evolve(state, owners=tuple(attrs.evolve(o, lease=original(o.lease)) for o in state.owners),
+                            leases=tuple(original(i) for i in state.leases))
+
     def restart_coordinator(self) -> tuple:
         """A new coordinator process starts over the same KV, in whatever state it is (leased,
         expired, orphaned owners, parked, split): the impl builds its per-run counters by a
