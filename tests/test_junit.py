@@ -65,7 +65,7 @@ def test_mutants_junit_has_one_case_per_mutant_and_fails_a_survivor(tmp_path, ca
 
     comp = registry.get_component("shard_mapper")
     survivor = mutant("not_a_bug", comp.impl_cls, "the impl itself: nothing to catch", "anything")
-    caught = next(m for m in comp.mutants if m.name == "scale_up_zero_side_effects")
+    caught = next(m for m in comp.mutants if m.name == "drain_only_flips_flag")
     patched = attrs.evolve(comp, mutants=(caught, survivor))
     monkeypatch.setattr(registry, "get_component", lambda name: patched)
     out = tmp_path / "mutants.xml"

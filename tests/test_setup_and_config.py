@@ -109,8 +109,8 @@ def write_user_mapper(directory: Path) -> str:
     """A user module (a subclass of a known-bad mapper) in `directory`; returns module:Class."""
     name = f"user_mapper_{os.getpid()}_{next(_module_counter)}"
     (directory / f"{name}.py").write_text(
-        "from mutants.shard_mapper import IdReuseMapper\n\n\n"
-        "class UserMapper(IdReuseMapper):\n    pass\n")
+        "from mutants.shard_mapper import DrainOnlyFlipsFlag\n\n\n"
+        "class UserMapper(DrainOnlyFlipsFlag):\n    pass\n")
     return f"{name}:UserMapper"
 
 
