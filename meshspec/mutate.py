@@ -342,18 +342,23 @@ class MutantTimeout(BaseException):
 
 
 @contextlib.contextmanager
-def time_limit(seconds: float | None) -> Iterator[None]:
+def time_limit(seconds: float | None) -> Iterator[list[bool]]:
+    """Raise MutantTimeout after `seconds`; yields a one-item list set to True once the limit
+    passed, because the raise can land inside Hypothesis' own generation, which reports it as
+    some other error (e.g. a "flaky" run) instead of letting it through."""
+    expired = [False]
     if not seconds or not hasattr(signal, "setitimer"):
-        yield
+        yield expired
         return
 
     def expire(signum: int, frame: Any) -> None:
+        expired[0] = True
         raise MutantTimeout()
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
-        yield
+        yield expired
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
@@ -384,13 +389,15 @@ def run_one(component: Component, impl_cls: type, m: SourceMutant, *, filename: 
         return MutantOutcome(m, "killed", f"import: {type(exc).__name__}: {exc}",
                              time.perf_counter() - start)
     try:
-        with time_limit(timeout):
+        with time_limit(timeout) as expired:
             result = run_fuzz(component, cls, profile=profile, seed=FUZZ_SEED, use_database=False,
                               shrink=False, max_examples=max_examples)
     except MutantTimeout:
         return MutantOutcome(m, "timeout", None, time.perf_counter() - start)
     finally:
         unload(cls)
+    if expired[0]:  # the limit passed and the run reported it as something else
+        return MutantOutcome(m, "timeout", None, time.perf_counter() - start)
     seconds = time.perf_counter() - start
     if result.trace is not None and result.trace.failure is not None:
         return MutantOutcome(m, "killed", result.trace.failure.name, seconds)

@@ -246,6 +246,6 @@ def test_a_run_past_its_time_limit_is_a_timeout_and_leaves_no_module_behind(user
 
     before = set(sys.modules)
     out = mutate.run_one(comp, Mine, dead, filename=filename, timeout=0.2)  # the ci budget needs ~30 s
-    assert out.verdict == "timeout" and out.caught_by is None
+    assert out.verdict == "timeout" and out.caught_by is None, out
     assert set(sys.modules) == before
     assert signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.default_int_handler, None)
