@@ -5,11 +5,10 @@ import random
 
 import pytest
 
-from meshspec import traces
 from meshspec.abstractions import scheduler as A
 from meshspec.abstractions import scheduler_concrete as C
-from meshspec.cli import main
 from meshspec.prove import admits, prove_inductive
+from prove_support import refutation_replays_on_the_mutant
 from model import scheduler as M
 from mutants import scheduler as P
 
@@ -53,14 +52,8 @@ VARIANT_IDS = [spec.name for spec, _ in A.VARIANTS]
 
 @pytest.mark.parametrize("spec,impl", A.VARIANTS, ids=VARIANT_IDS)
 def test_mutant_change_is_refuted_and_the_trace_replays_on_the_mutant(spec, impl, tmp_path, capsys):
-    result = prove_inductive(spec)
-    assert result.status == "REFUTED", result
-    ref = C.refutation(result.path, impl, spec.invariant)
-    assert ref.verdict == "confirmed", ref.detail
+    ref = refutation_replays_on_the_mutant(C, spec, impl, tmp_path, capsys)
     assert ref.trace.failure.name in CAUGHT_BY[impl], ref.detail
-    path, _ = traces.export(ref.trace, tmp_path)
-    assert main(["replay", str(path)]) == 1
-    assert "reproduces the recorded failure" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("spec,impl", A.VARIANTS, ids=VARIANT_IDS)
