@@ -17,6 +17,7 @@ import math
 from typing import Any, Iterable, Sequence
 
 from hypothesis import strategies as st
+from hypothesis.strategies import SearchStrategy
 
 #: Percentage of draws `around` spends on the boundary neighbourhood.
 DEFAULT_SHARE = 30
@@ -92,14 +93,31 @@ def around(values: Iterable[Any], fallback: st.SearchStrategy[Any] | None = None
         return exact
     if share == 0:
         return fallback
+    return _Around(share, exact, fallback)
 
-    @st.composite
-    def draw(d: Any) -> Any:
-        if d(st.integers(0, 99)) < share:
-            return d(exact)
-        return d(fallback)
 
-    return draw()
+#: The share draw of `around`, one strategy object for every call (validated once).
+_PERCENT = st.integers(0, 99)
+
+
+class _Around(SearchStrategy):
+    """`around`'s draw: a percentage, then the boundary values or the fallback.
+
+    A plain strategy class rather than an `@st.composite` built inside `around`: a composite
+    defined per call makes Hypothesis inspect the function's source each time (most of the
+    cost of a rule that draws a boundary value), while this draws exactly the same choices."""
+
+    def __init__(self, share: int, exact: SearchStrategy[Any], fallback: SearchStrategy[Any]) -> None:
+        super().__init__()
+        self.share, self.exact, self.fallback = share, exact, fallback
+
+    def do_draw(self, data: Any) -> Any:
+        if data.draw(_PERCENT) < self.share:
+            return data.draw(self.exact)
+        return data.draw(self.fallback)
+
+    def __repr__(self) -> str:
+        return f"around({self.exact!r}, {self.fallback!r}, share={self.share})"
 
 
 def until(now: int, deadlines: Iterable[int | None]) -> list[int]:
