@@ -227,6 +227,15 @@ def same_canon(a: Any, b: Any) -> bool:
     return canon(a) == canon(b)
 
 
+def same_value(a: Any, b: Any) -> bool:
+    """`canon(a) == canon(b)`, through `same_canon` where the types allow."""
+    try:
+        return same_canon(a, b)
+    except Exception:  # noqa: BLE001 - values whose == raises fall back to canon
+        pass
+    return canon(a) == canon(b)
+
+
 def show(value: Any, limit: int = 300) -> str:
     """repr() cut at `limit` characters; a value whose repr raises is described, not raised."""
     try:
@@ -258,11 +267,7 @@ class Outcome:
         where the types allow (`same_canon`)."""
         if (self.error, self.unexpected) != (other.error, other.unexpected):
             return False
-        try:
-            return same_canon(self.value, other.value)
-        except Exception:  # noqa: BLE001 - values whose == raises fall back to canon
-            pass
-        return canon(self.value) == canon(other.value)
+        return same_value(self.value, other.value)
 
     def describe(self) -> str:
         if self.error:
@@ -317,6 +322,8 @@ class Lockstep:
         self.reached: Counter[str] = Counter()
         self._always = [i for i in component.invariants if i.kind == "always"]
         self._sometimes = [i for i in component.invariants if i.kind == "sometimes"]
+        # (function, name, where) of each witness, its place named once, not per step
+        self._witnesses = [(i.fn, i.name, f"sometimes {i.name}") for i in self._sometimes]
 
     def step(self, rule: str, *args: Any, **kwargs: Any) -> Any:
         """Apply `rule(*args, **kwargs)` to both sides; raise LockstepFailure on any disagreement."""
@@ -339,9 +346,19 @@ class Lockstep:
         if rule == "init" and (model_out.error or impl_out.error):
             self._refused_init(model_out, impl_out)
         self._check(rule, model_out, impl_out)
-        for inv in self._sometimes:
-            if self._guarded(self.model, f"sometimes {inv.name}", inv.fn, self.model):
-                self.reached[inv.name] += 1
+        model = self.model
+        for fn, name, where in self._witnesses:
+            try:
+                hit = fn(model)
+            except LockstepFailure:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported below, outside this handler
+                error: Exception | None = exc
+            else:
+                if hit:
+                    self.reached[name] += 1
+                continue
+            self._raised(model, where, error)  # type: ignore[arg-type]
         return model_out.value
 
     def run(self, steps: Iterable[tuple[str, Sequence[Any]]]) -> None:
@@ -384,10 +401,14 @@ class Lockstep:
 
     def _guarded(self, subject: Subject, where: str, fn: Callable[..., T], *args: Any) -> T:
         """Call model or impl code; anything it raises is a finding named after `where`."""
-        value, error = _call(fn, *args)
-        if error is not None:
-            self._raised(subject, where, error)
-        return value  # type: ignore[return-value]
+        try:
+            return fn(*args)
+        except LockstepFailure:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported below, outside this handler
+            error = exc
+        self._raised(subject, where, error)
+        raise AssertionError("unreachable")  # pragma: no cover - _raised always raises
 
     def _raised(self, subject: Subject, where: str, error: Exception) -> None:
         self._fail("exception", f"{subject.side} raised in {where}",
@@ -431,22 +452,27 @@ class Lockstep:
         impl_obs = self._guarded(self.impl, "observations", self.impl.observations)
         for key, model_val in model_obs.items():
             impl_val = impl_obs.get(key)
-            if not self._guarded(self.impl, "observation comparison",
-                                 Outcome(value=model_val).same_as, Outcome(value=impl_val)):
+            if not self._guarded(self.impl, "observation comparison", same_value, model_val, impl_val):
                 self._fail("divergence", f"{key} observation",
                            f"model {show(model_val)}, impl {show(impl_val)}")
 
     def _check_invariants(self, subject: Subject) -> None:
         for inv in self._always:
-            ok, error = _call(inv.fn, subject)
+            try:
+                ok = inv.fn(subject)
+            except LockstepFailure:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported below, outside this handler
+                error: Exception = exc
+            else:
+                if ok is False:
+                    self._fail("invariant", inv.name, f"{subject.side}: {inv.doc}")
+                continue
             if getattr(error, "not_served", False):
                 continue  # reads a query the impl process does not serve (meshspec.protocol)
             if isinstance(error, AssertionError):
                 self._fail("invariant", inv.name, f"{subject.side}: {error}")
-            if error is not None:
-                self._raised(subject, f"invariant {inv.name}", error)
-            if ok is False:
-                self._fail("invariant", inv.name, f"{subject.side}: {inv.doc}")
+            self._raised(subject, f"invariant {inv.name}", error)
 
 
 def _call(fn: Callable[..., T], *args: Any) -> tuple[T | None, Exception | None]:

@@ -7,12 +7,16 @@ else — applying to both sides, comparing, invariants, the trace — happens in
 """
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections import Counter
 from typing import Any, Callable
 
+from hypothesis.errors import InvalidDefinition
+from hypothesis.internal.reflection import get_pretty_function_description
 from hypothesis.stateful import RuleBasedStateMachine
+from hypothesis.strategies import SearchStrategy
 
 from meshspec.lockstep import Component, Lockstep, LockstepFailure
 
@@ -84,6 +88,81 @@ def count_preconditions(machine: RuleBasedStateMachine, stats: RunStats) -> None
             cell[1] += counts.satisfied + counts.unsatisfied
 
 
+@functools.lru_cache(maxsize=None)
+def _rules_of(machine_cls: type) -> tuple[tuple[Any, ...], dict[str, tuple[str, ...]]]:
+    """A machine class's rules in Hypothesis' own order, and per rule the keys under which
+    Hypothesis counts its precondition evaluations (see `count_preconditions`)."""
+    rules = sorted(machine_cls.setup_state().rules,  # the order RuleStrategy sorts them in
+                   key=lambda r: (sorted(r.targets), len(r.arguments), r.function.__name__))
+    desc = machine_cls.__qualname__
+    keys = {r.function.__name__: tuple(f"{desc}, rule {r.function.__name__}, precondition "
+                                       f"{get_pretty_function_description(p)}" for p in r.preconditions)
+            for r in rules}
+    return tuple(rules), keys
+
+
+class SwarmRules(SearchStrategy):
+    """The next rule and its arguments: Hypothesis' swarm testing, with one choice per step.
+
+    Hypothesis' own rule strategy decides each rule's feature flag lazily and picks a rule by
+    a filtered `sampled_from` over all of them: several draws per step (a retry per disabled
+    or invalid rule, a boolean per flag looked up), about a fifth of a lockstep step. This
+    one draws the same swarm up front, once per example (a disabled share p, then one
+    Bernoulli(p) flag per rule, at least one rule left on), and then picks each step's rule
+    with one integer draw, uniformly among the enabled rules whose preconditions hold: the
+    distribution Hypothesis' rejection sampling has, in fewer choices. When every enabled
+    rule's precondition fails it picks among all valid rules (the direction Hypothesis'
+    flags shrink to) instead of discarding the example. Rule arguments are drawn as
+    Hypothesis draws them. Precondition evaluations are counted where Hypothesis counts them.
+    """
+
+    def __init__(self, machine: RuleBasedStateMachine) -> None:
+        super().__init__()
+        self.machine = machine
+        self.rules, self.keys = _rules_of(type(machine))
+        self.enabled: list[Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"SwarmRules({type(self.machine).__name__})"
+
+    def do_draw(self, data: Any) -> tuple[Any, dict[str, Any]]:
+        if self.enabled is None:
+            self.enabled = self._swarm(data)
+        valid = [r for r in self.enabled if self._valid(r)]
+        if not valid:
+            valid = [r for r in self.rules if r not in self.enabled and self._valid(r)]
+        if not valid:
+            names = ", ".join(r.function.__name__ for r in self.rules)
+            raise InvalidDefinition(f"No progress can be made from state {self.machine!r}, because "
+                                    f"no available rule had a True precondition. rules: {names}")
+        rule = valid[data.draw_integer(0, len(valid) - 1)]
+        arguments = {}
+        for name, strategy in rule.arguments_strategies.items():
+            arguments[name] = data.draw(strategy)
+        return rule, arguments
+
+    def _swarm(self, data: Any) -> list[Any]:
+        p_disabled = data.draw_integer(0, 254) / 255
+        enabled: list[Any] = []
+        last = len(self.rules) - 1
+        for i, rule in enumerate(self.rules):
+            if not data.draw_boolean(p_disabled, forced=False if i == last and not enabled else None):
+                enabled.append(rule)
+        return enabled
+
+    def _valid(self, rule: Any) -> bool:
+        if not rule.preconditions:
+            return True
+        counts = getattr(self.machine, "_observability_predicates", None)
+        for pred, key in zip(rule.preconditions, self.keys[rule.function.__name__]):
+            held = bool(pred(self.machine))
+            if counts is not None:
+                counts[key].update_count(condition=held)
+            if not held:
+                return False
+        return True
+
+
 class LockstepMachine(RuleBasedStateMachine):
     """Base for every component machine: model and impl side by side."""
 
@@ -94,6 +173,8 @@ class LockstepMachine(RuleBasedStateMachine):
         super().__init__()
         assert self.COMPONENT is not None, "use Component.machine_for(impl_cls)"
         self.ls = Lockstep(self.COMPONENT, self.IMPL)
+        if not any(r.bundles for r in self.rules):
+            self._rules_strategy = SwarmRules(self)
         _CURRENT.examples += 1
 
     @property

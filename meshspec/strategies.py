@@ -6,6 +6,11 @@ with a fixed share of the draws, one of the boundary values exactly, one just be
 one just above it (the adjacent float via `math.nextafter` for floats, +-1 for ints),
 clipped to the type's range; the other draws come from `fallback`.
 
+`pick(data, items)` draws one of a list known only at draw time (a pool of ids in some
+state) the way `data.draw(st.sampled_from(items))` does, through one cached strategy
+object per length: a fresh `sampled_from` per draw is validated anew each time, which
+costs more than the draw itself.
+
 `U16`, `U32`, `U64` are the ranges of the unsigned integer types the Rust API uses;
 `limits(bits)` gives any other. `until(now, deadlines)` is the "advance exactly to the
 next boundary" helper for clock rules: the delays to every future deadline, as exact
@@ -13,11 +18,14 @@ values for `around`.
 """
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, TypeVar
 
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
+
+T = TypeVar("T")
 
 #: Percentage of draws `around` spends on the boundary neighbourhood.
 DEFAULT_SHARE = 30
@@ -88,12 +96,24 @@ def around(values: Iterable[Any], fallback: st.SearchStrategy[Any] | None = None
         if fallback is None:
             raise ValueError("around: no boundary values and no fallback")
         return fallback
-    exact = st.sampled_from(cands)
-    if fallback is None or share == 100:
-        return exact
-    if share == 0:
+    if fallback is not None and share == 0:
         return fallback
-    return _Around(share, exact, fallback)
+    key = (tuple((type(c), repr(c)) for c in cands), share if fallback is not None else 100, fallback)
+    cached = _AROUND.get(key)
+    if cached is None:
+        if len(_AROUND) >= _AROUND_SIZE:
+            _AROUND.clear()
+        exact = st.sampled_from(cands)
+        cached = _AROUND[key] = exact if key[1] == 100 else _Around(share, exact, fallback)
+    return cached
+
+
+#: `around` strategies by (boundary values by type and repr, share, fallback): the same
+#: boundaries come back step after step, and a strategy object reused skips Hypothesis'
+#: validation, which costs more than the draw. Keyed by repr so that -0.0 and 0.0, 1 and
+#: 1.0 stay apart; cleared when full.
+_AROUND: dict[tuple, SearchStrategy[Any]] = {}
+_AROUND_SIZE = 4096
 
 
 #: The share draw of `around`, one strategy object for every call (validated once).
@@ -130,3 +150,33 @@ def pick_around(data: Any, values: Sequence[Any], fallback: st.SearchStrategy[An
                 *, label: str | None = None, **kwargs: Any) -> Any:
     """`data.draw(around(values, fallback, ...))` inside an `st.data()` rule."""
     return data.draw(around(values, fallback, **kwargs), label=label)
+
+
+class _Index(SearchStrategy):
+    """An index into a sequence of `n` items, drawn as `sampled_from` draws it (uniform, no
+    weighting of the ends, shrinking towards 0)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    def do_draw(self, data: Any) -> int:
+        return data.draw_integer(0, self.n - 1)
+
+    def __repr__(self) -> str:
+        return f"index({self.n})"
+
+
+@functools.lru_cache(maxsize=None)
+def _index(n: int) -> _Index:
+    return _Index(n)
+
+
+def pick(data: Any, items: Sequence[T], label: str | None = None) -> T:
+    """One of `items` drawn inside an `st.data()` rule: `data.draw(st.sampled_from(items))`
+    with the same choices (none for a single item), without building a strategy per draw."""
+    if not items:
+        raise ValueError("pick: nothing to pick from")
+    if len(items) == 1:
+        return items[0]
+    return items[data.draw(_index(len(items)), label=label)]

@@ -39,6 +39,7 @@ import model.scheduler as model_scheduler
 from meshspec.explore import Bound, Exploration
 from meshspec.lockstep import Component, Subject, always, sometimes
 from meshspec.machine import LockstepMachine
+from meshspec.strategies import pick
 from model import group_coordinator as M
 from model.load_balancer import HealthStatus, LoadBalancerConfig, RequestContext, Strategy
 from model.scheduler import Artifact, CapabilityFilter, ScoreTable, TieBreakContext, to_f32
@@ -563,13 +564,13 @@ class GroupCoordinatorMachine(LockstepMachine):
     def _index(self, data: Any) -> int:
         """Mostly the dense next index; sometimes one that breaks the dense-index invariant."""
         n = len(self.ls.model.sut.members())
-        return min(data.draw(st.sampled_from([n, n, n, n, n + 1, 0, max(n - 1, 0)]), label="index"), U8_MAX)
+        return min(pick(data, [n, n, n, n, n + 1, 0, max(n - 1, 0)], label="index"), U8_MAX)
 
     def _entity(self, data: Any) -> int:
         """A fresh entity seed, or one seen before (held by a member, or retired)."""
         subject = self.ls.model
         pools = [[subject.next_entity]] * 3 + ([subject.entities_seen] if subject.entities_seen else [])
-        return data.draw(st.sampled_from(data.draw(st.sampled_from(pools), label="pool")), label="entity")
+        return pick(data, pick(data, pools, label="pool"), label="entity")
 
     def _origin(self, data: Any) -> int:
         """Mostly the origin of a member marked down (what a failed re-placement unregisters)."""
@@ -577,14 +578,13 @@ class GroupCoordinatorMachine(LockstepMachine):
         down = [m.origin_hash for m in members if not m.healthy][:8]
         pools = [down] * 2 if down else []
         pools += [[m.origin_hash for m in members[:8]]] if members else [[origin_of(0)]]
-        return data.draw(st.sampled_from(data.draw(st.sampled_from(pools), label="pool")), label="origin")
+        return pick(data, pick(data, pools, label="pool"), label="origin")
 
     def _recovered_node(self, data: Any) -> int:
         """Mostly a node hosting a member marked down."""
         down = sorted({m.node_id for m in self.ls.model.sut.members() if not m.healthy})
-        pool = data.draw(st.sampled_from([down, down, list(NODES + (DEAD_NODE,))] if down
-                                         else [list(NODES + (DEAD_NODE,))]), label="pool")
-        return data.draw(st.sampled_from(pool), label="node")
+        pool = pick(data, [down, down, list(EXCLUDABLE)] if down else [list(EXCLUDABLE)], label="pool")
+        return pick(data, pool, label="node")
 
     @rule(data=st.data(), node=st.sampled_from(NODES), healthy=st.sampled_from([True, True, True, False]))
     def add_member(self, data: Any, node: int, healthy: bool) -> None:

@@ -24,7 +24,7 @@ from hypothesis.stateful import initialize, rule
 
 from meshspec.lockstep import Component, Subject, always, sometimes
 from meshspec.machine import LockstepMachine
-from meshspec.strategies import U64, around, until
+from meshspec.strategies import U64, around, pick, until
 from model import shard_mapper as M
 
 U16_MAX = 65535
@@ -33,6 +33,7 @@ MS = 1_000_000
 SEC = 1_000_000_000
 PROBE_HASHES = (0, 1, 2**62, 2**63 - 1, 2**63, 3 * 2**62, U64_MAX)
 GATED = ("scale_up", "scale_up_provisioning", "scale_down")
+EDGE_IDS = [0, 7, U16_MAX - 1, U16_MAX]  # ids in no state: the low end, a gap, the sentinel
 
 
 PRESETS = {"default": "default_for_cpus", "high_throughput": "high_throughput",
@@ -544,6 +545,17 @@ HASHES = st.integers(0, U64_MAX) | st.sampled_from(PROBE_HASHES)
 WEIGHTS = st.sampled_from([0.0, 0.05, 0.0999, 0.1, 0.1001, 1.0, 50.0, math.nan, math.inf, -math.inf,
                            sys.float_info.max]) | st.floats(0, 200)
 LATENCIES = st.integers(0, 20) | st.sampled_from([2**32 - 1, 2**32, 5 * 10**9, 2**64 - 1])
+BUFFER_LENGTHS = st.sampled_from([0, 0, 1, 7, 900, 1024, 5000])
+TRAFFIC_LENGTHS = st.sampled_from([0, 0, 50, 900, 1024])
+TRAFFIC_LATENCIES = st.sampled_from([0, 3, 10, 2**32])
+
+
+@functools.lru_cache(maxsize=None)
+def time_steps(cooldown: int) -> st.SearchStrategy[int]:
+    """Clock steps around the grace, the cooldown `c` and an hour (one strategy per cooldown)."""
+    c = cooldown
+    return st.sampled_from([0, 1, 50 * MS, 100 * MS, 100 * MS + 1, c - 1, c, c + 1,
+                            3600 * SEC]) | st.integers(0, 2 * SEC)
 
 
 class ShardMapperMachine(LockstepMachine):
@@ -568,9 +580,8 @@ class ShardMapperMachine(LockstepMachine):
         by_state: dict[Any, list[int]] = {}
         for sid in subject.allocated:
             by_state.setdefault(subject.sut.shard_state(sid), []).append(sid)
-        pools = [sorted(ids) for ids in by_state.values()] + [[0, 7, U16_MAX - 1, U16_MAX]]
-        pool = data.draw(st.sampled_from(pools), label="state")
-        return data.draw(st.sampled_from(pool), label="shard_id")
+        pools = [sorted(ids) for ids in by_state.values()] + [EDGE_IDS]
+        return pick(data, pick(data, pools, label="state"), label="shard_id")
 
     @rule(event_hash=HASHES)
     def select_shard(self, event_hash: int) -> None:
@@ -664,7 +675,7 @@ class ShardMapperMachine(LockstepMachine):
     def record_buffer_len(self, data: Any) -> None:
         sid = self._known_id(data)
         self.step("record_buffer_len", sid,
-                  self._length(data, sid, st.sampled_from([0, 0, 1, 7, 900, 1024, 5000])))
+                  self._length(data, sid, BUFFER_LENGTHS))
 
     @rule(data=st.data(), flag=st.booleans())
     def set_collector_draining(self, data: Any, flag: bool) -> None:
@@ -672,8 +683,8 @@ class ShardMapperMachine(LockstepMachine):
 
     @rule(data=st.data(), pushes=st.integers(0, 3) | st.just(1))
     def traffic(self, data: Any, pushes: int) -> None:
-        length = self._length(data, None, st.sampled_from([0, 0, 50, 900, 1024]))
-        latency = data.draw(around(self.boundaries()["push"], st.sampled_from([0, 3, 10, 2**32])),
+        length = self._length(data, None, TRAFFIC_LENGTHS)
+        latency = data.draw(around(self.boundaries()["push"], TRAFFIC_LATENCIES),
                             label="latency")
         self.step("traffic", length, latency, pushes)
 
@@ -691,12 +702,9 @@ class ShardMapperMachine(LockstepMachine):
 
     @rule(data=st.data())
     def advance_time(self, data: Any) -> None:
-        c = self.cooldown
-        plain = st.sampled_from([0, 1, 50 * MS, 100 * MS, 100 * MS + 1, c - 1, c, c + 1,
-                                 3600 * SEC]) | st.integers(0, 2 * SEC)
         subject = self.ls.model
         ahead = until(subject.clock(), subject._deadlines())  # exactly to the next boundaries
-        ns = data.draw(around(ahead, plain, lo=0, share=25), label="ns")
+        ns = data.draw(around(ahead, time_steps(self.cooldown), lo=0, share=25), label="ns")
         self.step("advance_time", max(ns, 0))
 
     @rule(name=st.sampled_from(sorted(PRESETS)),
