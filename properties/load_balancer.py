@@ -237,6 +237,11 @@ def spec_candidates(rows: list[Row], ctx: M.RequestContext, cfg: M.LoadBalancerC
     return ok
 
 
+def _what(ctx: M.RequestContext, node: Optional[bytes]) -> str:
+    """A select in a violation message: `failed select(ctx)` or `select(ctx) -> 0N`."""
+    return f"failed select({ctx})" if node is None else f"select({ctx}) -> {node[:1].hex()}"
+
+
 def first_clockwise(ring: tuple, h: int, allowed: set) -> Optional[bytes]:
     """The node of the first ring entry at or after hash h (wrapping) whose node is allowed."""
     n = len(ring)
@@ -507,14 +512,15 @@ class LoadBalancerSubject(Subject):
         self.seen.add(f"key_{where}")
 
     def _check_counters(self, before: tuple, after: tuple, extra: Optional[int], failed: int,
-                        what: str) -> None:
+                        ctx: M.RequestContext, node: Optional[bytes]) -> None:
         delta = (after[1] - before[1]) % 2**64
         if extra is not None and delta != 1 + extra:
             self._violate("rr_counter_advances_once_per_select",
-                          f"{what}: rr counter advanced by {delta}, expected {1 + extra}")
+                          f"{_what(ctx, node)}: rr counter advanced by {delta}, expected {1 + extra}")
         if (after[3] - before[3]) % 2**64 != failed:
             self._violate("selection_fails_only_when_nothing_is_admissible",
-                          f"{what}: failed_selections went {before[3]} -> {after[3]}, expected +{failed}")
+                          f"{_what(ctx, node)}: failed_selections went {before[3]} -> {after[3]}, "
+                          f"expected +{failed}")
 
     def _after_failure(self, ctx: M.RequestContext, before: tuple, rows: list[Row],
                        cands: list[Row], steals: int, calls: int, now: int) -> None:
@@ -531,7 +537,7 @@ class LoadBalancerSubject(Subject):
         extra = 0 if not steals or strategy in NO_EXTRA_ADVANCE else None
         self.after = self.sut.abstract()
         self._check_counters(before, self.after, extra,
-                             int(steals > 0 and calls >= M.MAX_RESERVATION_RETRIES), f"failed select({ctx})")
+                             int(steals > 0 and calls >= M.MAX_RESERVATION_RETRIES), ctx, None)
         if steals and calls >= M.MAX_RESERVATION_RETRIES:
             self.seen.add("failed_selection_counted")
 
@@ -561,7 +567,7 @@ class LoadBalancerSubject(Subject):
         extra = extra_advances(cfg.strategy, sel.reason)
         self._check_counters(before, after,
                              extra if not steals or cfg.strategy in NO_EXTRA_ADVANCE else None,
-                             0, f"select({ctx}) -> {node[:1].hex()}")
+                             0, ctx, node)
         if steals and calls > 1:
             self.seen.add("retry_won_after_lost_reservation")
         if sel.reason is M.SelectionReason.CONSISTENT_HASH and not steals:
