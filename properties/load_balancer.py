@@ -1136,7 +1136,12 @@ class LoadBalancerMachine(LockstepMachine):
 
     @rule(data=st.data())
     def update_health(self, data: Any) -> None:
-        self.step("update_health", self._idx(data), pick(data, HEALTHS, "health"))
+        """Half the draws swap Healthy and Degraded: the endpoint stays available and only its
+        effective weight changes (what a cached total weight misses, #160)."""
+        idx = self._idx(data)
+        row = self.ls.model._row(POOL[idx])
+        swap = "healthy" if row is not None and row.health is M.HealthStatus.DEGRADED else "degraded"
+        self.step("update_health", idx, pick(data, (swap,) * len(HEALTHS) + tuple(HEALTHS), "health"))
 
     @rule(data=st.data())
     def update_metrics(self, data: Any) -> None:
