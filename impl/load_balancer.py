@@ -56,7 +56,7 @@ import math
 import random
 from bisect import bisect_left, insort
 from itertools import accumulate
-from operator import attrgetter
+from operator import attrgetter, is_
 from typing import Optional
 
 import attrs
@@ -128,7 +128,7 @@ class _EP:
         "connections", "total_requests", "failed_requests", "consecutive_failures",
         "opened_at", "probe", "probe_at",
         "traffic", "q", "wlc_div", "load_score", "latency_key", "load_key",
-        "listed", "listed_q",
+        "listed", "listed_q", "verified", "vnodes_checked", "abstract_of", "endpoint_abstract",
     )
 
     def __init__(self, endpoint: Endpoint, seq: int) -> None:
@@ -138,7 +138,8 @@ class _EP:
         self.seq = seq
         self.tagset = frozenset(endpoint.tags)
         self.keys = _stratum_keys(endpoint)
-        self.vnodes: list[RingEntry] = []
+        self.vnodes: tuple[RingEntry, ...] = ()
+        self.vnodes_checked: Optional[tuple[RingEntry, ...]] = None
         self.connections = 0
         self.total_requests = 0
         self.failed_requests = 0
@@ -148,9 +149,14 @@ class _EP:
         self.probe_at: Optional[int] = None
         self.listed = False
         self.listed_q = 0
+        self.verified: Optional[tuple] = None  # the caches check_invariants last verified
+        self.abstract_of: Optional[Endpoint] = None
+        self.endpoint_abstract: tuple = ()
 
     def abstract(self) -> tuple:
-        return (endpoint_abstract(self.endpoint), self.connections, self.total_requests,
+        if self.abstract_of is not self.endpoint:  # (endpoints are immutable values)
+            self.abstract_of, self.endpoint_abstract = self.endpoint, endpoint_abstract(self.endpoint)
+        return (self.endpoint_abstract, self.connections, self.total_requests,
                 self.failed_requests, self.consecutive_failures, self.opened_at,
                 self.probe, self.probe_at)
 
@@ -280,7 +286,8 @@ class LoadBalancer:
         self._strata: dict[tuple[object, object], _Stratum] = {}
         self._pending: dict[bytes, _EP] = {}
         self._stale_at: float = _INF
-        self._ring: list[RingEntry] = []
+        self._ring: tuple[RingEntry, ...] = ()  # immutable: replaced, never edited in place
+        self._ring_checked: Optional[tuple[tuple[RingEntry, ...], frozenset]] = None
         self._rr_counter = 0
         self._total_selections = 0
         self._failed_selections = 0
@@ -636,7 +643,7 @@ class LoadBalancer:
     # ---- the ring ----------------------------------------------------------------------------
 
     def _ring_insert(self, ep: _EP) -> None:
-        ep.vnodes = [(h, ep.node_id, i) for i, h in enumerate(self._vnode_hashes(ep.node_id))]
+        ep.vnodes = tuple((h, ep.node_id, i) for i, h in enumerate(self._vnode_hashes(ep.node_id)))
         ring, merged, prev = self._ring, [], 0
         for entry in sorted(ep.vnodes):  # 150 bisections + slice copies: O(n) memcpy, no scan
             i = bisect_left(ring, entry, prev)
@@ -644,7 +651,7 @@ class LoadBalancer:
             merged.append(entry)
             prev = i
         merged += ring[prev:]
-        self._ring = merged
+        self._ring = tuple(merged)
 
     def _ring_delete(self, ep: _EP) -> None:
         ring, kept, prev = self._ring, [], 0
@@ -654,7 +661,7 @@ class LoadBalancer:
                 kept += ring[prev:i]
                 prev = i + 1
         kept += ring[prev:]
-        self._ring = kept
+        self._ring = tuple(kept)
 
     def _ring_on_readd(self, old: _EP, new: _EP) -> None:
         self._ring_delete(old)
@@ -671,7 +678,7 @@ class LoadBalancer:
         return None
 
     def _ring_entries(self) -> tuple[RingEntry, ...]:
-        return tuple(self._ring)
+        return tuple(self._ring)  # (the ring itself, unless a subclass made it a list)
 
     # ---- observation ----------------------------------------------------------------------
 
@@ -714,47 +721,63 @@ class LoadBalancer:
         assert seqs == sorted(set(seqs)), f"insertion sequence numbers not increasing: {seqs}"
         assert all(s < self._next_seq for s in seqs), "sequence number from the future"
         for node_id, ep in self._eps.items():
-            e = ep.endpoint
-            assert ep.node_id == node_id == e.node_id, "endpoint keyed under the wrong id"
-            assert ep.weight == e.weight, f"cached weight stale for {node_id.hex()}"
-            assert ep.traffic == e.is_available(), f"cached traffic flag stale for {node_id.hex()}"
-            assert ep.q == e.effective_weight_quarters(), f"cached weight stale for {node_id.hex()}"
-            assert ep.wlc_div == self._wlc_divisor(ep), f"cached WLC divisor stale {node_id.hex()}"
-            score = e.metrics.load_score()
-            assert total_order_key(ep.load_score) == total_order_key(score), "load score stale"
-            assert ep.load_key == total_order_key(score), "load-score key stale"
-            assert ep.latency_key == total_order_key(e.metrics.avg_response_time_ms), \
-                "latency key stale"
-            assert ep.tagset == frozenset(e.tags), "tag set stale"
+            assert ep.node_id == node_id == ep.endpoint.node_id, "endpoint keyed under the wrong id"
+            caches = _endpoint_caches(ep)
+            if ep.verified is not None and all(map(is_, ep.verified, caches)):
+                continue  # these very objects were checked against this very endpoint value
+            self._check_one_endpoint(ep)
+            ep.verified = caches
+
+    def _check_one_endpoint(self, ep: _EP) -> None:
+        e, node_id = ep.endpoint, ep.node_id
+        assert ep.weight == e.weight, f"cached weight stale for {node_id.hex()}"
+        assert ep.traffic == e.is_available(), f"cached traffic flag stale for {node_id.hex()}"
+        assert ep.q == e.effective_weight_quarters(), f"cached weight stale for {node_id.hex()}"
+        assert ep.wlc_div == self._wlc_divisor(ep), f"cached WLC divisor stale {node_id.hex()}"
+        score = e.metrics.load_score()
+        assert total_order_key(ep.load_score) == total_order_key(score), "load score stale"
+        assert ep.load_key == total_order_key(score), "load-score key stale"
+        assert ep.latency_key == total_order_key(e.metrics.avg_response_time_ms), \
+            "latency key stale"
+        assert ep.tagset == frozenset(e.tags), "tag set stale"
+        assert ep.keys == _stratum_keys(e), f"stratum keys stale for {node_id.hex()}"
 
     def _check_snapshot(self, now: int) -> None:
+        pending, stale_at = self._pending, self._stale_at
         for ep in self._eps.values():
             truth = self._is_available(ep, now)
-            release = self._release_time(ep, now)
             if ep.listed and not truth:
                 raise AssertionError(f"snapshot lists unavailable endpoint {ep.node_id.hex()}")
             if truth and not ep.listed:
-                catch_up = ep.node_id in self._pending and self._stale_at <= now
+                catch_up = ep.node_id in pending and stale_at <= now
                 assert catch_up, f"snapshot misses available endpoint {ep.node_id.hex()}"
             if ep.listed:
                 assert ep.listed_q == ep.q, f"snapshot weight stale for {ep.node_id.hex()}"
+            release = self._release_time(ep, now)
             if release is not None and release > now:
-                assert self._pending.get(ep.node_id) is ep, \
+                assert pending.get(ep.node_id) is ep, \
                     f"time-blocked endpoint {ep.node_id.hex()} not tracked for release"
-                assert self._stale_at <= release, "stale-at later than a pending release"
-        for node_id, ep in self._pending.items():
+                assert stale_at <= release, "stale-at later than a pending release"
+        for node_id, ep in pending.items():
             assert self._eps.get(node_id) is ep, f"pending holds a removed endpoint {node_id.hex()}"
 
     def _check_strata(self) -> None:
-        keys = set(self._strata) | {k for ep in self._eps.values() for k in ep.keys}
-        for key in keys:
-            expected = [ep for ep in self._eps.values() if ep.listed and key in ep.keys]
+        """Every stratum against the listed endpoints of its key, rebuilt in one pass."""
+        expected: dict[tuple[object, object], list[_EP]] = {key: [] for key in self._strata}
+        for ep in self._eps.values():
+            for key in ep.keys:
+                members = expected.get(key)
+                if members is None:
+                    members = expected[key] = []
+                if ep.listed:
+                    members.append(ep)
+        for key, members in expected.items():
             st = self._strata.get(key, _EMPTY)
-            assert [e.node_id for e in st.eps] == [e.node_id for e in expected], \
-                f"stratum {key} != listed endpoints in insertion order"
-            assert all(a is b for a, b in zip(st.eps, expected)), \
-                f"stratum {key} holds stale objects"
-            fresh = _Stratum(expected)
+            if len(st.eps) != len(members) or not all(map(is_, st.eps, members)):
+                assert [e.node_id for e in st.eps] == [e.node_id for e in members], \
+                    f"stratum {key} != listed endpoints in insertion order"
+                raise AssertionError(f"stratum {key} holds stale objects")
+            fresh = _Stratum(members)
             assert st.ids == fresh.ids, f"stratum {key} id set stale"
             assert (st.total_q, st.n_not_whole, st.n_odd) == \
                 (fresh.total_q, fresh.n_not_whole, fresh.n_odd), \
@@ -773,17 +796,29 @@ class LoadBalancer:
             assert st._min_load is fresh.min_load(), f"stratum {key} min load stale"
 
     def _check_ring(self) -> None:
-        ring = self._ring
-        expected = {node_id: [(h, node_id, i) for i, h in enumerate(self._vnode_hashes(node_id))]
-                    for node_id in self._eps}
-        fresh = sorted(entry for entries in expected.values() for entry in entries)
-        if ring != fresh:  # (equal to the sorted, duplicate-free fresh build: strictly sorted too)
-            assert all(ring[i] < ring[i + 1] for i in range(len(ring) - 1)), \
-                "ring not strictly sorted (or has duplicate entries)"
-            raise AssertionError(f"ring ({len(ring)} entries) != fresh build ({len(fresh)} entries)")
+        """The ring and every vnode list against a fresh build from the membership.
+
+        The fresh build is a pure function of the member ids and the `_vnode_hashes` hook,
+        so it is memoized per (class, membership); the comparison is entry by entry, except
+        for the very tuple (immutable) found equal to this membership's build before."""
+        ring, members = self._ring, frozenset(self._eps)
+        expected, fresh = _fresh_ring(self, members)
+        checked = self._ring_checked
+        if not (type(ring) is tuple and checked is not None and checked[0] is ring
+                and checked[1] == members):
+            if tuple(ring) != fresh:  # (equal to the sorted, duplicate-free build: strictly sorted)
+                assert all(ring[i] < ring[i + 1] for i in range(len(ring) - 1)), \
+                    "ring not strictly sorted (or has duplicate entries)"
+                raise AssertionError(f"ring ({len(ring)} entries) != fresh build ({len(fresh)} entries)")
+            self._ring_checked = (ring, members) if type(ring) is tuple else None
         for ep in self._eps.values():
-            assert ep.vnodes == expected[ep.node_id] or sorted(ep.vnodes) == sorted(expected[ep.node_id]), \
+            vnodes = ep.vnodes
+            if type(vnodes) is tuple and vnodes is ep.vnodes_checked:
+                continue  # (an _EP's id never changes, so neither does its expected vnode list)
+            want = expected[ep.node_id]
+            assert tuple(vnodes) == want or sorted(vnodes) == sorted(want), \
                 f"vnode list stale for {ep.node_id.hex()}"
+            ep.vnodes_checked = vnodes if type(vnodes) is tuple else None
 
     def _check_counters(self) -> None:
         for ep in self._eps.values():
@@ -793,3 +828,29 @@ class LoadBalancer:
             assert not ep.probe or ep.opened_at is not None, "probe claimed on a closed circuit"
         assert 0 <= self._failed_selections <= self._total_selections, \
             f"failed selections {self._failed_selections} > total {self._total_selections}"
+
+
+def _endpoint_caches(ep: _EP) -> tuple:
+    """The endpoint value and every cache derived from it alone (checked by identity)."""
+    return (ep.endpoint, ep.weight, ep.traffic, ep.q, ep.wlc_div, ep.load_score, ep.load_key,
+            ep.latency_key, ep.tagset, ep.keys)
+
+
+_RING_MEMO: dict[tuple[type, frozenset], tuple[dict[bytes, tuple[RingEntry, ...]],
+                                               tuple[RingEntry, ...]]] = {}
+_RING_MEMO_LIMIT = 128
+
+
+def _fresh_ring(lb: LoadBalancer, members: frozenset) -> tuple[dict[bytes, tuple[RingEntry, ...]],
+                                                               tuple[RingEntry, ...]]:
+    """Every member's vnode list and the sorted ring they make, built from scratch (memoized)."""
+    memo_key = (type(lb), members)
+    found = _RING_MEMO.get(memo_key)
+    if found is None:
+        if len(_RING_MEMO) >= _RING_MEMO_LIMIT:
+            _RING_MEMO.clear()
+        expected = {node_id: tuple((h, node_id, i) for i, h in enumerate(lb._vnode_hashes(node_id)))
+                    for node_id in members}
+        fresh = tuple(sorted(entry for entries in expected.values() for entry in entries))
+        found = _RING_MEMO[memo_key] = (expected, fresh)
+    return found

@@ -68,6 +68,19 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "the same endpoints in the same order, used read-only like every multi-tag stratum",
         "const:1→0|if len(tags) == 1 or not base.eps:|#0":
             "same as the `and` mutant: a single tag is filtered by no further tags, an equal copy",
+        "const:2→1|self.n_odd += sign * (q % 2 != 0)|#0":
+            "a stratum counts only listed endpoints, which receive traffic (Healthy x4 or Degraded x2 "
+            "quarters): their quarter weights are always even, so n_odd is 0 either way",
+        "compare:>→>=|if release is not None and release > now:|#0":
+            "an endpoint whose release time is exactly now stays pending: the next select re-syncs it "
+            "(_sync is idempotent), which only repeats what the snapshot already says",
+        "bool:and→or|if type(vnodes) is tuple and vnodes is ep.vnodes_checked:|#0":
+            "self-check code (_check_ring, a part of check_invariants): it can only skip a comparison "
+            "that never fails on this impl; no behaviour of the balancer changes",
+        "const:128→129|_RING_MEMO_LIMIT = 128|#0":
+            "the size of the self-check's memo of fresh rings: it only decides when the memo is cleared",
+        "compare:>=→>|if len(_RING_MEMO) >= _RING_MEMO_LIMIT:|#0":
+            "the memo of fresh rings is cleared one entry later: the self-check compares the same rings",
     },
     "daemon_host": {
         "compare:<→<=|if len(view) - pos < LENGTH_PREFIX_SIZE:|#0":

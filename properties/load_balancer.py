@@ -169,6 +169,12 @@ def _expected_ring(members: frozenset, modulus: Optional[int]) -> tuple:
     return tuple(sorted(e for node in members for e in _vnodes(node, modulus)))
 
 
+@lru_cache(maxsize=256)
+def _ring_points(members: frozenset, modulus: Optional[int]) -> list[int]:
+    """The sorted vnode hashes of `_expected_ring` (callers must not modify the list)."""
+    return [e[0] for e in _expected_ring(members, modulus)]
+
+
 # -- the oracle, over abstract() -------------------------------------------------------------
 
 class Row(NamedTuple):
@@ -192,12 +198,13 @@ class Row(NamedTuple):
         return self.weight * self.health.weight_quarters() if self.enabled else 0
 
 
+_new_row = tuple.__new__  # (Row(...) through its Python-level __new__ is the slow part)
+
+
 def rows_of(abstract: tuple) -> list[Row]:
-    out = []
-    for e, conns, _total, _failed, consec, opened_at, probe, probe_at in abstract[4]:
-        out.append(Row(e[0], e[1], e[2], e[3], e[4], e[6], e[7], conns, consec, opened_at, probe,
-                       probe_at))
-    return out
+    return [_new_row(Row, (e[0], e[1], e[2], e[3], e[4], e[6], e[7], conns, consec, opened_at, probe,
+                           probe_at))
+            for e, conns, _total, _failed, consec, opened_at, probe, probe_at in abstract[4]]
 
 
 def admits(r: Row, now: int, recovery: int, cap: int) -> bool:
@@ -228,6 +235,11 @@ def spec_candidates(rows: list[Row], ctx: M.RequestContext, cfg: M.LoadBalancerC
         if same or not cfg.zone_fallback:
             return same
     return ok
+
+
+def _what(ctx: M.RequestContext, node: Optional[bytes]) -> str:
+    """A select in a violation message: `failed select(ctx)` or `select(ctx) -> 0N`."""
+    return f"failed select({ctx})" if node is None else f"select({ctx}) -> {node[:1].hex()}"
 
 
 def first_clockwise(ring: tuple, h: int, allowed: set) -> Optional[bytes]:
@@ -461,10 +473,14 @@ class LoadBalancerSubject(Subject):
             if row is not None and row.opened_at is not None:
                 self._admit(node, row.opened_at, now, "a concurrent caller")
 
-    def _select(self, ctx: M.RequestContext, steals: int = 0, race: str = "reserve") -> M.Selection:
+    def _select(self, ctx: M.RequestContext, steals: int = 0, race: str = "reserve",
+                before: Optional[tuple] = None) -> M.Selection:
+        """One select with every check around it.  `before` may pass `self.after` (the state the
+        previous select left) when nothing touched the balancer since; `self.after` is set here."""
         now, cfg = self.clock(), self.config
         self.selected_row = None
-        before = self.sut.abstract()
+        before = self.sut.abstract() if before is None else before
+        self.after = None
         rows = rows_of(before)
         cands = spec_candidates(rows, ctx, cfg, now, self.recovery)
         calls = [0]
@@ -489,21 +505,22 @@ class LoadBalancerSubject(Subject):
             self.seen.add("retry_while_counter_wrapping")
         if ctx.routing_key is None or self.config.strategy not in RING_STRATEGIES:
             return
-        ring = _expected_ring(frozenset(r.node for r in rows_of(before)), self.modulus)
-        if not ring:
+        points = _ring_points(frozenset(e[0][0] for e in before[4]), self.modulus)
+        if not points:
             return
-        where = ring_position(self.sut._key_hash(ctx.routing_key), [e[0] for e in ring])
+        where = ring_position(self.sut._key_hash(ctx.routing_key), points)
         self.seen.add(f"key_{where}")
 
     def _check_counters(self, before: tuple, after: tuple, extra: Optional[int], failed: int,
-                        what: str) -> None:
+                        ctx: M.RequestContext, node: Optional[bytes]) -> None:
         delta = (after[1] - before[1]) % 2**64
         if extra is not None and delta != 1 + extra:
             self._violate("rr_counter_advances_once_per_select",
-                          f"{what}: rr counter advanced by {delta}, expected {1 + extra}")
+                          f"{_what(ctx, node)}: rr counter advanced by {delta}, expected {1 + extra}")
         if (after[3] - before[3]) % 2**64 != failed:
             self._violate("selection_fails_only_when_nothing_is_admissible",
-                          f"{what}: failed_selections went {before[3]} -> {after[3]}, expected +{failed}")
+                          f"{_what(ctx, node)}: failed_selections went {before[3]} -> {after[3]}, "
+                          f"expected +{failed}")
 
     def _after_failure(self, ctx: M.RequestContext, before: tuple, rows: list[Row],
                        cands: list[Row], steals: int, calls: int, now: int) -> None:
@@ -518,8 +535,9 @@ class LoadBalancerSubject(Subject):
                 self.seen.add("zone_refused_without_fallback")
         strategy = cfg.strategy
         extra = 0 if not steals or strategy in NO_EXTRA_ADVANCE else None
-        self._check_counters(before, self.sut.abstract(), extra,
-                             int(steals > 0 and calls >= M.MAX_RESERVATION_RETRIES), f"failed select({ctx})")
+        self.after = self.sut.abstract()
+        self._check_counters(before, self.after, extra,
+                             int(steals > 0 and calls >= M.MAX_RESERVATION_RETRIES), ctx, None)
         if steals and calls >= M.MAX_RESERVATION_RETRIES:
             self.seen.add("failed_selection_counted")
 
@@ -534,7 +552,7 @@ class LoadBalancerSubject(Subject):
         if not admits(row, now, self.recovery, cap) or any(t not in row.tags for t in ctx.required_tags):
             self._violate("selection_is_admissible", f"select({ctx}) chose {node[:1].hex()}: "
                           + why_not(row, ctx, now, self.recovery, cap))
-        after = self.sut.abstract()
+        after = self.after = self.sut.abstract()
         post_rows = rows_of(after)
         self._check_zone(row, ctx, now, post_rows)
         self.outstanding[node] = self.outstanding.get(node, 0) + 1
@@ -549,7 +567,7 @@ class LoadBalancerSubject(Subject):
         extra = extra_advances(cfg.strategy, sel.reason)
         self._check_counters(before, after,
                              extra if not steals or cfg.strategy in NO_EXTRA_ADVANCE else None,
-                             0, f"select({ctx}) -> {node[:1].hex()}")
+                             0, ctx, node)
         if steals and calls > 1:
             self.seen.add("retry_won_after_lost_reservation")
         if sel.reason is M.SelectionReason.CONSISTENT_HASH and not steals:
@@ -575,7 +593,8 @@ class LoadBalancerSubject(Subject):
     def _check_clockwise(self, lb: Any, sel: M.Selection, ctx: M.RequestContext,
                          rows: list[Row], cands: list[Row]) -> None:
         key = ctx.hash_key()
-        ring = lb._ring_entries()
+        # the spec's ring: a function of the membership (ring_has_150_... holds lb's to it)
+        ring = _expected_ring(frozenset(r.node for r in rows), self.modulus)
         h = lb._key_hash(key)
         expected = first_clockwise(ring, h, {c.node for c in cands})
         if expected != sel.node_id:
@@ -598,18 +617,20 @@ class LoadBalancerSubject(Subject):
                           f"{sel.node_id[:1].hex()} with the same membership and availability")
 
     def _note_strategy(self, sel: M.Selection, cands: list[Row], before: tuple) -> None:
-        s = self.config.strategy
-        if s is M.Strategy.LEAST_LATENCY and any(math.isnan(c.metrics[4]) for c in cands) \
-                or s is M.Strategy.LEAST_LOAD \
-                and any(math.isnan(M.LoadMetrics(*c.metrics).load_score()) for c in cands):
-            if len(cands) > 1:
-                self.seen.add("nan_metric_among_candidates")
+        """The strategy witnesses (each computed only while not yet seen)."""
+        s, seen = self.config.strategy, self.seen
+        if len(cands) > 1 and "nan_metric_among_candidates" not in seen and (
+                s is M.Strategy.LEAST_LATENCY and any(math.isnan(c.metrics[4]) for c in cands)
+                or s is M.Strategy.LEAST_LOAD
+                and any(math.isnan(M.LoadMetrics(*c.metrics).load_score()) for c in cands)):
+            seen.add("nan_metric_among_candidates")
         if sel.reason is M.SelectionReason.WEIGHTED \
                 and s in (M.Strategy.WEIGHTED_ROUND_ROBIN, M.Strategy.ADAPTIVE):
             if before[1] >= 2**53:
-                self.seen.add("weighted_rr_counter_past_2_53")
-            if len(cands) > 1 and M.wheel_scale([c.quarters for c in cands]) > 1:
-                self.seen.add("fractional_weighted_rr")
+                seen.add("weighted_rr_counter_past_2_53")
+            if len(cands) > 1 and "fractional_weighted_rr" not in seen \
+                    and M.wheel_scale([c.quarters for c in cands]) > 1:
+                seen.add("fractional_weighted_rr")
 
     @staticmethod
     def _context(request_id: Optional[str], session_id: Optional[str], client_zone: Optional[str],
@@ -641,9 +662,10 @@ class LoadBalancerSubject(Subject):
     def overlapping_requests(self, count: int, success: bool) -> tuple:
         """`count` requests in flight at once (no context), then all complete with `success`."""
         picks: list[Any] = []
-        for _ in range(count):
+        self.after = None
+        for _ in range(count):  # (back to back: each select starts from the state the last left)
             try:
-                picks.append(self._select(M.RequestContext()).node_id)
+                picks.append(self._select(M.RequestContext(), before=self.after).node_id)
             except M.LoadBalancerError as exc:
                 picks.append(type(exc).__name__)
         for node in picks:
@@ -661,9 +683,10 @@ class LoadBalancerSubject(Subject):
         """`count` selects (no context) whose callers all hold their connection: hundreds of
         outstanding reservations, where least-connections scores tie and caps are reached."""
         picks = Counter[Any]()
-        for _ in range(count):
+        self.after = None
+        for _ in range(count):  # (back to back: each select starts from the state the last left)
             try:
-                picks[self._select(M.RequestContext()).node_id] += 1
+                picks[self._select(M.RequestContext(), before=self.after).node_id] += 1
             except M.LoadBalancerError as exc:
                 picks[type(exc).__name__] += 1
         if sum(r.conns for r in self._rows()) >= 200:
@@ -827,22 +850,28 @@ def rr_counter_advances_once_per_select(s: LoadBalancerSubject) -> None:
 
 def connections_within_cap(s: LoadBalancerSubject) -> None:
     """0 <= connections <= the cap for every endpoint, equal to reservations minus matched completions."""
-    cap = s.config.max_connections_per_endpoint
-    for r in s._rows():
-        assert 0 <= r.conns <= cap, f"{r.node[:1].hex()} holds {r.conns} connections (cap {cap})"
-        want = s.outstanding.get(r.node, 0)
-        assert r.conns == want, (f"{r.node[:1].hex()} holds {r.conns} connections but {want} "
-                                 f"reservations are outstanding")
+    cap, outstanding = s.config.max_connections_per_endpoint, s.outstanding
+    for e, conns, *_ in s.sut.abstract()[4]:
+        node = e[0]
+        assert 0 <= conns <= cap, f"{node[:1].hex()} holds {conns} connections (cap {cap})"
+        want = outstanding.get(node, 0)
+        assert conns == want, (f"{node[:1].hex()} holds {conns} connections but {want} "
+                               f"reservations are outstanding")
 
 
 def ring_has_150_distinct_entries_per_endpoint(s: LoadBalancerSubject) -> None:
     """The ring is exactly every endpoint's 150 vnodes (hash, id, index): sorted, distinct, 150 each."""
     if s.side == "model" and s.last is not None and s.last[0] not in MEMBERSHIP_RULES:
         return  # the model rebuilds its ring from the membership on every call: nothing can drift
-    ring = tuple(s.sut._ring_entries())
+    ring = s.sut._ring_entries()
     members = frozenset(e.node_id for e in s.sut.endpoints())
+    verified = s.__dict__.get("ring_verified")
+    if verified is not None and verified[0] is ring and verified[1] == members:
+        return  # this very tuple (immutable) was found equal to this membership's ring
+    ring = tuple(ring)
     expected = _expected_ring(members, s.modulus)
     if ring == expected:
+        s.ring_verified = (ring, members)
         return
     counts = Counter(e[1] for e in ring)
     wrong = {n[:1].hex(): counts.get(n, 0) for n in members if counts.get(n, 0) != M.VIRTUAL_NODES}
@@ -968,6 +997,47 @@ COUNTERS = st.sampled_from([None, None, 2**53 - 1, 2**53 + 1, 2**64 - 2])  # Non
 
 
 METRICS_ST, BODIES_ST, CONTEXTS_ST = map(st.sampled_from, (METRICS, BODIES, CONTEXTS))
+BOOLEANS = st.booleans()
+ID_PERMUTATIONS = st.permutations(range(len(POOL)))
+ALL_IDS = list(range(len(POOL)))
+COUNTER_VALUES = around([2**64 - 1, 2**64 - 4, 2**53], st.integers(2**64 - 8, 2**64 - 1),
+                        lo=U64[0], hi=U64[1], share=50)
+_SAMPLERS: dict[tuple, st.SearchStrategy] = {}
+_SAMPLERS_LIMIT = 4096
+_BULK_COUNTS: dict[int, st.SearchStrategy] = {}
+
+# Strategies are built once (above, per distinct list or per cap below), never per draw:
+# building and validating a fresh strategy cost more than the draw itself.
+
+
+def pick(data: Any, values: Any, label: str) -> Any:
+    """`data.draw(st.sampled_from(values), label=label)` from a strategy built once per
+    distinct `values`: the same choice, the same span label (so the same runs), fewer costs.
+
+    Hashable values are keyed with their types (1 and True are equal keys, not equal values);
+    a list of unhashable values (lists, whose identity callers may test) is drawn by index
+    from equally unhashable wrappers, which give the span the same label as the lists."""
+    try:
+        key: tuple = (tuple(map(type, values)), tuple(values))
+        hash(key)
+    except TypeError:
+        key = ("index", len(values))
+    strategy = _SAMPLERS.get(key)
+    if strategy is None:
+        if len(_SAMPLERS) >= _SAMPLERS_LIMIT:
+            _SAMPLERS.clear()
+        index = key[0] == "index"
+        strategy = _SAMPLERS[key] = st.sampled_from([[i] for i in range(len(values))] if index
+                                                    else key[1])
+    drawn = data.draw(strategy, label=label)
+    return values[drawn[0]] if key[0] == "index" else drawn
+
+
+def bulk_counts(cap: int) -> st.SearchStrategy:
+    """How many reservations `bulk_reserve` makes: around the cap, or 30, 80 or 210."""
+    if cap not in _BULK_COUNTS:
+        _BULK_COUNTS[cap] = around([cap], st.sampled_from([30, 80, 210]), lo=1, hi=300)
+    return _BULK_COUNTS[cap]
 
 #: Candidate routing keys, sorted by their full 64-bit hash, and one key per weak-ring residue:
 #: the machine finds keys at a chosen place on the current ring by lookup (FNV-1a has no
@@ -978,6 +1048,8 @@ METRICS_ST, BODIES_ST, CONTEXTS_ST = map(st.sampled_from, (METRICS, BODIES, CONT
 EDGE_KEYS = ("low22049", "low22048", "user-9574", "user-9575",
              "edge-80747", "edge-80746", "edge-80745", "edge-80744")
 KEY_POOL = sorted((M.key_hash(k), k) for k in [f"rk{i}" for i in range(8192)] + list(EDGE_KEYS))
+POOL_HASHES = [h for h, _ in KEY_POOL]
+POOL_HASH_SET = frozenset(POOL_HASHES)
 KEY_BY_RESIDUE: dict[int, str] = {}
 for _h, _k in reversed(KEY_POOL):
     KEY_BY_RESIDUE[_h % WEAK_MODULUS] = _k
@@ -999,11 +1071,13 @@ def ring_key(place: str, points: list[int], modulus: Optional[int], pick: int) -
             targets = [a + 1 + pick % (b - a - 1) for a, b in gaps]
         keys = [KEY_BY_RESIDUE[t] for t in targets if t in KEY_BY_RESIDUE]
     else:
-        hashes = [h for h, _ in KEY_POOL]
-        lo, hi = bisect.bisect_left(hashes, points[0]), bisect.bisect_right(hashes, points[-1])
-        span = {"before_first_vnode": KEY_POOL[:lo], "after_last_vnode": KEY_POOL[hi:],
-                "between_vnodes": KEY_POOL[lo:hi]}.get(place, [])
-        keys = [k for h, k in span if h not in points]
+        lo, hi = bisect.bisect_left(POOL_HASHES, points[0]), bisect.bisect_right(POOL_HASHES, points[-1])
+        first, last = {"before_first_vnode": (0, lo), "after_last_vnode": (hi, len(KEY_POOL)),
+                       "between_vnodes": (lo, hi)}.get(place, (0, 0))
+        on_points = {p for p in points if p in POOL_HASH_SET}  # (pool keys that hash onto a vnode)
+        if not on_points:  # (almost always: 64-bit hashes) every key of the span qualifies
+            return KEY_POOL[first + pick % (last - first)][1] if last > first else None
+        keys = [k for h, k in KEY_POOL[first:last] if h not in on_points]
     return keys[pick % len(keys)] if keys else None
 
 
@@ -1028,14 +1102,14 @@ class LoadBalancerMachine(LockstepMachine):
     def init(self, data: Any) -> None:
         d = data.draw
         strategy = d(STRATEGIES, label="strategy")
-        cap = d(st.sampled_from([1, 2, 3, 10_000, 10_000]), label="cap")
-        zone_aware = d(st.sampled_from([True, True, False]), label="zone_aware")
-        zone_fallback = d(st.booleans(), label="zone_fallback")
-        recovery_ns = d(st.sampled_from([0, 0, MS, 10 * MS, 30 * SEC]), label="recovery_ns")
-        rr_start = d(st.sampled_from([0, 0, 2**53 - 2, 2**64 - 3]), label="rr_start")
-        weak = d(st.sampled_from([True, True, False]), label="weak ring")
+        cap = pick(data, (1, 2, 3, 10_000, 10_000), "cap")
+        zone_aware = pick(data, (True, True, False), "zone_aware")
+        zone_fallback = d(BOOLEANS, label="zone_fallback")
+        recovery_ns = pick(data, (0, 0, MS, 10 * MS, 30 * SEC), "recovery_ns")
+        rr_start = pick(data, (0, 0, 2**53 - 2, 2**64 - 3), "rr_start")
+        weak = pick(data, (True, True, False), "weak ring")
         # 3 to 6 distinct ids (a permutation, not rejection sampling: cheap to draw and shrink)
-        ids = d(st.permutations(range(len(POOL))), label="ids")
+        ids = d(ID_PERMUTATIONS, label="ids")
         count = d(st.integers(3, len(POOL)), label="endpoints")
         endpoints = [(idx, *draw_body(data)) for idx in ids[:count]]
         self.recovery = max(recovery_ns, MS)
@@ -1047,15 +1121,14 @@ class LoadBalancerMachine(LockstepMachine):
         present = [POOL.index(e.node_id) for e in self.ls.model.sut.endpoints()]
         absent = [i for i in range(len(POOL)) if i not in present]
         pools = [absent, absent, absent, present] if absent and present else [absent or present]
-        idx = data.draw(st.sampled_from(data.draw(st.sampled_from(pools), label="pool")), label="idx")
+        idx = pick(data, pick(data, pools, "pool"), "idx")
         self.step("add_endpoint", idx, *draw_body(data))
 
     def _idx(self, data: Any) -> int:
         """Mostly a present endpoint (the interesting case), sometimes any id of the pool."""
         present = [POOL.index(e.node_id) for e in self.ls.model.sut.endpoints()]
-        pool = data.draw(st.sampled_from([present, present, present, list(range(len(POOL)))]
-                                         if present else [list(range(len(POOL)))]), label="pool")
-        return data.draw(st.sampled_from(pool), label="idx")
+        pool = pick(data, [present, present, present, ALL_IDS] if present else [ALL_IDS], "pool")
+        return pick(data, pool, "idx")
 
     @rule(data=st.data())
     def remove_endpoint(self, data: Any) -> None:
@@ -1063,7 +1136,12 @@ class LoadBalancerMachine(LockstepMachine):
 
     @rule(data=st.data())
     def update_health(self, data: Any) -> None:
-        self.step("update_health", self._idx(data), data.draw(st.sampled_from(HEALTHS), label="health"))
+        """Half the draws swap Healthy and Degraded: the endpoint stays available and only its
+        effective weight changes (what a cached total weight misses, #160)."""
+        idx = self._idx(data)
+        row = self.ls.model._row(POOL[idx])
+        swap = "healthy" if row is not None and row.health is M.HealthStatus.DEGRADED else "degraded"
+        self.step("update_health", idx, pick(data, (swap,) * len(HEALTHS) + tuple(HEALTHS), "health"))
 
     @rule(data=st.data())
     def update_metrics(self, data: Any) -> None:
@@ -1071,8 +1149,8 @@ class LoadBalancerMachine(LockstepMachine):
 
     @rule(data=st.data())
     def record_completion(self, data: Any) -> None:
-        self.step("record_completion", self._idx(data), data.draw(st.booleans(), label="success"),
-                  data.draw(st.sampled_from([1, 1, 5]), label="times"))
+        self.step("record_completion", self._idx(data), data.draw(BOOLEANS, label="success"),
+                  pick(data, (1, 1, 5), "times"))
 
     @rule(data=st.data())
     def traffic_until(self, data: Any) -> None:
@@ -1080,15 +1158,15 @@ class LoadBalancerMachine(LockstepMachine):
         down = [POOL.index(r.node) for r in rows if r.opened_at is not None]
         probing = [POOL.index(r.node) for r in rows if r.probe]  # (a probe whose caller vanished)
         pools = [pool for pool in (probing, probing, down) if pool]
-        pool = data.draw(st.sampled_from(pools), label="pool") if pools else None
-        idx = data.draw(st.sampled_from(pool), label="idx") if pool else self._idx(data)
+        pool = pick(data, pools, "pool") if pools else None
+        idx = pick(data, pool, "idx") if pool else self._idx(data)
         waits = [True, True, False] if pool is probing else [True, False]
-        self.step("traffic_until", idx, data.draw(st.sampled_from(waits), label="wait"))
+        self.step("traffic_until", idx, pick(data, waits, "wait"))
 
     @rule(data=st.data())
     def outage(self, data: Any) -> None:
         up = [POOL.index(r.node) for r in self.ls.model._rows() if r.opened_at is None]
-        idx = data.draw(st.sampled_from(up), label="idx") if up else self._idx(data)
+        idx = pick(data, up, "idx") if up else self._idx(data)
         self.step("outage", idx)
 
     @rule()
@@ -1105,34 +1183,33 @@ class LoadBalancerMachine(LockstepMachine):
         members = frozenset(e.node_id for e in subject.sut.endpoints())
         if not members:
             return ctx
-        points = [e[0] for e in _expected_ring(members, subject.modulus)]
-        place = data.draw(st.sampled_from(RING_PLACES), label="ring place")
+        points = _ring_points(members, subject.modulus)
+        place = pick(data, RING_PLACES, "ring place")
         key = ring_key(place, points, subject.modulus, data.draw(st.integers(0, 63), label="pick"))
         return ctx if key is None else (*ctx[:4], key)
 
     @rule(data=st.data())
     def reseat_counter(self, data: Any) -> None:
-        value = data.draw(around([2**64 - 1, 2**64 - 4, 2**53], st.integers(2**64 - 8, 2**64 - 1),
-                                 lo=U64[0], hi=U64[1], share=50), label="counter")
+        value = data.draw(COUNTER_VALUES, label="counter")
         self.step("reseat_counter", value)
 
     @rule(data=st.data())
     def bulk_reserve(self, data: Any) -> None:
         cap = self.ls.model.config.max_connections_per_endpoint
-        count = data.draw(around([cap], st.sampled_from([30, 80, 210]), lo=1, hi=300), label="count")
+        count = data.draw(bulk_counts(cap), label="count")
         self.step("bulk_reserve", count)
 
     @rule(data=st.data())
     def select(self, data: Any) -> None:
         ctx = self._ring_context(data)
-        steals = data.draw(st.sampled_from([0, 0, 0, 1, 2, 4, 4]), label="steals")
-        race = data.draw(st.sampled_from(["reserve", "reserve", "readd"]), label="race")
+        steals = pick(data, (0, 0, 0, 1, 2, 4, 4), "steals")
+        race = pick(data, ("reserve", "reserve", "readd"), "race")
         self.step("select", *ctx, steals, race)
 
     @rule(data=st.data())
     def request(self, data: Any) -> None:
         ctx = self._ring_context(data)
-        self.step("request", *ctx, data.draw(st.sampled_from([True, False, None]), label="success"))
+        self.step("request", *ctx, pick(data, (True, False, None), "success"))
 
     @rule(data=st.data())
     def restart(self, data: Any) -> None:
@@ -1142,13 +1219,13 @@ class LoadBalancerMachine(LockstepMachine):
     def shadow(self, data: Any) -> None:
         strategy = data.draw(STRATEGIES, label="strategy")
         ctx = draw_context(data)
-        count = data.draw(st.sampled_from([4, 6]), label="count")
+        count = pick(data, (4, 6), "count")
         self.step("shadow", strategy, *ctx, count, data.draw(COUNTERS, label="counter"))
 
     @rule(data=st.data())
     def overlapping_requests(self, data: Any) -> None:
-        self.step("overlapping_requests", data.draw(st.sampled_from([2, 3, 5, 8]), label="count"),
-                  data.draw(st.sampled_from([True, True, False]), label="success"))
+        self.step("overlapping_requests", pick(data, (2, 3, 5, 8), "count"),
+                  pick(data, (True, True, False), "success"))
 
     @rule()
     def full_wheel(self) -> None:
@@ -1157,8 +1234,7 @@ class LoadBalancerMachine(LockstepMachine):
     @rule(data=st.data())
     def advance_time(self, data: Any) -> None:
         r, due = self.recovery, self._next_release()
-        ns = data.draw(st.sampled_from([due, due, 1, r // 2, r - 1, r, r + 1, 2 * r, 3600 * SEC]),
-                       label="ns")
+        ns = pick(data, (due, due, 1, r // 2, r - 1, r, r + 1, 2 * r, 3600 * SEC), "ns")
         self.step("advance_time", ns)
 
     def _next_release(self) -> int:

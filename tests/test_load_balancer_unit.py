@@ -1112,8 +1112,12 @@ def test_impl_check_invariants_detects_corrupted_caches() -> None:
         lambda lb: setattr(lb._eps[A], "traffic", False),
         lambda lb: lb._unlist(lb._eps[A]),
         lambda lb: setattr(lb._strata[(impl_lb._ANY, impl_lb._ANY)], "total_q", 1),
-        lambda lb: lb._ring.pop(),
-        lambda lb: lb._ring.append((0, A, 0)),
+        lambda lb: setattr(lb, "_ring", lb._ring[:-1]),
+        lambda lb: setattr(lb, "_ring", lb._ring + ((0, A, 0),)),
+        lambda lb: setattr(lb, "_ring", list(lb._ring[:-1])),
+        lambda lb: setattr(lb._eps[A], "vnodes", lb._eps[A].vnodes[1:]),
+        lambda lb: setattr(lb._eps[B], "latency_key", 1),
+        lambda lb: setattr(lb._eps[A], "wlc_div", 0.5),
         lambda lb: setattr(lb._eps[B], "connections", 2**32),
         lambda lb: setattr(lb._eps[A], "opened_at", 0),
     ]
@@ -1122,3 +1126,47 @@ def test_impl_check_invariants_detects_corrupted_caches() -> None:
         corrupt(lb)
         with pytest.raises(AssertionError):
             lb.check_invariants()
+
+
+def test_impl_check_invariants_catches_the_ring_and_cache_mutants_after_a_passing_check() -> None:
+    """The self-check's shortcuts (a memoized fresh ring, tuples and caches already verified by
+    identity) never hide a bug that happens after a passing check: each curated mutant that
+    corrupts the ring or a stratum's cache is caught by check_invariants itself."""
+    from mutants import load_balancer as mut
+    from properties.load_balancer import harness_class
+
+    def balancer(cls: type, strategy: Strategy = Strategy.ROUND_ROBIN, weak: bool = False) -> Any:
+        lb = harness_class(cls, weak)(LoadBalancerConfig(strategy=strategy), clock=FakeClock(),
+                                     rng=random.Random(0))
+        lb.add_endpoint(Endpoint(A, weight=2, metrics=LoadMetrics(avg_response_time_ms=1.0)))
+        lb.check_invariants()
+        return lb
+
+    readd = balancer(mut.ReaddLeaksVnodes)
+    readd.add_endpoint(Endpoint(B))
+    readd.check_invariants()
+    readd.add_endpoint(Endpoint(A))  # the old vnodes stay
+    with pytest.raises(AssertionError, match="ring"):
+        readd.check_invariants()
+
+    for cls in (mut.RingCollisionLastWriteWins, mut.RingCollisionDestructiveProbe):
+        lb = balancer(cls, weak=True)
+        lb.add_endpoint(Endpoint(B))  # 150 more vnodes among 1024 hashes: a collision is certain
+        with pytest.raises(AssertionError, match="ring|vnode"):
+            lb.check_invariants()
+
+    metrics = balancer(mut.StaleSnapshotAfterMetricsChange, Strategy.LEAST_LATENCY)
+    metrics.add_endpoint(Endpoint(B, metrics=LoadMetrics(avg_response_time_ms=2.0)))
+    assert metrics.select(CTX).node_id == A  # caches A as the stratum's minimum latency
+    metrics.check_invariants()
+    metrics.update_metrics(A, LoadMetrics(avg_response_time_ms=5.0))
+    with pytest.raises(AssertionError, match="min latency stale"):
+        metrics.check_invariants()
+
+    weight = balancer(mut.StaleTotalWeightAfterHealthChange, Strategy.WEIGHTED_ROUND_ROBIN)
+    weight.add_endpoint(Endpoint(B, weight=2))
+    weight.select(CTX)
+    weight.check_invariants()
+    weight.update_health(A, HealthStatus.DEGRADED)  # still available: the mutant does not re-sync
+    with pytest.raises(AssertionError, match="weight stale"):
+        weight.check_invariants()
