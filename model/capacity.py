@@ -64,6 +64,7 @@ Override points (no-ops here, used by the optimized impl and its mutants):
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import struct
 from typing import Any, Callable, Iterable, Optional, Sequence
@@ -96,6 +97,7 @@ MAX_CURSOR_KEY_SIZE = 4096
 MAX_CURSOR_TOKEN_SIZE = 4096
 TENANT_ID_LEN = 32
 CHILD_ID_BIT = 1 << 63
+DECODE_CACHE_SIZE = 4096
 
 
 def sat_add_u64(a: int, b: int) -> int:
@@ -569,22 +571,29 @@ class Keyspace:
 
     def classify(self, key: bytes) -> tuple[str, tuple[Any, ...]]:
         """Which kind of key this is: run, shard, owner, shard_marker, run_marker, other."""
-        if not key.startswith(self.tenants_prefix()):
+        return _classify(self.root, key)
+
+
+@functools.lru_cache(maxsize=DECODE_CACHE_SIZE)
+def _classify(root: str, key: bytes) -> tuple[str, tuple[Any, ...]]:
+    """`Keyspace(root).classify(key)`: a pure function of its arguments, memoized."""
+    prefix = Keyspace(root).tenants_prefix()
+    if not key.startswith(prefix):
+        return "other", ()
+    rest = key[len(prefix):].decode(errors="replace").split("/")
+    if len(rest) < 3 or len(rest[0]) != 2 * TENANT_ID_LEN:
+        return "other", ()
+    try:
+        tenant = bytes.fromhex(rest[0])
+        parts = rest[1:]
+        if parts[0] == "runs_active" and len(parts) == 2:
+            return "run_marker", (tenant, int(parts[1], 16))
+        if parts[0] != "runs":
             return "other", ()
-        rest = key[len(self.tenants_prefix()):].decode(errors="replace").split("/")
-        if len(rest) < 3 or len(rest[0]) != 2 * TENANT_ID_LEN:
-            return "other", ()
-        try:
-            tenant = bytes.fromhex(rest[0])
-            parts = rest[1:]
-            if parts[0] == "runs_active" and len(parts) == 2:
-                return "run_marker", (tenant, int(parts[1], 16))
-            if parts[0] != "runs":
-                return "other", ()
-            run = int(parts[1], 16)
-            return _classify_under_run(tenant, run, parts[2:])
-        except ValueError:
-            return "other", ()
+        run = int(parts[1], 16)
+        return _classify_under_run(tenant, run, parts[2:])
+    except ValueError:
+        return "other", ()
 
 
 def _classify_under_run(tenant: bytes, run: int, parts: list[str]) -> tuple[str, tuple[Any, ...]]:
@@ -600,6 +609,10 @@ def _classify_under_run(tenant: bytes, run: int, parts: list[str]) -> tuple[str,
 
 
 # =========================================================================== codec (JSON)
+#
+# Decoding is a pure function from immutable bytes to frozen values, so each decoder is
+# memoized on the bytes it is given (a value that does not decode raises every time: an
+# exception is never cached).
 
 
 def _hex_or_none(data: Optional[bytes]) -> Optional[str]:
@@ -643,6 +656,7 @@ def encode_shard(rec: ShardRecord) -> bytes:
     })
 
 
+@functools.lru_cache(maxsize=DECODE_CACHE_SIZE)
 def decode_shard(data: bytes) -> ShardRecord:
     d = _load(data, "shard")
     lease = None if d["lease"] is None else LeaseHolder(*d["lease"])
@@ -662,6 +676,7 @@ def encode_run(rec: RunRecord) -> bytes:
     })
 
 
+@functools.lru_cache(maxsize=DECODE_CACHE_SIZE)
 def decode_run(data: bytes) -> RunRecord:
     d = _load(data, "run")
     return RunRecord(bytes.fromhex(d["tenant"]), d["run"], RunConfig(d["lease_duration_ns"]),
@@ -673,6 +688,7 @@ def encode_owner(worker: int, fence: int) -> bytes:
     return _dump({"v": 1, "kind": "owner", "worker": worker, "fence": fence})
 
 
+@functools.lru_cache(maxsize=DECODE_CACHE_SIZE)
 def decode_owner(data: bytes) -> tuple[int, int]:
     d = _load(data, "owner")
     if d["fence"] < INITIAL_FENCE:
