@@ -51,6 +51,11 @@ Semantic decisions where the sources are silent
 Left out: complete/fail/cancel run, run listing and GC, get_run_progress, shard limits,
 the spawn cap, cursor semantics flags, the binary v1 codec (JSON stands in for it).
 
+Decoding: record, run and owner values and key kinds are decoded by pure functions,
+memoized on their bytes; a prefix read (a run's scan, `abstract()`) is decoded again only
+when the KV's revision changed since the same read last decoded it (every change to a key
+adds a revision, so equal revisions mean equal contents). Both leave every read in place.
+
 Test hooks: `interferer(op, shard_key, attempt)` is called between each attempt's read
 and its txn; `revoke_fault(lease_id) -> bool` makes a best-effort revocation fail.
 
@@ -863,6 +868,7 @@ class EtcdCoordinator:
         self.interferer = interferer
         self.revoke_fault = revoke_fault
         self._lease_ordinal = 0
+        self._decoded_reads: dict[tuple[bytes, str], tuple[int, Any]] = {}
 
     # ------------------------------------------------------------------ reads
 
@@ -902,12 +908,28 @@ class EtcdCoordinator:
             raise RunNotFound()
         return loaded
 
+    def _read_decoded(self, prefix: bytes, decode: Callable[[tuple[KeyValue, ...]], Any]) -> Any:
+        """`decode(every key-value under prefix)`, with one prefix read. `decode` is a pure
+        function of the keys and values read, and every change to a key adds a revision,
+        so the decoded form is kept and decoded again only when the revision changed."""
+        resp = self._kv.get_prefix(prefix)
+        where = (prefix, decode.__name__)
+        hit = self._decoded_reads.get(where)
+        if hit is None or hit[0] != resp.revision:
+            hit = self._decoded_reads[where] = (resp.revision, decode(resp.kvs))
+        return hit[1]
+
     def _scan_run(self, tenant: bytes, run: int) -> list[tuple[ShardRecord, Optional[OwnerKey]]]:
         """Every shard record of the run with its owner key (one prefix read, values)."""
-        resp = self._kv.get_prefix(self._keys.shards_prefix(tenant, run))
+        def shard_entries(kvs: tuple[KeyValue, ...]) -> tuple[tuple[ShardRecord, Optional[OwnerKey]], ...]:
+            return tuple(self._shard_entries(tenant, run, kvs))
+        return list(self._read_decoded(self._keys.shards_prefix(tenant, run), shard_entries))
+
+    def _shard_entries(self, tenant: bytes, run: int, kvs: tuple[KeyValue, ...]
+                       ) -> list[tuple[ShardRecord, Optional[OwnerKey]]]:
         records: dict[int, ShardRecord] = {}
         owners: dict[int, OwnerKey] = {}
-        for kv in resp.kvs:
+        for kv in kvs:
             kind, ident = self._keys.classify(kv.key)
             if kind == "shard":
                 records[ident[2]] = self._decode_shard_at(kv, tenant, run, ident[2])
@@ -1429,19 +1451,24 @@ class EtcdCoordinator:
     def abstract(self) -> CapacityAbstract:
         """The decoded KV contents under the root prefix, plus every run's hint now."""
         now = self._clock()
-        resp = self._kv.get_prefix(self._keys.tenants_prefix())
+        runs, shards, owners, shard_markers, run_markers, other = self._read_decoded(
+            self._keys.tenants_prefix(), self._abstract_contents)
+        hints = tuple((r.tenant, r.run, self._capacity(r.tenant, r.run, now)) for r in runs)
+        return CapacityAbstract(runs, shards, owners, shard_markers, run_markers, other, hints,
+                                self._live_leases())
+
+    def _abstract_contents(self, kvs: tuple[KeyValue, ...]) -> tuple[tuple[Any, ...], ...]:
+        """Runs, shards, owners, shard markers, run markers and other keys, each sorted."""
         parts: dict[str, list[Any]] = {k: [] for k in
                                        ("run", "shard", "owner", "shard_marker", "run_marker", "other")}
-        for kv in resp.kvs:
+        for kv in kvs:
             kind, ident = self._keys.classify(kv.key)
             parts[kind].append(self._abstract_item(kind, ident, kv))
-        runs = tuple(sorted(parts["run"], key=lambda r: (r.tenant, r.run)))
-        hints = tuple((r.tenant, r.run, self._capacity(r.tenant, r.run, now)) for r in runs)
-        return CapacityAbstract(
-            runs, tuple(sorted(parts["shard"], key=lambda s: (s.tenant, s.run, s.shard))),
-            tuple(sorted(parts["owner"], key=lambda o: (o.tenant, o.run, o.shard))),
-            tuple(sorted(parts["shard_marker"])), tuple(sorted(parts["run_marker"])),
-            tuple(sorted(parts["other"])), hints, self._live_leases())
+        return (tuple(sorted(parts["run"], key=lambda r: (r.tenant, r.run))),
+                tuple(sorted(parts["shard"], key=lambda s: (s.tenant, s.run, s.shard))),
+                tuple(sorted(parts["owner"], key=lambda o: (o.tenant, o.run, o.shard))),
+                tuple(sorted(parts["shard_marker"])), tuple(sorted(parts["run_marker"])),
+                tuple(sorted(parts["other"])))
 
     def _abstract_item(self, kind: str, ident: tuple[Any, ...], kv: KeyValue) -> Any:
         if kind == "run":
