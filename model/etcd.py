@@ -431,14 +431,16 @@ class EtcdModel(KVConveniences):
         """Read a key or a range (see the module docstring)."""
         self._expire_due()
         _require_key(key)
-        return self._range(RangeOp(key, range_end, keys_only, count_only), self._revision)
+        return self._range(key, range_end, keys_only, count_only, self._revision)
 
-    def _range(self, op: RangeOp, revision: int) -> RangeResponse:
-        hits = self._select(op.key, op.range_end)
-        if op.count_only:
+    def _range(self, key: bytes, range_end: bytes, keys_only: bool, count_only: bool,
+               revision: int) -> RangeResponse:
+        hits = self._select(key, range_end)
+        if count_only:
             return RangeResponse(revision, (), len(hits))
-        if op.keys_only:
-            hits = [attrs.evolve(kv, value=b"") for kv in hits]
+        if keys_only:
+            hits = [KeyValue(kv.key, b"", kv.create_revision, kv.mod_revision, kv.version, kv.lease)
+                    for kv in hits]
         return RangeResponse(revision, tuple(hits), len(hits))
 
     def _select(self, key: bytes, range_end: bytes) -> list[KeyValue]:
@@ -520,7 +522,7 @@ class EtcdModel(KVConveniences):
     def _apply_op(self, op: Op, base: int) -> OpResponse:
         # self._revision is base until the txn first changes something, then base + 1.
         if isinstance(op, RangeOp):
-            return self._range(op, self._revision)
+            return self._range(op.key, op.range_end, op.keys_only, op.count_only, self._revision)
         if isinstance(op, PutOp):
             self._revision = base + 1
             self._write(op.key, op.value, op.lease, base + 1)
