@@ -159,6 +159,10 @@ class _RunCounters:
     deadlines: dict[int, int] = attrs.Factory(dict)
     heap: list[tuple[int, int]] = attrs.Factory(list)
 
+    def copy(self) -> "_RunCounters":
+        """A copy sharing nothing mutable (each field is a flat container of immutable values)."""
+        return _RunCounters(*(copy.copy(getattr(self, f.name)) for f in attrs.fields(_RunCounters)))
+
 
 class EtcdCoordinator(ModelCoordinator):
     """The coordinator with incrementally maintained per-run CapacityHint counters."""
@@ -330,7 +334,7 @@ class EtcdCoordinator(ModelCoordinator):
         full scan of the KV now. Pure: detection runs on a copy of the counters and of the
         revision watch, so a check never updates what the next read will find."""
         runs, seen, dirty = self._runs, self._watch.seen, self._watch.dirty
-        self._runs = copy.deepcopy(runs)
+        self._runs = {run: rs.copy() for run, rs in runs.items()}
         try:
             self._check_detected(self._clock())
         finally:

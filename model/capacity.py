@@ -51,6 +51,11 @@ Semantic decisions where the sources are silent
 Left out: complete/fail/cancel run, run listing and GC, get_run_progress, shard limits,
 the spawn cap, cursor semantics flags, the binary v1 codec (JSON stands in for it).
 
+Decoding: record, run and owner values and key kinds are decoded by pure functions,
+memoized on their bytes; a prefix read (a run's scan, `abstract()`) is decoded again only
+when the KV's revision changed since the same read last decoded it (every change to a key
+adds a revision, so equal revisions mean equal contents). Both leave every read in place.
+
 Test hooks: `interferer(op, shard_key, attempt)` is called between each attempt's read
 and its txn; `revoke_fault(lease_id) -> bool` makes a best-effort revocation fail.
 
@@ -64,6 +69,7 @@ Override points (no-ops here, used by the optimized impl and its mutants):
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import struct
 from typing import Any, Callable, Iterable, Optional, Sequence
@@ -96,6 +102,7 @@ MAX_CURSOR_KEY_SIZE = 4096
 MAX_CURSOR_TOKEN_SIZE = 4096
 TENANT_ID_LEN = 32
 CHILD_ID_BIT = 1 << 63
+DECODE_CACHE_SIZE = 4096
 
 
 def sat_add_u64(a: int, b: int) -> int:
@@ -569,22 +576,29 @@ class Keyspace:
 
     def classify(self, key: bytes) -> tuple[str, tuple[Any, ...]]:
         """Which kind of key this is: run, shard, owner, shard_marker, run_marker, other."""
-        if not key.startswith(self.tenants_prefix()):
+        return _classify(self.root, key)
+
+
+@functools.lru_cache(maxsize=DECODE_CACHE_SIZE)
+def _classify(root: str, key: bytes) -> tuple[str, tuple[Any, ...]]:
+    """`Keyspace(root).classify(key)`: a pure function of its arguments, memoized."""
+    prefix = Keyspace(root).tenants_prefix()
+    if not key.startswith(prefix):
+        return "other", ()
+    rest = key[len(prefix):].decode(errors="replace").split("/")
+    if len(rest) < 3 or len(rest[0]) != 2 * TENANT_ID_LEN:
+        return "other", ()
+    try:
+        tenant = bytes.fromhex(rest[0])
+        parts = rest[1:]
+        if parts[0] == "runs_active" and len(parts) == 2:
+            return "run_marker", (tenant, int(parts[1], 16))
+        if parts[0] != "runs":
             return "other", ()
-        rest = key[len(self.tenants_prefix()):].decode(errors="replace").split("/")
-        if len(rest) < 3 or len(rest[0]) != 2 * TENANT_ID_LEN:
-            return "other", ()
-        try:
-            tenant = bytes.fromhex(rest[0])
-            parts = rest[1:]
-            if parts[0] == "runs_active" and len(parts) == 2:
-                return "run_marker", (tenant, int(parts[1], 16))
-            if parts[0] != "runs":
-                return "other", ()
-            run = int(parts[1], 16)
-            return _classify_under_run(tenant, run, parts[2:])
-        except ValueError:
-            return "other", ()
+        run = int(parts[1], 16)
+        return _classify_under_run(tenant, run, parts[2:])
+    except ValueError:
+        return "other", ()
 
 
 def _classify_under_run(tenant: bytes, run: int, parts: list[str]) -> tuple[str, tuple[Any, ...]]:
@@ -600,6 +614,10 @@ def _classify_under_run(tenant: bytes, run: int, parts: list[str]) -> tuple[str,
 
 
 # =========================================================================== codec (JSON)
+#
+# Decoding is a pure function from immutable bytes to frozen values, so each decoder is
+# memoized on the bytes it is given (a value that does not decode raises every time: an
+# exception is never cached).
 
 
 def _hex_or_none(data: Optional[bytes]) -> Optional[str]:
@@ -643,6 +661,7 @@ def encode_shard(rec: ShardRecord) -> bytes:
     })
 
 
+@functools.lru_cache(maxsize=DECODE_CACHE_SIZE)
 def decode_shard(data: bytes) -> ShardRecord:
     d = _load(data, "shard")
     lease = None if d["lease"] is None else LeaseHolder(*d["lease"])
@@ -662,6 +681,7 @@ def encode_run(rec: RunRecord) -> bytes:
     })
 
 
+@functools.lru_cache(maxsize=DECODE_CACHE_SIZE)
 def decode_run(data: bytes) -> RunRecord:
     d = _load(data, "run")
     return RunRecord(bytes.fromhex(d["tenant"]), d["run"], RunConfig(d["lease_duration_ns"]),
@@ -673,6 +693,7 @@ def encode_owner(worker: int, fence: int) -> bytes:
     return _dump({"v": 1, "kind": "owner", "worker": worker, "fence": fence})
 
 
+@functools.lru_cache(maxsize=DECODE_CACHE_SIZE)
 def decode_owner(data: bytes) -> tuple[int, int]:
     d = _load(data, "owner")
     if d["fence"] < INITIAL_FENCE:
@@ -847,6 +868,7 @@ class EtcdCoordinator:
         self.interferer = interferer
         self.revoke_fault = revoke_fault
         self._lease_ordinal = 0
+        self._decoded_reads: dict[tuple[bytes, str], tuple[int, Any]] = {}
 
     # ------------------------------------------------------------------ reads
 
@@ -886,12 +908,28 @@ class EtcdCoordinator:
             raise RunNotFound()
         return loaded
 
+    def _read_decoded(self, prefix: bytes, decode: Callable[[tuple[KeyValue, ...]], Any]) -> Any:
+        """`decode(every key-value under prefix)`, with one prefix read. `decode` is a pure
+        function of the keys and values read, and every change to a key adds a revision,
+        so the decoded form is kept and decoded again only when the revision changed."""
+        resp = self._kv.get_prefix(prefix)
+        where = (prefix, decode.__name__)
+        hit = self._decoded_reads.get(where)
+        if hit is None or hit[0] != resp.revision:
+            hit = self._decoded_reads[where] = (resp.revision, decode(resp.kvs))
+        return hit[1]
+
     def _scan_run(self, tenant: bytes, run: int) -> list[tuple[ShardRecord, Optional[OwnerKey]]]:
         """Every shard record of the run with its owner key (one prefix read, values)."""
-        resp = self._kv.get_prefix(self._keys.shards_prefix(tenant, run))
+        def shard_entries(kvs: tuple[KeyValue, ...]) -> tuple[tuple[ShardRecord, Optional[OwnerKey]], ...]:
+            return tuple(self._shard_entries(tenant, run, kvs))
+        return list(self._read_decoded(self._keys.shards_prefix(tenant, run), shard_entries))
+
+    def _shard_entries(self, tenant: bytes, run: int, kvs: tuple[KeyValue, ...]
+                       ) -> list[tuple[ShardRecord, Optional[OwnerKey]]]:
         records: dict[int, ShardRecord] = {}
         owners: dict[int, OwnerKey] = {}
-        for kv in resp.kvs:
+        for kv in kvs:
             kind, ident = self._keys.classify(kv.key)
             if kind == "shard":
                 records[ident[2]] = self._decode_shard_at(kv, tenant, run, ident[2])
@@ -1413,19 +1451,24 @@ class EtcdCoordinator:
     def abstract(self) -> CapacityAbstract:
         """The decoded KV contents under the root prefix, plus every run's hint now."""
         now = self._clock()
-        resp = self._kv.get_prefix(self._keys.tenants_prefix())
+        runs, shards, owners, shard_markers, run_markers, other = self._read_decoded(
+            self._keys.tenants_prefix(), self._abstract_contents)
+        hints = tuple((r.tenant, r.run, self._capacity(r.tenant, r.run, now)) for r in runs)
+        return CapacityAbstract(runs, shards, owners, shard_markers, run_markers, other, hints,
+                                self._live_leases())
+
+    def _abstract_contents(self, kvs: tuple[KeyValue, ...]) -> tuple[tuple[Any, ...], ...]:
+        """Runs, shards, owners, shard markers, run markers and other keys, each sorted."""
         parts: dict[str, list[Any]] = {k: [] for k in
                                        ("run", "shard", "owner", "shard_marker", "run_marker", "other")}
-        for kv in resp.kvs:
+        for kv in kvs:
             kind, ident = self._keys.classify(kv.key)
             parts[kind].append(self._abstract_item(kind, ident, kv))
-        runs = tuple(sorted(parts["run"], key=lambda r: (r.tenant, r.run)))
-        hints = tuple((r.tenant, r.run, self._capacity(r.tenant, r.run, now)) for r in runs)
-        return CapacityAbstract(
-            runs, tuple(sorted(parts["shard"], key=lambda s: (s.tenant, s.run, s.shard))),
-            tuple(sorted(parts["owner"], key=lambda o: (o.tenant, o.run, o.shard))),
-            tuple(sorted(parts["shard_marker"])), tuple(sorted(parts["run_marker"])),
-            tuple(sorted(parts["other"])), hints, self._live_leases())
+        return (tuple(sorted(parts["run"], key=lambda r: (r.tenant, r.run))),
+                tuple(sorted(parts["shard"], key=lambda s: (s.tenant, s.run, s.shard))),
+                tuple(sorted(parts["owner"], key=lambda o: (o.tenant, o.run, o.shard))),
+                tuple(sorted(parts["shard_marker"])), tuple(sorted(parts["run_marker"])),
+                tuple(sorted(parts["other"])))
 
     def _abstract_item(self, kind: str, ident: tuple[Any, ...], kv: KeyValue) -> Any:
         if kind == "run":

@@ -40,6 +40,7 @@ here and random on a real server: tests that compare the two pass explicit ids.
 """
 from __future__ import annotations
 
+import bisect
 import enum
 import heapq
 from typing import Callable, Protocol, Sequence, Union
@@ -405,7 +406,8 @@ class _Lease:
 
 
 class EtcdModel(KVConveniences):
-    """The in-memory etcd. Keys in a dict (single-key reads are lookups); ranges scan.
+    """The in-memory etcd. Keys in a dict (single-key reads are lookups) and in a sorted
+    list (a range is the slice between the bisection points of its two ends).
 
     Each lease keeps the set of its attached keys and due leases are found through a
     min-heap of (deadline, id) with stale entries skipped, so that the coordinator's
@@ -417,6 +419,7 @@ class EtcdModel(KVConveniences):
         self._min_ttl_s = min_ttl_s
         self._revision = 1
         self._kvs: dict[bytes, KeyValue] = {}
+        self._sorted: list[bytes] = []  # the keys of _kvs, in order
         self._leases: dict[int, _Lease] = {}
         self._expiry_heap: list[tuple[int, int]] = []
         self._last_lease_id = 0
@@ -428,21 +431,25 @@ class EtcdModel(KVConveniences):
         """Read a key or a range (see the module docstring)."""
         self._expire_due()
         _require_key(key)
-        return self._range(RangeOp(key, range_end, keys_only, count_only), self._revision)
+        return self._range(key, range_end, keys_only, count_only, self._revision)
 
-    def _range(self, op: RangeOp, revision: int) -> RangeResponse:
-        hits = self._select(op.key, op.range_end)
-        if op.count_only:
+    def _range(self, key: bytes, range_end: bytes, keys_only: bool, count_only: bool,
+               revision: int) -> RangeResponse:
+        hits = self._select(key, range_end)
+        if count_only:
             return RangeResponse(revision, (), len(hits))
-        if op.keys_only:
-            hits = [attrs.evolve(kv, value=b"") for kv in hits]
+        if keys_only:
+            hits = [KeyValue(kv.key, b"", kv.create_revision, kv.mod_revision, kv.version, kv.lease)
+                    for kv in hits]
         return RangeResponse(revision, tuple(hits), len(hits))
 
     def _select(self, key: bytes, range_end: bytes) -> list[KeyValue]:
         if range_end == b"":
             kv = self._kvs.get(key)
             return [] if kv is None else [kv]
-        return [self._kvs[k] for k in sorted(self._kvs) if in_range(k, key, range_end)]
+        lo = bisect.bisect_left(self._sorted, key)
+        hi = len(self._sorted) if range_end == ALL_KEYS_END else bisect.bisect_left(self._sorted, range_end)
+        return [self._kvs[k] for k in self._sorted[lo:hi]]
 
     # -- writes -----------------------------------------------------------------------
 
@@ -474,6 +481,8 @@ class EtcdModel(KVConveniences):
         version = 1 if old is None else old.version + 1
         if old is not None:
             self._detach(old)
+        else:
+            bisect.insort(self._sorted, key)
         self._kvs[key] = KeyValue(key, value, created, revision, version, lease)
         if lease:
             self._leases[lease].keys.add(key)
@@ -482,8 +491,12 @@ class EtcdModel(KVConveniences):
         doomed = self._select(key, range_end)
         for kv in doomed:
             self._detach(kv)
-            del self._kvs[kv.key]
+            self._delete_key(kv.key)
         return len(doomed)
+
+    def _delete_key(self, key: bytes) -> None:
+        del self._kvs[key]
+        del self._sorted[bisect.bisect_left(self._sorted, key)]
 
     def _detach(self, kv: KeyValue) -> None:
         lease = self._leases.get(kv.lease)
@@ -509,7 +522,7 @@ class EtcdModel(KVConveniences):
     def _apply_op(self, op: Op, base: int) -> OpResponse:
         # self._revision is base until the txn first changes something, then base + 1.
         if isinstance(op, RangeOp):
-            return self._range(op, self._revision)
+            return self._range(op.key, op.range_end, op.keys_only, op.count_only, self._revision)
         if isinstance(op, PutOp):
             self._revision = base + 1
             self._write(op.key, op.value, op.lease, base + 1)
@@ -554,7 +567,7 @@ class EtcdModel(KVConveniences):
         if attached:
             self._revision += 1
         for key in attached:
-            del self._kvs[key]
+            self._delete_key(key)
 
     def _attached_keys(self, lease_id: int) -> list[bytes]:
         return sorted(self._leases[lease_id].keys)

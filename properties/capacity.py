@@ -156,10 +156,9 @@ class CapacitySubject(Subject):
         self.violation: dict[str, str] = {}
         self._view: Optional[KVView] = None
         self._view_for: Any = None
+        self._view_revision = 0
         self._hints: dict[int, Any] = {}
         self._hints_for: Any = None
-        self._decoded: dict[bytes, Any] = {}
-        self._classified: dict[bytes, tuple[str, tuple]] = {}
         out = [self.sut.create_run(TENANT, 1, M.RunConfig(duration))]
         if shards:
             out.append(self.register_shards(1, shards, "ok", 1, ""))
@@ -198,46 +197,45 @@ class CapacitySubject(Subject):
 
     # -- the raw KV, read without the coordinator ---------------------------------------
     def view(self) -> KVView:
-        """The decoded KV contents now (cached for the rest of the step)."""
+        """The decoded KV contents now (cached for the rest of the step, and kept across
+        steps while the KV's revision stays the same: every change of a key adds one)."""
         if self._view is not None and self._view_for is self.last:
             return self._view
+        resp = self.kv.get_prefix(self.keys.tenants_prefix())
+        if self._view is None or resp.revision != self._view_revision:
+            self._view, self._view_revision = self._decode_view(resp.kvs), resp.revision
+        self._view_for = self.last
+        return self._view
+
+    def _decode_view(self, kvs: tuple[Any, ...]) -> KVView:
         runs: dict[int, M.RunRecord] = {}
         records: dict[tuple[int, int], M.ShardRecord] = {}
         owners: dict[tuple[int, int], tuple[int, int, int]] = {}
         markers: set[tuple[int, int]] = set()
         run_markers: set[int] = set()
-        for kv in self.kv.get_prefix(self.keys.tenants_prefix()).kvs:
-            kind, ident = self._classify(kv.key)
+        for kv in kvs:
+            kind, ident = self.keys.classify(kv.key)  # classify and decode are memoized
             if kind == "run":
-                runs[ident[1]] = self._decode(M.decode_run, kv.value)
+                runs[ident[1]] = M.decode_run(kv.value)
             elif kind == "shard":
-                records[ident[1:]] = self._decode(M.decode_shard, kv.value)
+                records[ident[1:]] = M.decode_shard(kv.value)
             elif kind == "owner":
-                owners[ident[1:]] = self._decode(M.decode_owner, kv.value) + (kv.lease,)
+                owners[ident[1:]] = M.decode_owner(kv.value) + (kv.lease,)
             elif kind == "shard_marker":
                 markers.add(ident[1:])
             elif kind == "run_marker":
                 run_markers.add(ident[1])
         shards = {k: ShardView(r, owners.get(k), k in markers) for k, r in records.items()}
         stray = tuple(sorted(set(owners) - set(records)))
-        self._view, self._view_for = KVView(runs, shards, frozenset(run_markers), stray), self.last
-        return self._view
+        return KVView(runs, shards, frozenset(run_markers), stray)
 
-    def _classify(self, k: bytes) -> tuple[str, tuple]:
-        if k not in self._classified:
-            self._classified[k] = self.keys.classify(k)
-        return self._classified[k]
-
-    def _decode(self, decode: Callable[[bytes], Any], value: bytes) -> Any:
-        """Decoded values are immutable: memoized by their bytes (kinds never share bytes)."""
-        if value not in self._decoded:
-            if len(self._decoded) > 4096:
-                self._decoded.clear()
-            self._decoded[value] = decode(value)
-        return self._decoded[value]
+    def _shard_before(self, run: int, shard: int) -> Optional[ShardView]:
+        """One shard as the KV holds it when a rule starts, before the rule writes anything
+        (so the view, cached since the last step, is still the KV's content)."""
+        return self.view().shards.get((run, shard))
 
     def _shard_now(self, run: int, shard: int) -> Optional[ShardView]:
-        """One shard read directly (not cached: used inside rules)."""
+        """One shard read directly (not cached: used inside rules, after they wrote)."""
         kvs = self.kv.get(self.keys.shard_key(TENANT, run, shard)).kvs
         if not kvs:
             return None
@@ -345,7 +343,7 @@ class CapacitySubject(Subject):
 
     # -- rules: acquiring ----------------------------------------------------------------------
     def acquire(self, run: int, shard: int, worker: int, tenant: str, interference: str) -> Any:
-        before = self._shard_now(run, shard)
+        before = self._shard_before(run, shard)
         who = TENANT if tenant == "own" else OTHER_TENANT
         res = self._call(interference,
                          lambda: self.sut.acquire_and_restore_into(who, run, shard, worker))
@@ -353,7 +351,7 @@ class CapacitySubject(Subject):
         return res
 
     def claim(self, run: int, worker: int, interference: str) -> Any:
-        before = {s: self._shard_now(run, s) for s in self.shards.get(run, [])}
+        before = {s: self._shard_before(run, s) for s in self.shards.get(run, [])}
         res = self._call(interference, lambda: self.sut.claim_next_available(TENANT, run, worker))
         self._acquired(res, before)
         return res
@@ -394,7 +392,7 @@ class CapacitySubject(Subject):
         return tenant, lease
 
     def _spec_of(self, lease: M.Lease) -> tuple[M.ShardSpec, M.Cursor]:
-        v = self._shard_now(lease.run, lease.shard)
+        v = self._shard_before(lease.run, lease.shard)
         if v is None:
             return root_spec(lease.shard % 64), M.Cursor()
         return v.record.spec, v.record.cursor
