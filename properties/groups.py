@@ -21,6 +21,7 @@ without a healthy standby, fallback promotes of never-synced standbys, recoverie
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Optional
 
 from hypothesis import strategies as st
@@ -32,13 +33,16 @@ from impl.groups import Group as ImplGroup
 from meshspec.explore import Bound, Exploration
 from meshspec.lockstep import BenchCase, Component, Subject, always, sometimes
 from meshspec.machine import LockstepMachine
+from meshspec.strategies import U64, around
 from model import groups as M
 from model.group_coordinator import GroupError, NoHealthyMember, PlacementFailed, RegistryFailed
 from model.load_balancer import RequestContext, Strategy
 from model.scheduler import CapabilityFilter, ScoreTable, TieBreakContext
 
 LOCAL = 1
-NODES = (1, 2, 3, 4, 5)
+#: the cluster: 4, 5 or all 10 nodes at init (10: room to re-place a backlog of 5 slots)
+NODES = tuple(range(1, 11))
+U8_MAX = 255
 SCHEDULERS = {"model": model_scheduler.Scheduler, "impl": impl_scheduler.Scheduler}
 STRATEGIES = ("round_robin", "random", "consistent_hash", "least_connections")
 #: score tables for the *_with_placement variants (None = veto)
@@ -70,6 +74,13 @@ class GroupsSubject(Subject):
         self.registry = M.DaemonRegistry()
         self.strategy = strategy
         self.next_seq = 1
+        #: every sequence delivered to this group with success (in order), and how often any
+        #: daemon was given it: redelivery draws from `sent`; a daemon may hold a sequence at
+        #: most `copies[seq]` times
+        self.sent: list[int] = []
+        self.copies: Counter[int] = Counter()
+        #: sequences skipped by an out-of-order delivery, to be delivered late
+        self.holes: list[int] = []
         self.violations: dict[str, str] = {}
         self.flags: set[str] = set()
         self.sut = None
@@ -96,7 +107,9 @@ class GroupsSubject(Subject):
     def _reset_ghost(self) -> None:
         n = len(self.sut.members())
         self.holds: dict[int, frozenset[int]] = {i: frozenset() for i in range(n)}
+        self.through: dict[int, int] = {i: 0 for i in range(n)}  # the sync point each one holds
         self.active_expected: frozenset[int] = frozenset()
+        self.sent = []  # a redelivery retransmits an event this group was given
 
     def _active(self) -> Optional[int]:
         return self.sut.active_index() if self._standby() else None
@@ -106,6 +119,8 @@ class GroupsSubject(Subject):
 
     # -- spawning and scaling -------------------------------------------------------------------
     def spawn(self, kind: str, count: int, seed: int, placed: int) -> int:
+        if count == U8_MAX:
+            self.flags.add("member_count_at_u8_limit")
         options = dict(strategy=Strategy(self.strategy), clock=self.clock, rng=self.rng)
         if placed >= 0:
             group = self.cls.spawn_with_placement(kind, count, seed_of(seed), self.scheduler, self.registry,
@@ -129,6 +144,8 @@ class GroupsSubject(Subject):
             self.flags.add("placement_refused_when_nodes_ran_out")
 
     def scale_to(self, n: int, placed: int) -> None:
+        if n == U8_MAX:
+            self.flags.add("member_count_at_u8_limit")
         before = self.sut.members()
         try:
             if placed >= 0:
@@ -161,14 +178,56 @@ class GroupsSubject(Subject):
         elif not any(m.origin_hash == origin and m.healthy for m in members):
             self._violate("routes_only_to_healthy_members", f"routed to {origin:#x}, no healthy member")
 
-    def deliver(self, key: str) -> int:
-        seq, self.next_seq = self.next_seq, self.next_seq + 1
-        members = self.sut.members()
+    def _fresh(self, gap: int = 0) -> Optional[int]:
+        """The next sequence, `gap` of them skipped (kept as holes); None past u64::MAX."""
+        seq = self.next_seq + gap
+        if seq > M.U64_MAX:
+            return None
+        self.holes.extend(range(self.next_seq, seq))
+        self.next_seq = seq + 1
+        return seq
+
+    def _deliver(self, seq: Optional[int], key: str) -> Optional[int]:
+        if seq is None:
+            return None  # the sequence space is used up: nothing new to deliver
+        members, buffered = self.sut.members(), self.sut.buffered_events()
         origin = self.sut.deliver(self.registry, seq, context(key))
         self._check_route(members, origin)
+        self.sent.append(seq)
+        self.copies[seq] += 1
         if self._standby():
             self.active_expected = self.active_expected | {seq}
+            if buffered and seq <= buffered[-1]:
+                self.flags.add("buffered_out_of_order")
+        if seq == M.U64_MAX:
+            self.flags.add("sequence_at_u64_max_delivered")
         return origin
+
+    def deliver(self, key: str) -> Optional[int]:
+        return self._deliver(self._fresh(), key)
+
+    def deliver_again(self, back: int, key: str) -> Optional[int]:
+        """Redeliver the `back`-th latest delivered event (0: the last one, a duplicate):
+        at-least-once delivery; the group buffers whatever it is given (upstream
+        `on_event_delivered` takes any event)."""
+        if not self.sent:
+            return self.deliver(key)
+        return self._deliver(self.sent[-1 - back % len(self.sent)], key)
+
+    def deliver_ahead(self, gap: int, key: str) -> Optional[int]:
+        """Deliver a later event first, skipping `gap` sequences (holes, delivered late)."""
+        return self._deliver(self._fresh(gap), key)
+
+    def deliver_late(self, pick: int, key: str) -> Optional[int]:
+        """Deliver a skipped sequence, below the last one delivered (maybe below a sync point,
+        where a promote's replay skips it by design: see `_around_promotion`)."""
+        if not self.holes:
+            return self.deliver(key)
+        return self._deliver(self.holes.pop(pick % len(self.holes)), key)
+
+    def jump_sequence(self, to: int) -> None:
+        """Later events start at `to` (never backwards): sequences near u64::MAX."""
+        self.next_seq = max(self.next_seq, to)
 
     # -- failures and recovery ------------------------------------------------------------------
     def _around_promotion(self, op: Any, may_promote: bool) -> Any:
@@ -179,18 +238,38 @@ class GroupsSubject(Subject):
         promoted = self._standby() and self.sut.active_index() != active
         if promoted:
             new = self.sut.active_index()
-            self.holds[active] = self.active_expected
-            self.active_expected = self.holds[new] | frozenset(buffer)
+            self._promoted(active, new, buffer)
             if faults:  # a replayed delivery may have been dropped (upstream ignores the error)
                 self.active_expected = frozenset(self._state(self.sut.members()[new].origin_hash))
                 self.flags.add("replay_delivery_failed")
             if buffer:
                 self.flags.add("promote_replayed_events")
+            if any(a >= b for a, b in zip(buffer, buffer[1:])):
+                self.flags.add("promote_replayed_unordered_buffer")
         bump = int(promoted) + int(bool(out) and isinstance(out, list) and may_promote is None)
+        if bump and term == M.U64_MAX:
+            self.flags.add("term_saturated_at_u64_max")
         if self.sut.term() != min(term + bump, M.U64_MAX):
             self._violate("term_bumps_on_promote_and_recovery",
                           f"term {term} -> {self.sut.term()} (promoted: {promoted}, recovered: {out})")
         return out
+
+    def _promoted(self, old: int, new: int, buffer: list[int]) -> None:
+        """Ghost of a promote (upstream contract): the old active keeps what it holds; the new
+        one holds what it held plus every buffered event strictly above its sync point. An
+        event buffered at or below that point (delivered late or redelivered) is skipped: a
+        snapshot is assumed to cover it."""
+        self.holds[old] = self.active_expected
+        floor = self.through[new]
+        self.active_expected = self.holds[new] | {s for s in buffer if s > floor}
+        if any(s <= floor and s not in self.holds[new] for s in buffer):
+            self.flags.add("replay_skipped_event_below_sync_point")
+        origin = self.sut.members()[new].origin_hash
+        if origin in self.registry:
+            self.through[new] = max(self._state(origin), default=0)
+
+    def _fresh_daemon(self, index: int) -> None:
+        self.holds[index], self.through[index] = frozenset(), 0
 
     def fail_node(self, node: int, placed: int) -> list[int]:
         self.scheduler.remove_node(node)
@@ -211,8 +290,22 @@ class GroupsSubject(Subject):
             self.flags.add("failed_placement_left_slot_registered")
         for i in replaced:
             if i != self._active():
-                self.holds[i] = frozenset()
+                self._fresh_daemon(i)
         return replaced
+
+    def fail_nodes_unplaced(self, k: int) -> list[int]:
+        """Fail the first k nodes that host members, one by one, each with its re-placement
+        refused (an injected place fault): a bulk rule for a backlog of unhealthy slots."""
+        nodes = sorted({m.node_id for m in self.sut.members()})[:k]
+        replaced = []
+        for node in nodes:
+            self.registry.fail_next("place")
+            replaced += self.fail_node(node, -1)
+        return replaced
+
+    def seat_term(self, value: int) -> None:
+        """The term is re-seated (the documented `_term` hook, both sides): terms near u64::MAX."""
+        self.sut._term = value
 
     def recover_node(self, node: int) -> None:
         self.scheduler.add_node(node, ())
@@ -233,9 +326,11 @@ class GroupsSubject(Subject):
                           f"nothing recovered of {eligible} although nodes {free} were free")
         for i in out:
             if i != active:
-                self.holds[i] = frozenset()
+                self._fresh_daemon(i)
         if out:
             self.flags.add("try_recover_replaced_slot")
+        if len(eligible) > M.MAX_RECOVERIES_PER_TICK and len(out) == M.MAX_RECOVERIES_PER_TICK:
+            self.flags.add("try_recover_stopped_at_its_cap")
         return out
 
     # -- standby: sync and promote --------------------------------------------------------------
@@ -251,6 +346,8 @@ class GroupsSubject(Subject):
         finally:
             if registered:
                 self._after_sync(standbys[:reach], active_origin)
+        if through == M.U64_MAX:
+            self.flags.add("synced_through_u64_max")
         return through
 
     def _after_sync(self, reached: list[int], active_origin: int) -> None:
@@ -261,8 +358,9 @@ class GroupsSubject(Subject):
         if self.sut.synced_through(active) != through:
             self._violate("sync_records_per_standby_progress",
                           f"the active's snapshot covers {through}, recorded {self.sut.synced_through(active)}")
+        self.through[active] = through  # upstream records the active's too
         for i in reached:
-            self.holds[i] = self.active_expected
+            self.holds[i], self.through[i] = self.active_expected, through
             if self._state(members[i].origin_hash) != state:
                 self._violate("sync_restores_standbys", f"standby {i} holds {self._state(members[i].origin_hash)}, "
                                                         f"the active {state}")
@@ -321,8 +419,10 @@ class GroupsSubject(Subject):
         self.registry.replace(foreign_origin(k))
 
     def registry_deliver(self, k: int) -> None:
-        seq, self.next_seq = self.next_seq, self.next_seq + 1
-        self.registry.deliver(foreign_origin(k), seq)
+        seq = self._fresh()
+        if seq is not None:
+            self.registry.deliver(foreign_origin(k), seq)
+            self.copies[seq] += 1
 
     def registry_restore(self, k: int, member: int) -> None:
         members = self.sut.members()
@@ -394,9 +494,12 @@ def every_slot_registered(s: GroupsSubject) -> None:
 
 
 def no_event_applied_twice(s: GroupsSubject) -> None:
-    """No daemon has applied one event twice (§2.6 item 31: double replay)."""
+    """No daemon applied an event more often than it was delivered (§2.6 item 31: double replay)."""
     for origin, state in s.registry.abstract()[0]:
-        assert len(set(state)) == len(state), f"daemon {origin:#x} applied {state}"
+        if len(set(state)) == len(state):
+            continue  # every event at most once, and each was delivered at least once
+        for seq, n in Counter(state).items():
+            assert n <= s.copies[seq], f"daemon {origin:#x} applied {seq} {n} times of {s.copies[seq]}: {state}"
 
 
 def no_event_lost_after_promote(s: GroupsSubject) -> None:
@@ -421,7 +524,25 @@ WITNESSES = {
     "route_refused_dead_group": "routing answered NoHealthyMember (every member down)",
     "duplicate_registration_refused": "the registry refused to register an origin twice",
     "fork_lineage_verified": "a fork group's lineage verified",
+    "buffered_out_of_order": "a standby group buffered an event at or below the last buffered sequence",
+    "promote_replayed_unordered_buffer": "a promote replayed a buffer that was not strictly increasing",
+    "replay_skipped_event_below_sync_point": "a promote skipped a buffered event at or below the new active's "
+                                             "sync point that its snapshot did not cover (upstream's filter)",
 }
+
+#: Boundary classes (the rules' `around` draws), each reached exactly within the ci budget.
+BOUNDARY_WITNESSES = {
+    "member_count_at_u8_limit": "spawn or scale_to asked for 255 members, the u8 limit",
+    "try_recover_stopped_at_its_cap": "try_recover had more than 4 eligible slots and re-placed exactly 4",
+    "term_saturated_at_u64_max": "a promote or recovery bumped a term already at u64::MAX (it saturates)",
+    "sequence_at_u64_max_delivered": "an event with sequence u64::MAX was delivered",
+    "synced_through_u64_max": "sync_standbys answered through_seq u64::MAX",
+}
+WITNESSES.update(BOUNDARY_WITNESSES)
+
+#: The boundary and out-of-order witnesses aim at fuzz-only rules; the explorer's alphabet has none.
+FUZZ_ONLY_WITNESSES = ("buffered_out_of_order", "promote_replayed_unordered_buffer",
+                       "replay_skipped_event_below_sync_point", *BOUNDARY_WITNESSES)
 
 INVARIANTS = (
     always(every_slot_registered), always(routes_only_to_healthy_members), always(sync_restores_standbys), always(sync_records_per_standby_progress),
@@ -436,6 +557,11 @@ INVARIANTS = (
 # -- the machine ----------------------------------------------------------------------------------
 
 KINDS = st.sampled_from(M.KINDS)
+#: member counts (u8): 0 and 1 (refused; a standby needs 2), one past try_recover's cap of 4
+#: per tick, and the u8 limit 255, each exactly and +-1
+COUNTS = around([0, 2, M.MAX_RECOVERIES_PER_TICK + 1, U8_MAX], st.integers(0, 6), lo=0, hi=U8_MAX)
+NEAR_U64_MAX = around([M.U64_MAX - 1], st.integers(M.U64_MAX - 8, M.U64_MAX), lo=U64[0], hi=U64[1], share=50)
+INIT_COUNTS = around([M.MAX_RECOVERIES_PER_TICK + 1], st.integers(2, 4), lo=2, hi=6, share=40)
 PLACED = st.sampled_from([-1, -1, -1, 0, 1, 2])
 KEYS = st.sampled_from(["", "", "a", "b"])
 
@@ -443,16 +569,16 @@ KEYS = st.sampled_from(["", "", "a", "b"])
 class GroupsMachine(LockstepMachine):
     """Model and impl groups in lockstep over their own schedulers and one registry each."""
 
-    @initialize(kind=st.sampled_from(M.KINDS + ("standby",)), count=st.integers(2, 4), seed=st.integers(0, 3),
-                strategy=st.sampled_from(STRATEGIES), node_count=st.integers(4, 5))
+    @initialize(kind=st.sampled_from(M.KINDS + ("standby",)), count=INIT_COUNTS, seed=st.integers(0, 3),
+                strategy=st.sampled_from(STRATEGIES), node_count=st.sampled_from([4, 5, 5, len(NODES)]))
     def init(self, kind: str, count: int, seed: int, strategy: str, node_count: int) -> None:
-        self.step("init", kind, count, seed, strategy, node_count)
+        self.step("init", kind, min(count, node_count), seed, strategy, node_count)  # spread: one node each
 
-    @rule(kind=KINDS, count=st.integers(0, 6), seed=st.integers(0, 5), placed=PLACED)
+    @rule(kind=KINDS, count=COUNTS, seed=st.integers(0, 5), placed=PLACED)
     def spawn(self, kind: str, count: int, seed: int, placed: int) -> None:
         self.step("spawn", kind, count, seed, placed)
 
-    @rule(n=st.integers(0, 6), placed=PLACED)
+    @rule(n=COUNTS, placed=PLACED)
     def scale_to(self, n: int, placed: int) -> None:
         self.step("scale_to", n, placed)
 
@@ -467,6 +593,39 @@ class GroupsMachine(LockstepMachine):
     @rule(key=KEYS)
     def deliver_more(self, key: str) -> None:
         self.step("deliver", key)
+
+    @rule(how=st.sampled_from(["again", "again", "ahead", "late"]), n=st.integers(0, 3), key=KEYS)
+    def deliver_out_of_order(self, how: str, n: int, key: str) -> None:
+        """Redeliveries (n = 0: a duplicate of the last event), later events first, skipped ones late."""
+        if how == "again":
+            self.step("deliver_again", n, key)
+        elif how == "ahead":
+            self.step("deliver_ahead", n + 1, key)
+        else:
+            self.step("deliver_late", n, key)
+
+    @rule(back=st.integers(1, 3))
+    def sync_redeliver_promote(self, back: int) -> None:
+        """A sync, a new event, a retransmission of an older one, then a promote: the replay
+        filter meets a buffer that is not in sequence order (as four steps)."""
+        self.step("sync_standbys")
+        self.step("deliver", "")
+        self.step("deliver_again", back, "")
+        self.step("promote", -1)
+
+    @rule(data=st.data())
+    def near_u64_max(self, data: Any) -> None:
+        """Re-seat the next event sequence or the term (the documented `_term` hook) near u64::MAX."""
+        value = data.draw(NEAR_U64_MAX, label="value")
+        if data.draw(st.booleans(), label="term"):
+            self.step("seat_term", value)
+        else:
+            self.step("jump_sequence", value)
+
+    @rule(k=around([M.MAX_RECOVERIES_PER_TICK + 1], st.integers(1, 3), lo=1, hi=8, share=60))
+    def fail_nodes_unplaced(self, k: int) -> None:
+        """Fail k member nodes at once, each re-placement refused: a backlog for try_recover."""
+        self.step("fail_nodes_unplaced", k)
 
     @rule(data=st.data(), placed=PLACED)
     def fail_node(self, data: Any, placed: int) -> None:
