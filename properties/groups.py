@@ -1,23 +1,44 @@
 """Properties of the replica, fork and standby groups: subject, invariants, machine, exploration.
 
 The harness (`GroupsSubject`) holds one group (model or impl, spawned again by the
-`spawn` rule), a scheduler of the same side over nodes 1-5 (the local node is 1), and
-one `DaemonRegistry` with its failure-injection hook. Nodes fail (`fail_node`: the
-scheduler forgets the node, then the group's `on_node_failure`) and come back
+`spawn` rule), a scheduler of the same side over nodes 1-4, 1-5 or 1-16 (the local node
+is 1), and one `DaemonRegistry` with its failure-injection hook. Nodes fail (`fail_node`:
+the scheduler forgets the node, then the group's `on_node_failure`) and come back
 (`recover_node`). Registry rules act on foreign origins (daemons outside the group)
 and read member snapshots; a member origin is never unregistered by the harness, so
 a stranded slot is the group's doing.
 
+Delivery order: upstream `on_event_delivered` buffers whatever event it is given, so
+besides fresh increasing sequences the harness delivers out of order: a retransmission
+of an event this group was given (`deliver_again`; back 0 is a duplicate of the last),
+a later event first (`deliver_ahead`, leaving holes) and a skipped one late
+(`deliver_late`), also in a five-step rule around a sync and a promote.
+
 Ghost state (independent of the group's own bookkeeping): for a standby group, what
 each standby daemon must hold (`holds`: set by a sync that reached it, emptied by a
-re-placement) and what the active must hold (`active_expected`: every delivered event,
-and after a promote the new active's holdings plus the buffered events). The checks
-around each rule are recorded as violation messages the invariants read.
+re-placement), the sync point it holds (`through`: the snapshot's highest sequence, as
+read from the registry) and what the active must hold (`active_expected`: every
+delivered event, and after a promote the new active's holdings plus the buffered events
+strictly above its sync point: upstream's documented filter, so an event buffered at or
+below that point that the snapshot did not cover is skipped, witness
+`replay_skipped_event_below_sync_point`). A daemon may hold an event as often as it was
+delivered, never more (`copies`). The checks around each rule are recorded as violation
+messages the invariants read.
 
-What the machine reaches: all three kinds with 1-8 members over 2-5 nodes, spawns with
-reused seeds (RegistryFailed), spread exhaustion (PlacementFailed), injected placement,
-restore and deliver failures at chosen positions, partial syncs, promotes with and
-without a healthy standby, fallback promotes of never-synced standbys, recoveries.
+Boundaries (drawn with `meshspec.strategies.around`, one sometimes-witness each, see
+BOUNDARY_WITNESSES): member counts (u8) 0-2, 4-6 and 254-255; a bulk failure of 4-6
+member nodes with every re-placement refused, then a try_recover tick (its cap of 4
+slots per tick, with free nodes to spare); the term re-seated near u64::MAX (the
+documented `_term` hook) so it saturates; event sequences jumping near u64::MAX. The
+groups have no deadline of their own: the clock only reaches the coordinator's
+balancer, whose breakers never trip here (routing records no failures), so there is no
+clock rule.
+
+What the machine reaches: all three kinds with 1-16 members, spawns with reused seeds
+(RegistryFailed), spread exhaustion (PlacementFailed), injected placement, restore and
+deliver failures at chosen positions, partial syncs, promotes with and without a
+healthy standby, fallback promotes of never-synced standbys, recoveries, unordered
+buffers replayed.
 """
 from __future__ import annotations
 
