@@ -208,7 +208,9 @@ class GroupsSubject(Subject):
         self.next_seq = seq + 1
         return seq
 
-    def _deliver(self, seq: Optional[int], key: str) -> Optional[int]:
+    def deliver(self, key: str, seq: Optional[int] = None) -> Optional[int]:
+        """Deliver event `seq` (by default the next fresh sequence) through the group."""
+        seq = self._fresh() if seq is None else seq
         if seq is None:
             return None  # the sequence space is used up: nothing new to deliver
         members, buffered = self.sut.members(), self.sut.buffered_events()
@@ -224,27 +226,25 @@ class GroupsSubject(Subject):
             self.flags.add("sequence_at_u64_max_delivered")
         return origin
 
-    def deliver(self, key: str) -> Optional[int]:
-        return self._deliver(self._fresh(), key)
-
     def deliver_again(self, back: int, key: str) -> Optional[int]:
         """Redeliver the `back`-th latest delivered event (0: the last one, a duplicate):
         at-least-once delivery; the group buffers whatever it is given (upstream
         `on_event_delivered` takes any event)."""
         if not self.sent:
             return self.deliver(key)
-        return self._deliver(self.sent[-1 - back % len(self.sent)], key)
+        return self.deliver(key, self.sent[-1 - back % len(self.sent)])
 
     def deliver_ahead(self, gap: int, key: str) -> Optional[int]:
         """Deliver a later event first, skipping `gap` sequences (holes, delivered late)."""
-        return self._deliver(self._fresh(gap), key)
+        seq = self._fresh(gap)
+        return None if seq is None else self.deliver(key, seq)
 
     def deliver_late(self, pick: int, key: str) -> Optional[int]:
         """Deliver a skipped sequence, below the last one delivered (maybe below a sync point,
-        where a promote's replay skips it by design: see `_around_promotion`)."""
+        where a promote's replay skips it by design: see `_promoted`)."""
         if not self.holes:
             return self.deliver(key)
-        return self._deliver(self.holes.pop(pick % len(self.holes)), key)
+        return self.deliver(key, self.holes.pop(pick % len(self.holes)))
 
     def jump_sequence(self, to: int) -> None:
         """Later events start at `to` (never backwards): sequences near u64::MAX."""
