@@ -127,9 +127,10 @@ class GroupsSubject(Subject):
 
     def _reset_ghost(self) -> None:
         n = len(self.sut.members())
-        self.holds: dict[int, frozenset[int]] = {i: frozenset() for i in range(n)}
+        #: multisets as sorted tuples (a redelivered event is held twice)
+        self.holds: dict[int, tuple[int, ...]] = {i: () for i in range(n)}
         self.through: dict[int, int] = {i: 0 for i in range(n)}  # the sync point each one holds
-        self.active_expected: frozenset[int] = frozenset()
+        self.active_expected: tuple[int, ...] = ()
         self.sent = []  # a redelivery retransmits an event this group was given
 
     def _active(self) -> Optional[int]:
@@ -219,7 +220,7 @@ class GroupsSubject(Subject):
         self.sent.append(seq)
         self.copies[seq] += 1
         if self._standby():
-            self.active_expected = self.active_expected | {seq}
+            self.active_expected = tuple(sorted(self.active_expected + (seq,)))
             if buffered and seq <= buffered[-1]:
                 self.flags.add("buffered_out_of_order")
         if seq == M.U64_MAX:
@@ -261,7 +262,7 @@ class GroupsSubject(Subject):
             new = self.sut.active_index()
             self._promoted(active, new, buffer)
             if faults:  # a replayed delivery may have been dropped (upstream ignores the error)
-                self.active_expected = frozenset(self._state(self.sut.members()[new].origin_hash))
+                self.active_expected = tuple(sorted(self._state(self.sut.members()[new].origin_hash)))
                 self.flags.add("replay_delivery_failed")
             if buffer:
                 self.flags.add("promote_replayed_events")
@@ -282,7 +283,7 @@ class GroupsSubject(Subject):
         snapshot is assumed to cover it."""
         self.holds[old] = self.active_expected
         floor = self.through[new]
-        self.active_expected = self.holds[new] | {s for s in buffer if s > floor}
+        self.active_expected = tuple(sorted(self.holds[new] + tuple(s for s in buffer if s > floor)))
         if any(s <= floor and s not in self.holds[new] for s in buffer):
             self.flags.add("replay_skipped_event_below_sync_point")
         origin = self.sut.members()[new].origin_hash
@@ -290,7 +291,7 @@ class GroupsSubject(Subject):
             self.through[new] = max(self._state(origin), default=0)
 
     def _fresh_daemon(self, index: int) -> None:
-        self.holds[index], self.through[index] = frozenset(), 0
+        self.holds[index], self.through[index] = (), 0
 
     def fail_node(self, node: int, placed: int) -> list[int]:
         self.scheduler.remove_node(node)
@@ -336,7 +337,9 @@ class GroupsSubject(Subject):
         members, active = self.sut.members(), self._active()
         eligible = [m.index for m in members if not m.healthy and m.index != active]
         healthy_nodes = {m.node_id for m in members if m.healthy}
-        free = [n for n in {LOCAL, *self.scheduler.query_candidates(CapabilityFilter())} if n not in healthy_nodes]
+        up = set(self.scheduler.query_candidates(CapabilityFilter()))
+        free = [n for n in up | {LOCAL} if n not in healthy_nodes]
+        room = len(up - healthy_nodes)  # nodes a re-placement can surely use
         no_fault = not self.registry.pending_faults("place")
         out = self._around_promotion(lambda: self.sut.try_recover(self.scheduler, self.registry), None)
         after = {m.index: m.healthy for m in self.sut.members()}
@@ -350,7 +353,7 @@ class GroupsSubject(Subject):
                 self._fresh_daemon(i)
         if out:
             self.flags.add("try_recover_replaced_slot")
-        if len(eligible) > M.MAX_RECOVERIES_PER_TICK < len(free) and len(out) == M.MAX_RECOVERIES_PER_TICK:
+        if len(eligible) > M.MAX_RECOVERIES_PER_TICK < room and len(out) == M.MAX_RECOVERIES_PER_TICK:
             self.flags.add("try_recover_stopped_at_its_cap")
         return out
 
@@ -515,12 +518,18 @@ def every_slot_registered(s: GroupsSubject) -> None:
 
 
 def no_event_applied_twice(s: GroupsSubject) -> None:
-    """No daemon applied an event more often than it was delivered (§2.6 item 31: double replay)."""
+    """No daemon applied an event more often than delivered, a standby active no more than expected (§2.6 31)."""
     for origin, state in s.registry.abstract()[0]:
         if len(set(state)) == len(state):
             continue  # every event at most once, and each was delivered at least once
         for seq, n in Counter(state).items():
             assert n <= s.copies[seq], f"daemon {origin:#x} applied {seq} {n} times of {s.copies[seq]}: {state}"
+    if s.sut.kind() == "standby":
+        active = s.sut.members()[s.sut.active_index()]
+        held = s._state(active.origin_hash)
+        if len(set(held)) != len(held) or not set(held) <= set(s.active_expected):
+            extra = Counter(held) - Counter(s.active_expected)
+            assert not extra, f"active {active.index} applied {sorted(extra.elements())} once more than expected"
 
 
 def no_event_lost_after_promote(s: GroupsSubject) -> None:
@@ -528,9 +537,8 @@ def no_event_lost_after_promote(s: GroupsSubject) -> None:
     if s.sut.kind() != "standby":
         return
     active = s.sut.members()[s.sut.active_index()]
-    held = frozenset(s._state(active.origin_hash))
-    assert held == s.active_expected, (f"active {active.index} holds {sorted(held)}, "
-                                       f"expected {sorted(s.active_expected)}")
+    held = tuple(sorted(s._state(active.origin_hash)))
+    assert held == s.active_expected, f"active {active.index} holds {list(held)}, expected {list(s.active_expected)}"
 
 
 WITNESSES = {
@@ -580,7 +588,7 @@ INVARIANTS = (
 KINDS = st.sampled_from(M.KINDS)
 #: member counts (u8): 0 and 1 (refused; a standby needs 2), one past try_recover's cap of 4
 #: per tick, and the u8 limit 255, each exactly and +-1
-COUNTS = around([0, 2, M.MAX_RECOVERIES_PER_TICK + 1, U8_MAX], st.integers(0, 6), lo=0, hi=U8_MAX)
+COUNTS = around([0, 2, M.MAX_RECOVERIES_PER_TICK + 1, U8_MAX], st.integers(0, 6), lo=0, hi=U8_MAX, share=20)
 NEAR_U64_MAX = around([M.U64_MAX - 1], st.integers(M.U64_MAX - 8, M.U64_MAX), lo=U64[0], hi=U64[1], share=50)
 INIT_COUNTS = around([M.MAX_RECOVERIES_PER_TICK + 1], st.integers(2, 4), lo=2, hi=6, share=50)
 PLACED = st.sampled_from([-1, -1, -1, 0, 1, 2])
@@ -660,9 +668,14 @@ class GroupsMachine(LockstepMachine):
         nodes = sorted({m.node_id for m in self.ls.model.sut.members()}) or list(NODES)
         self.step("fail_node", data.draw(st.sampled_from(nodes), label="node"), placed)
 
-    @rule(node=st.sampled_from(NODES))
-    def recover_node(self, node: int) -> None:
-        self.step("recover_node", node)
+    @rule(data=st.data())
+    def recover_node(self, data: Any) -> None:
+        """A node relative to the cluster as it stands: one hosting a member (maybe a demoted
+        active) or one that failed; any node when there is none."""
+        subject = self.ls.model
+        up = set(subject.scheduler.query_candidates(CapabilityFilter())) | {LOCAL}
+        nodes = sorted({m.node_id for m in subject.sut.members()} | (set(NODES) - up)) or list(NODES)
+        self.step("recover_node", data.draw(st.sampled_from(nodes), label="node"))
 
     @rule()
     def try_recover(self) -> None:
