@@ -75,6 +75,9 @@ derive_replica_keypair), as found with the code search.
   `promote_with_placement` keeps the same roster (synced at the max, else all healthy)
   and lets `scheduler.select_promotion_target` choose among their nodes.
 
+Hook: `_term` (both here and in the impl) may be re-seated by a harness, e.g. near
+u64::MAX to reach the saturation; nothing else caches it.
+
 Injected time and randomness: `clock` and `rng` go to the coordinator's load balancer;
 ForkGroup keypairs draw from the same rng (draw protocol: one `getrandbits(256)` per fork
 created, before its placement; the balancer's draws are the group coordinator's).

@@ -1,26 +1,48 @@
 """Properties of the replica, fork and standby groups: subject, invariants, machine, exploration.
 
 The harness (`GroupsSubject`) holds one group (model or impl, spawned again by the
-`spawn` rule), a scheduler of the same side over nodes 1-5 (the local node is 1), and
-one `DaemonRegistry` with its failure-injection hook. Nodes fail (`fail_node`: the
-scheduler forgets the node, then the group's `on_node_failure`) and come back
+`spawn` rule), a scheduler of the same side over nodes 1-4, 1-5 or 1-16 (the local node
+is 1), and one `DaemonRegistry` with its failure-injection hook. Nodes fail (`fail_node`:
+the scheduler forgets the node, then the group's `on_node_failure`) and come back
 (`recover_node`). Registry rules act on foreign origins (daemons outside the group)
 and read member snapshots; a member origin is never unregistered by the harness, so
 a stranded slot is the group's doing.
 
+Delivery order: upstream `on_event_delivered` buffers whatever event it is given, so
+besides fresh increasing sequences the harness delivers out of order: a retransmission
+of an event this group was given (`deliver_again`; back 0 is a duplicate of the last),
+a later event first (`deliver_ahead`, leaving holes) and a skipped one late
+(`deliver_late`), also in a five-step rule around a sync and a promote.
+
 Ghost state (independent of the group's own bookkeeping): for a standby group, what
 each standby daemon must hold (`holds`: set by a sync that reached it, emptied by a
-re-placement) and what the active must hold (`active_expected`: every delivered event,
-and after a promote the new active's holdings plus the buffered events). The checks
-around each rule are recorded as violation messages the invariants read.
+re-placement), the sync point it holds (`through`: the snapshot's highest sequence, as
+read from the registry) and what the active must hold (`active_expected`: every
+delivered event, and after a promote the new active's holdings plus the buffered events
+strictly above its sync point: upstream's documented filter, so an event buffered at or
+below that point that the snapshot did not cover is skipped, witness
+`replay_skipped_event_below_sync_point`). A daemon may hold an event as often as it was
+delivered, never more (`copies`). The checks around each rule are recorded as violation
+messages the invariants read.
 
-What the machine reaches: all three kinds with 1-8 members over 2-5 nodes, spawns with
-reused seeds (RegistryFailed), spread exhaustion (PlacementFailed), injected placement,
-restore and deliver failures at chosen positions, partial syncs, promotes with and
-without a healthy standby, fallback promotes of never-synced standbys, recoveries.
+Boundaries (drawn with `meshspec.strategies.around`, one sometimes-witness each, see
+BOUNDARY_WITNESSES): member counts (u8) 0-2, 4-6 and 254-255; a bulk failure of 4-6
+member nodes with every re-placement refused, then a try_recover tick (its cap of 4
+slots per tick, with free nodes to spare); the term re-seated near u64::MAX (the
+documented `_term` hook) so it saturates; event sequences jumping near u64::MAX. The
+groups have no deadline of their own: the clock only reaches the coordinator's
+balancer, whose breakers never trip here (routing records no failures), so there is no
+clock rule.
+
+What the machine reaches: all three kinds with 1-16 members, spawns with reused seeds
+(RegistryFailed), spread exhaustion (PlacementFailed), injected placement, restore and
+deliver failures at chosen positions, partial syncs, promotes with and without a
+healthy standby, fallback promotes of never-synced standbys, recoveries, unordered
+buffers replayed.
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Optional
 
 from hypothesis import strategies as st
@@ -32,13 +54,16 @@ from impl.groups import Group as ImplGroup
 from meshspec.explore import Bound, Exploration
 from meshspec.lockstep import BenchCase, Component, Subject, always, sometimes
 from meshspec.machine import LockstepMachine
+from meshspec.strategies import U64, around
 from model import groups as M
 from model.group_coordinator import GroupError, NoHealthyMember, PlacementFailed, RegistryFailed
 from model.load_balancer import RequestContext, Strategy
 from model.scheduler import CapabilityFilter, ScoreTable, TieBreakContext
 
 LOCAL = 1
-NODES = (1, 2, 3, 4, 5)
+#: the cluster: 4, 5 or all 16 nodes at init (16: room to re-place a backlog of 5 slots at once)
+NODES = tuple(range(1, 17))
+U8_MAX = 255
 SCHEDULERS = {"model": model_scheduler.Scheduler, "impl": impl_scheduler.Scheduler}
 STRATEGIES = ("round_robin", "random", "consistent_hash", "least_connections")
 #: score tables for the *_with_placement variants (None = veto)
@@ -70,6 +95,13 @@ class GroupsSubject(Subject):
         self.registry = M.DaemonRegistry()
         self.strategy = strategy
         self.next_seq = 1
+        #: every sequence delivered to this group with success (in order), and how often any
+        #: daemon was given it: redelivery draws from `sent`; a daemon may hold a sequence at
+        #: most `copies[seq]` times
+        self.sent: list[int] = []
+        self.copies: Counter[int] = Counter()
+        #: sequences skipped by an out-of-order delivery, to be delivered late
+        self.holes: list[int] = []
         self.violations: dict[str, str] = {}
         self.flags: set[str] = set()
         self.sut = None
@@ -95,8 +127,11 @@ class GroupsSubject(Subject):
 
     def _reset_ghost(self) -> None:
         n = len(self.sut.members())
-        self.holds: dict[int, frozenset[int]] = {i: frozenset() for i in range(n)}
-        self.active_expected: frozenset[int] = frozenset()
+        #: multisets as sorted tuples (a redelivered event is held twice)
+        self.holds: dict[int, tuple[int, ...]] = {i: () for i in range(n)}
+        self.through: dict[int, int] = {i: 0 for i in range(n)}  # the sync point each one holds
+        self.active_expected: tuple[int, ...] = ()
+        self.sent = []  # a redelivery retransmits an event this group was given
 
     def _active(self) -> Optional[int]:
         return self.sut.active_index() if self._standby() else None
@@ -106,6 +141,8 @@ class GroupsSubject(Subject):
 
     # -- spawning and scaling -------------------------------------------------------------------
     def spawn(self, kind: str, count: int, seed: int, placed: int) -> int:
+        if count == U8_MAX:
+            self.flags.add("member_count_at_u8_limit")
         options = dict(strategy=Strategy(self.strategy), clock=self.clock, rng=self.rng)
         if placed >= 0:
             group = self.cls.spawn_with_placement(kind, count, seed_of(seed), self.scheduler, self.registry,
@@ -129,6 +166,8 @@ class GroupsSubject(Subject):
             self.flags.add("placement_refused_when_nodes_ran_out")
 
     def scale_to(self, n: int, placed: int) -> None:
+        if n == U8_MAX:
+            self.flags.add("member_count_at_u8_limit")
         before = self.sut.members()
         try:
             if placed >= 0:
@@ -161,14 +200,56 @@ class GroupsSubject(Subject):
         elif not any(m.origin_hash == origin and m.healthy for m in members):
             self._violate("routes_only_to_healthy_members", f"routed to {origin:#x}, no healthy member")
 
-    def deliver(self, key: str) -> int:
-        seq, self.next_seq = self.next_seq, self.next_seq + 1
-        members = self.sut.members()
+    def _fresh(self, gap: int = 0) -> Optional[int]:
+        """The next sequence, `gap` of them skipped (kept as holes); None past u64::MAX."""
+        seq = self.next_seq + gap
+        if seq > M.U64_MAX:
+            return None
+        self.holes.extend(range(self.next_seq, seq))
+        self.next_seq = seq + 1
+        return seq
+
+    def deliver(self, key: str, seq: Optional[int] = None) -> Optional[int]:
+        """Deliver event `seq` (by default the next fresh sequence) through the group."""
+        seq = self._fresh() if seq is None else seq
+        if seq is None:
+            return None  # the sequence space is used up: nothing new to deliver
+        members, buffered = self.sut.members(), self.sut.buffered_events()
         origin = self.sut.deliver(self.registry, seq, context(key))
         self._check_route(members, origin)
+        self.sent.append(seq)
+        self.copies[seq] += 1
         if self._standby():
-            self.active_expected = self.active_expected | {seq}
+            self.active_expected = tuple(sorted(self.active_expected + (seq,)))
+            if buffered and seq <= buffered[-1]:
+                self.flags.add("buffered_out_of_order")
+        if seq == M.U64_MAX:
+            self.flags.add("sequence_at_u64_max_delivered")
         return origin
+
+    def deliver_again(self, back: int, key: str) -> Optional[int]:
+        """Redeliver the `back`-th latest delivered event (0: the last one, a duplicate):
+        at-least-once delivery; the group buffers whatever it is given (upstream
+        `on_event_delivered` takes any event)."""
+        if not self.sent:
+            return self.deliver(key)
+        return self.deliver(key, self.sent[-1 - back % len(self.sent)])
+
+    def deliver_ahead(self, gap: int, key: str) -> Optional[int]:
+        """Deliver a later event first, skipping `gap` sequences (holes, delivered late)."""
+        seq = self._fresh(gap)
+        return None if seq is None else self.deliver(key, seq)
+
+    def deliver_late(self, pick: int, key: str) -> Optional[int]:
+        """Deliver a skipped sequence, below the last one delivered (maybe below a sync point,
+        where a promote's replay skips it by design: see `_promoted`)."""
+        if not self.holes:
+            return self.deliver(key)
+        return self.deliver(key, self.holes.pop(pick % len(self.holes)))
+
+    def jump_sequence(self, to: int) -> None:
+        """Later events start at `to` (never backwards): sequences near u64::MAX."""
+        self.next_seq = max(self.next_seq, to)
 
     # -- failures and recovery ------------------------------------------------------------------
     def _around_promotion(self, op: Any, may_promote: bool) -> Any:
@@ -179,18 +260,38 @@ class GroupsSubject(Subject):
         promoted = self._standby() and self.sut.active_index() != active
         if promoted:
             new = self.sut.active_index()
-            self.holds[active] = self.active_expected
-            self.active_expected = self.holds[new] | frozenset(buffer)
+            self._promoted(active, new, buffer)
             if faults:  # a replayed delivery may have been dropped (upstream ignores the error)
-                self.active_expected = frozenset(self._state(self.sut.members()[new].origin_hash))
+                self.active_expected = tuple(sorted(self._state(self.sut.members()[new].origin_hash)))
                 self.flags.add("replay_delivery_failed")
             if buffer:
                 self.flags.add("promote_replayed_events")
+            if any(a >= b for a, b in zip(buffer, buffer[1:])):
+                self.flags.add("promote_replayed_unordered_buffer")
         bump = int(promoted) + int(bool(out) and isinstance(out, list) and may_promote is None)
+        if bump and term == M.U64_MAX:
+            self.flags.add("term_saturated_at_u64_max")
         if self.sut.term() != min(term + bump, M.U64_MAX):
             self._violate("term_bumps_on_promote_and_recovery",
                           f"term {term} -> {self.sut.term()} (promoted: {promoted}, recovered: {out})")
         return out
+
+    def _promoted(self, old: int, new: int, buffer: list[int]) -> None:
+        """Ghost of a promote (upstream contract): the old active keeps what it holds; the new
+        one holds what it held plus every buffered event strictly above its sync point. An
+        event buffered at or below that point (delivered late or redelivered) is skipped: a
+        snapshot is assumed to cover it."""
+        self.holds[old] = self.active_expected
+        floor = self.through[new]
+        self.active_expected = tuple(sorted(self.holds[new] + tuple(s for s in buffer if s > floor)))
+        if any(s <= floor and s not in self.holds[new] for s in buffer):
+            self.flags.add("replay_skipped_event_below_sync_point")
+        origin = self.sut.members()[new].origin_hash
+        if origin in self.registry:
+            self.through[new] = max(self._state(origin), default=0)
+
+    def _fresh_daemon(self, index: int) -> None:
+        self.holds[index], self.through[index] = (), 0
 
     def fail_node(self, node: int, placed: int) -> list[int]:
         self.scheduler.remove_node(node)
@@ -211,8 +312,22 @@ class GroupsSubject(Subject):
             self.flags.add("failed_placement_left_slot_registered")
         for i in replaced:
             if i != self._active():
-                self.holds[i] = frozenset()
+                self._fresh_daemon(i)
         return replaced
+
+    def fail_nodes_unplaced(self, k: int) -> list[int]:
+        """Fail the first k nodes that host members, one by one, each with its re-placement
+        refused (an injected place fault): a bulk rule for a backlog of unhealthy slots."""
+        nodes = sorted({m.node_id for m in self.sut.members()})[:k]
+        replaced = []
+        for node in nodes:
+            self.registry.fail_next("place")
+            replaced += self.fail_node(node, -1)
+        return replaced
+
+    def seat_term(self, value: int) -> None:
+        """The term is re-seated (the documented `_term` hook, both sides): terms near u64::MAX."""
+        self.sut._term = value
 
     def recover_node(self, node: int) -> None:
         self.scheduler.add_node(node, ())
@@ -222,7 +337,9 @@ class GroupsSubject(Subject):
         members, active = self.sut.members(), self._active()
         eligible = [m.index for m in members if not m.healthy and m.index != active]
         healthy_nodes = {m.node_id for m in members if m.healthy}
-        free = [n for n in {LOCAL, *self.scheduler.query_candidates(CapabilityFilter())} if n not in healthy_nodes]
+        up = set(self.scheduler.query_candidates(CapabilityFilter()))
+        free = [n for n in up | {LOCAL} if n not in healthy_nodes]
+        room = len(up - healthy_nodes)  # nodes a re-placement can surely use
         no_fault = not self.registry.pending_faults("place")
         out = self._around_promotion(lambda: self.sut.try_recover(self.scheduler, self.registry), None)
         after = {m.index: m.healthy for m in self.sut.members()}
@@ -233,9 +350,11 @@ class GroupsSubject(Subject):
                           f"nothing recovered of {eligible} although nodes {free} were free")
         for i in out:
             if i != active:
-                self.holds[i] = frozenset()
+                self._fresh_daemon(i)
         if out:
             self.flags.add("try_recover_replaced_slot")
+        if len(eligible) > M.MAX_RECOVERIES_PER_TICK < room and len(out) == M.MAX_RECOVERIES_PER_TICK:
+            self.flags.add("try_recover_stopped_at_its_cap")
         return out
 
     # -- standby: sync and promote --------------------------------------------------------------
@@ -251,6 +370,8 @@ class GroupsSubject(Subject):
         finally:
             if registered:
                 self._after_sync(standbys[:reach], active_origin)
+        if through == M.U64_MAX:
+            self.flags.add("synced_through_u64_max")
         return through
 
     def _after_sync(self, reached: list[int], active_origin: int) -> None:
@@ -261,8 +382,9 @@ class GroupsSubject(Subject):
         if self.sut.synced_through(active) != through:
             self._violate("sync_records_per_standby_progress",
                           f"the active's snapshot covers {through}, recorded {self.sut.synced_through(active)}")
+        self.through[active] = through  # upstream records the active's too
         for i in reached:
-            self.holds[i] = self.active_expected
+            self.holds[i], self.through[i] = self.active_expected, through
             if self._state(members[i].origin_hash) != state:
                 self._violate("sync_restores_standbys", f"standby {i} holds {self._state(members[i].origin_hash)}, "
                                                         f"the active {state}")
@@ -321,8 +443,10 @@ class GroupsSubject(Subject):
         self.registry.replace(foreign_origin(k))
 
     def registry_deliver(self, k: int) -> None:
-        seq, self.next_seq = self.next_seq, self.next_seq + 1
-        self.registry.deliver(foreign_origin(k), seq)
+        seq = self._fresh()
+        if seq is not None:
+            self.registry.deliver(foreign_origin(k), seq)
+            self.copies[seq] += 1
 
     def registry_restore(self, k: int, member: int) -> None:
         members = self.sut.members()
@@ -394,9 +518,18 @@ def every_slot_registered(s: GroupsSubject) -> None:
 
 
 def no_event_applied_twice(s: GroupsSubject) -> None:
-    """No daemon has applied one event twice (§2.6 item 31: double replay)."""
+    """No daemon applied an event more often than delivered, a standby active no more than expected (§2.6 31)."""
     for origin, state in s.registry.abstract()[0]:
-        assert len(set(state)) == len(state), f"daemon {origin:#x} applied {state}"
+        if len(set(state)) == len(state):
+            continue  # every event at most once, and each was delivered at least once
+        for seq, n in Counter(state).items():
+            assert n <= s.copies[seq], f"daemon {origin:#x} applied {seq} {n} times of {s.copies[seq]}: {state}"
+    if s.sut.kind() == "standby":
+        active = s.sut.members()[s.sut.active_index()]
+        held = s._state(active.origin_hash)
+        if len(set(held)) != len(held) or not set(held) <= set(s.active_expected):
+            extra = Counter(held) - Counter(s.active_expected)
+            assert not extra, f"active {active.index} applied {sorted(extra.elements())} once more than expected"
 
 
 def no_event_lost_after_promote(s: GroupsSubject) -> None:
@@ -404,9 +537,8 @@ def no_event_lost_after_promote(s: GroupsSubject) -> None:
     if s.sut.kind() != "standby":
         return
     active = s.sut.members()[s.sut.active_index()]
-    held = frozenset(s._state(active.origin_hash))
-    assert held == s.active_expected, (f"active {active.index} holds {sorted(held)}, "
-                                       f"expected {sorted(s.active_expected)}")
+    held = tuple(sorted(s._state(active.origin_hash)))
+    assert held == s.active_expected, f"active {active.index} holds {list(held)}, expected {list(s.active_expected)}"
 
 
 WITNESSES = {
@@ -421,7 +553,25 @@ WITNESSES = {
     "route_refused_dead_group": "routing answered NoHealthyMember (every member down)",
     "duplicate_registration_refused": "the registry refused to register an origin twice",
     "fork_lineage_verified": "a fork group's lineage verified",
+    "buffered_out_of_order": "a standby group buffered an event at or below the last buffered sequence",
+    "promote_replayed_unordered_buffer": "a promote replayed a buffer that was not strictly increasing",
+    "replay_skipped_event_below_sync_point": "a promote skipped a buffered event at or below the new active's "
+                                             "sync point that its snapshot did not cover (upstream's filter)",
 }
+
+#: Boundary classes (the rules' `around` draws), each reached exactly within the ci budget.
+BOUNDARY_WITNESSES = {
+    "member_count_at_u8_limit": "spawn or scale_to asked for 255 members, the u8 limit",
+    "try_recover_stopped_at_its_cap": "try_recover had more than 4 eligible slots and free nodes, and re-placed 4",
+    "term_saturated_at_u64_max": "a promote or recovery bumped a term already at u64::MAX (it saturates)",
+    "sequence_at_u64_max_delivered": "an event with sequence u64::MAX was delivered",
+    "synced_through_u64_max": "sync_standbys answered through_seq u64::MAX",
+}
+WITNESSES.update(BOUNDARY_WITNESSES)
+
+#: The boundary and out-of-order witnesses aim at fuzz-only rules; the explorer's alphabet has none.
+FUZZ_ONLY_WITNESSES = ("buffered_out_of_order", "promote_replayed_unordered_buffer",
+                       "replay_skipped_event_below_sync_point", *BOUNDARY_WITNESSES)
 
 INVARIANTS = (
     always(every_slot_registered), always(routes_only_to_healthy_members), always(sync_restores_standbys), always(sync_records_per_standby_progress),
@@ -436,6 +586,11 @@ INVARIANTS = (
 # -- the machine ----------------------------------------------------------------------------------
 
 KINDS = st.sampled_from(M.KINDS)
+#: member counts (u8): 0 and 1 (refused; a standby needs 2), one past try_recover's cap of 4
+#: per tick, and the u8 limit 255, each exactly and +-1
+COUNTS = around([0, 2, M.MAX_RECOVERIES_PER_TICK + 1, U8_MAX], st.integers(0, 6), lo=0, hi=U8_MAX, share=20)
+NEAR_U64_MAX = around([M.U64_MAX - 1], st.integers(M.U64_MAX - 8, M.U64_MAX), lo=U64[0], hi=U64[1], share=50)
+INIT_COUNTS = around([M.MAX_RECOVERIES_PER_TICK + 1], st.integers(2, 4), lo=2, hi=6, share=50)
 PLACED = st.sampled_from([-1, -1, -1, 0, 1, 2])
 KEYS = st.sampled_from(["", "", "a", "b"])
 
@@ -443,16 +598,16 @@ KEYS = st.sampled_from(["", "", "a", "b"])
 class GroupsMachine(LockstepMachine):
     """Model and impl groups in lockstep over their own schedulers and one registry each."""
 
-    @initialize(kind=st.sampled_from(M.KINDS + ("standby",)), count=st.integers(2, 4), seed=st.integers(0, 3),
-                strategy=st.sampled_from(STRATEGIES), node_count=st.integers(4, 5))
+    @initialize(kind=st.sampled_from(M.KINDS + ("standby",)), count=INIT_COUNTS, seed=st.integers(0, 3),
+                strategy=st.sampled_from(STRATEGIES), node_count=st.sampled_from([4, 5, len(NODES)]))
     def init(self, kind: str, count: int, seed: int, strategy: str, node_count: int) -> None:
-        self.step("init", kind, count, seed, strategy, node_count)
+        self.step("init", kind, min(count, node_count), seed, strategy, node_count)  # spread: one node each
 
-    @rule(kind=KINDS, count=st.integers(0, 6), seed=st.integers(0, 5), placed=PLACED)
+    @rule(kind=KINDS, count=COUNTS, seed=st.integers(0, 5), placed=PLACED)
     def spawn(self, kind: str, count: int, seed: int, placed: int) -> None:
         self.step("spawn", kind, count, seed, placed)
 
-    @rule(n=st.integers(0, 6), placed=PLACED)
+    @rule(n=COUNTS, placed=PLACED)
     def scale_to(self, n: int, placed: int) -> None:
         self.step("scale_to", n, placed)
 
@@ -468,14 +623,59 @@ class GroupsMachine(LockstepMachine):
     def deliver_more(self, key: str) -> None:
         self.step("deliver", key)
 
+    @rule(how=st.sampled_from(["again", "again", "ahead", "late"]), n=st.integers(0, 3), key=KEYS)
+    def deliver_out_of_order(self, how: str, n: int, key: str) -> None:
+        """Redeliveries (n = 0: a duplicate of the last event), later events first, skipped ones late."""
+        if how == "again":
+            self.step("deliver_again", n, key)
+        elif how == "ahead":
+            self.step("deliver_ahead", n + 1, key)
+        else:
+            self.step("deliver_late", n, key)
+
+    @rule(back=st.integers(0, 3))
+    def sync_unordered_promote(self, back: int) -> None:
+        """An event ahead of a skipped one, a sync, a new event, then a retransmission of an
+        older one (back > 0) or the skipped one, late, below the sync point (back = 0), and a
+        promote: the replay filter meets a buffer out of sequence order (as five steps)."""
+        self.step("deliver_ahead", 1, "")
+        self.step("sync_standbys")
+        self.step("deliver", "")
+        if back:
+            self.step("deliver_again", back, "")
+        else:
+            self.step("deliver_late", 0, "")
+        self.step("promote", -1)
+
+    @rule(data=st.data())
+    def near_u64_max(self, data: Any) -> None:
+        """Re-seat the next event sequence or the term (the documented `_term` hook) near u64::MAX."""
+        value = data.draw(NEAR_U64_MAX, label="value")
+        if data.draw(st.booleans(), label="term"):
+            self.step("seat_term", value)
+        else:
+            self.step("jump_sequence", value)
+
+    @rule(k=around([M.MAX_RECOVERIES_PER_TICK + 1], st.integers(1, 3), lo=1, hi=8, share=60))
+    def fail_nodes_then_recover(self, k: int) -> None:
+        """Fail k member nodes at once, each re-placement refused, then one recovery tick: a
+        backlog around try_recover's cap of 4 slots per tick (as two steps)."""
+        self.step("fail_nodes_unplaced", k)
+        self.step("try_recover")
+
     @rule(data=st.data(), placed=PLACED)
     def fail_node(self, data: Any, placed: int) -> None:
         nodes = sorted({m.node_id for m in self.ls.model.sut.members()}) or list(NODES)
         self.step("fail_node", data.draw(st.sampled_from(nodes), label="node"), placed)
 
-    @rule(node=st.sampled_from(NODES))
-    def recover_node(self, node: int) -> None:
-        self.step("recover_node", node)
+    @rule(data=st.data())
+    def recover_node(self, data: Any) -> None:
+        """A node relative to the cluster as it stands: one hosting a member (maybe a demoted
+        active) or one that failed; any node when there is none."""
+        subject = self.ls.model
+        up = set(subject.scheduler.query_candidates(CapabilityFilter())) | {LOCAL}
+        nodes = sorted({m.node_id for m in subject.sut.members()} | (set(NODES) - up)) or list(NODES)
+        self.step("recover_node", data.draw(st.sampled_from(nodes), label="node"))
 
     @rule()
     def try_recover(self) -> None:

@@ -213,8 +213,6 @@ BELOW_TARGET = {
     "capacity": "the revision watch's foreign-write detection (a foreign write revealed by a lease "
                 "call, an own revoke's deletes) and _drop of an available shard are not exercised "
                 "in a way the checks see (9 survivors, see REPORT.md)",
-    "groups": "the Subject delivers strictly increasing sequence numbers only, so the standby "
-              "buffer's out-of-order fallback (the `_monotone` flag) is never exercised",
 }
 
 
