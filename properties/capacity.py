@@ -64,6 +64,7 @@ from meshspec.etcd_server import ETCD_ENV, etcd_url, open_gateway
 from meshspec.explore import Bound, Exploration
 from meshspec.lockstep import BenchCase, Component, Subject, always, sometimes
 from meshspec.machine import LockstepMachine
+from meshspec.strategies import around, until
 from model import capacity as M
 from model.etcd import EtcdModel, PutOp
 
@@ -602,7 +603,8 @@ class CapacitySubject(Subject):
     def foreign_acquire(self, run: int, shard: int, worker: int, then: str, op_id: int) -> tuple:
         """Another coordinator process over the same KV acquires the shard, and the worker then
         (same step, before this coordinator read anything) reports through this one: `then` is
-        renew, checkpoint, complete, park_shard, split_replace, split_residual or nothing."""
+        renew, checkpoint, complete, park_shard, split_replace, split_residual or nothing; or
+        `parked_there_unparked_here`: the other coordinator parks it, an admin unparks it here."""
         self.seconds += 1
         options = attrs.evolve(self.options, lease_id_base=self.lease_base + SECOND_LEASES
                                + SECOND_STRIDE * self.seconds)
@@ -630,6 +632,10 @@ class CapacitySubject(Subject):
             follow = self.split_replace(index, "", 2, "tile", op_id, "")
         elif then == "split_residual":
             follow = self.split_residual(index, "", "half", op_id, "")
+        elif then == "parked_there_unparked_here":  # this one never saw the shard leave Active
+            lease = self.leases[index]
+            parked = self._gated(lease, "", lambda: other.park_shard(TENANT, lease, REASONS[0], op_id))
+            follow = (parked, self.unpark_shard(run, shard, op_id + 1, ""))
         if then:
             self.events["second coordinator's lease used here"] += 1
         return seen, res, follow
@@ -837,6 +843,22 @@ def lease_at_its_deadline(s: CapacitySubject) -> bool:
                and v.record.lease.deadline == s.clock() for v in s.view().shards.values())
 
 
+def _live_deadlines(s: CapacitySubject) -> list[int]:
+    return [v.record.lease.deadline for v in s.view().shards.values()
+            if v.owner is not None and v.record.lease is not None
+            and v.record.status is M.ShardStatus.ACTIVE]
+
+
+def lease_one_before_its_deadline(s: CapacitySubject) -> bool:
+    """The clock sits one nanosecond before a lease's deadline (its last live instant)."""
+    return s.clock() + 1 in _live_deadlines(s)
+
+
+def lease_one_past_its_deadline(s: CapacitySubject) -> bool:
+    """The clock sits one nanosecond past a deadline whose owner key is still there."""
+    return s.clock() - 1 in _live_deadlines(s)
+
+
 def run_saturated_until_deadline(s: CapacitySubject) -> bool:
     """A run's hint says back off: nothing available, some lease running out later."""
     return any(h.available_count == 0 and h.earliest_deadline is not None
@@ -912,6 +934,7 @@ INVARIANTS = (
     sometimes(commit_after_cas_retry), sometimes(retry_budget_exhausted),
     sometimes(expired_lease_reacquired), sometimes(reacquired_across_swapped_owner_lease),
     sometimes(ttl_expiry_made_shard_available), sometimes(lease_at_its_deadline),
+    sometimes(lease_one_before_its_deadline), sometimes(lease_one_past_its_deadline),
     sometimes(run_saturated_until_deadline), sometimes(revocation_failed),
     sometimes(split_child_leased), sometimes(parked_shard_unparked),
     sometimes(stale_fence_refused), sometimes(expired_lease_refused),
@@ -1077,11 +1100,10 @@ class CapacityMachine(LockstepMachine):
     def advance_clock(self, data: Any, ns: int) -> None:
         subject = self.ls.model
         now = subject.clock()
-        ahead = sorted({v.record.lease.deadline - now for v in subject.view().shards.values()
-                        if subject.live(v) and v.record.lease.deadline < U64_MAX})
-        if ahead and data.draw(st.sampled_from([False, False, True]), label="near a deadline"):
-            ns = data.draw(st.sampled_from(ahead), label="to deadline") + data.draw(
-                st.sampled_from([0, 0, -1, 1]), label="off by")  # around the half-open boundary
+        deadlines = [v.record.lease.deadline for v in subject.view().shards.values()
+                     if subject.live(v) and v.record.lease.deadline < U64_MAX]
+        # exactly to a live lease's deadline, one before or one past it (the half-open boundary)
+        ns = data.draw(around(until(now, deadlines), st.just(ns), lo=1, share=35), label="to deadline")
         self.step("advance_clock", ns)
 
     @precondition(lambda self: any(v.owner is not None for v in self.ls.model.view().shards.values()))
@@ -1108,7 +1130,7 @@ class CapacityMachine(LockstepMachine):
 
     @rule(data=st.data(), worker=WORKERS, op_id=OP_IDS,
           then=st.sampled_from(["", "renew", "checkpoint", "complete", "park_shard",
-                                "split_replace", "split_residual"]))
+                                "split_replace", "split_residual", "parked_there_unparked_here"]))
     def foreign_acquire(self, data: Any, worker: int, op_id: int, then: str) -> None:
         run = self._run(data)
         subject = self.ls.model
@@ -1117,7 +1139,8 @@ class CapacityMachine(LockstepMachine):
         self.step("foreign_acquire", run, shard, worker, then, op_id)
 
     @rule(data=st.data(), op=st.sampled_from(["renew", "complete", "park_shard", "split_replace",
-                                              "split_residual", "acquire", "claim",
+                                              "split_replace", "split_residual", "split_residual",
+                                              "acquire", "acquire", "acquire", "claim",
                                               "unpark_shard", "register_shards"]),
           worker=WORKERS, op_id=OP_IDS)
     def restart_then(self, data: Any, op: str, worker: int, op_id: int) -> None:
@@ -1131,7 +1154,8 @@ class CapacityMachine(LockstepMachine):
         elif op == "acquire":
             run = self._run(data)
             subject = self.ls.model
-            args = (run, self._shard(data, run, lambda v: not subject.live(v)), worker, "own", "")
+            args = (run, self._shard(data, run, lambda v: v.record.status is M.ShardStatus.ACTIVE
+                                     and not subject.live(v)), worker, "own", "")
         elif op == "claim":
             args = (self._run(data), worker, "")
         elif op == "unpark_shard":

@@ -199,6 +199,8 @@ def test_equivalent_lists_name_only_known_components_and_give_reasons():
     (["mutate", "groups", "--n", "x"], "invalid int"),
     (["mutate", "races"], "races"),
     (["mutate", "groups", "--impl", "cmd:python3 -c pass"], "not an impl process"),
+    (["mutate", "groups", "--only", "no:such|mutant|#0"], "--only: no mutant"),
+    (["mutate", "groups", "--only", "x", "--record"], "cannot be --record'ed"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, argv, needle):
     code = main(argv)
