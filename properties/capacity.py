@@ -141,6 +141,8 @@ class ForeignExpiryKV:
         return self._inner.lease_leases()
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or "_inner" not in self.__dict__:  # e.g. while unpickling
+            raise AttributeError(name)
         return getattr(self._inner, name)
 
 
@@ -1259,7 +1261,8 @@ def explore_view(s: CapacitySubject) -> Any:
     """The explorer's state identity: abstract state, clock and the ghost state later steps read."""
     ghost = tuple(tuple(sorted(d.items())) for d in (s.issued, s.fence_seen, s.roots, s.shards, s.orphaned))
     return (s.abstract(), s.clock(), getattr(s.sut, "_lease_ordinal", None), tuple(s.leases), ghost,
-            s.foreign, s.revoking_fails, s.options)
+            s.foreign, s.revoking_fails, s.options, s.seconds, s.expire_after_hints,
+            tuple(sorted(s.coord_kv.armed)))
 
 
 LEASE_NS = 1_000
@@ -1294,6 +1297,9 @@ ACTIONS = (
     ("advance_clock", (LEASE_NS,)), ("advance_clock", (LEASE_NS + 1,)),
     ("expire_lease", (1, 1)), ("revocations_fail", (True,)),
     ("restart_coordinator", ()),                                          # counters rebuilt by a scan
+    ("restart_then", ("acquire", (1, 1, 1, "own", ""))),                  # ... and a write first
+    ("foreign_acquire", (1, 2, 2, "", 21)),                               # a second coordinator
+    ("foreign_expiry", ("after_hint_reads",)), ("renew_many", (0, 2)),
 )
 
 EXPLORATION = Exploration(
@@ -1314,6 +1320,7 @@ EXPLORATION = Exploration(
         "terminal_keeps_deadline": "small", "renew_keeps_old_deadline": "small",
         "residual_not_counted": "small", "unpark_not_counted": "lifecycle",
         "count_available_lightweight": "small", "owner_guard_without_lease_id": "lifecycle",
+        "foreign_acquire_not_detected": "small",
     },
 )
 
