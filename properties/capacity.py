@@ -36,6 +36,18 @@ attempt, exhaustion), re-binds the owner key to a fresh foreign etcd lease with 
 value (`swap`, the §1.10 #2 situation), or deletes the owner key as a TTL expiry would
 (`drop`).
 
+Second actors over the same KV (issue 10): a second coordinator process acquires a shard and the
+worker then reports through this one in the same step (`foreign_acquire`: renew, checkpoint,
+complete, park, the splits, or a park there and an unpark here), an owner key's etcd lease runs
+out between two of the coordinator's own calls (`foreign_expiry`, armed before its next
+lease_revoke / keep-alive / lease_leases, or right after the step's hint reads, so its own
+self-check meets an unseen write), a new coordinator whose first call is a write
+(`restart_then`: a commit into a run it has not adopted), and a tight renew loop of one lease
+(`renew_many`: the deadline heap compacts). Clock advances aim at live deadlines with
+`meshspec.strategies.around` (one before, at, one past). Known gap left out on purpose: an owner
+key that runs out and is re-created by another coordinator between two reads of this one (the
+counters keep the old deadline; tests/test_capacity_second_actors.py, xfail).
+
 Reads for invariants go to the raw KV (`view()`, decoded once per step), never through
 the coordinator, except `capacity_hint` itself (read once per step per run and shared by
 `hint_equals_full_scan` and the `capacity_hint` observation). Under the `dev` profile
