@@ -212,9 +212,10 @@ def test_bad_input_exits_2_with_one_line(capsys, argv, needle):
 
 #: Components whose score is known to be below 95%, and the generator gap behind it.
 BELOW_TARGET = {
-    "capacity": "the revision watch's foreign-write detection (a foreign write revealed by a lease "
-                "call, an own revoke's deletes) and _drop of an available shard are not exercised "
-                "in a way the checks see (9 survivors, see REPORT.md)",
+    "capacity": "92.3%: an owner expiry right before a revocation is reached but not yet seen by "
+                "the checks (the revoke watch counted as an own write survives), and `&`→`|` in the "
+                "foreign-acquire rescan differs only in the ABA case the counters do not track "
+                "(tests/test_capacity_second_actors.py, xfail); 2 survivors, see REPORT.md",
     "groups": "the Subject delivers strictly increasing sequence numbers only, so the standby "
               "buffer's out-of-order fallback (the `_monotone` flag) is never exercised",
 }
