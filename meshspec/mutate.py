@@ -409,10 +409,17 @@ def run_one(component: Component, impl_cls: type, m: SourceMutant, *, filename: 
 def run(component: Component, impl_cls: type, *, n: int = DEFAULT_N, seed: int = DEFAULT_SEED,
         profile: str = "ci", timeout: float | None = DEFAULT_TIMEOUT,
         max_examples: int | None = None, equivalents: dict[str, str] | None = None,
-        on_result: Callable[[MutantOutcome], None] | None = None) -> list[MutantOutcome]:
-    """Generate, sample and run; a survivor in `equivalents` (id → reason) is `equivalent`."""
+        on_result: Callable[[MutantOutcome], None] | None = None,
+        only: Sequence[str] = ()) -> list[MutantOutcome]:
+    """Generate, sample and run; a survivor in `equivalents` (id → reason) is `equivalent`.
+    `only` (mutant ids) runs just those mutants of the sample, for iterating on survivors."""
     source, filename, _ = source_of(impl_cls)
     picked = sample(generate(source, Path(filename).name), n, seed)
+    if only:
+        unknown = sorted(set(only) - {m.id for m in picked})
+        if unknown:
+            raise MutateError(f"--only: no mutant {unknown[0]!r} in this sample")
+        picked = [m for m in picked if m.id in set(only)]
     equivalents = {} if equivalents is None else equivalents
     outcomes = []
     for m in picked:

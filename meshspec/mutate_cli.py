@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"seconds per mutant before it counts as `timeout` (default {mutate.DEFAULT_TIMEOUT:g})")
     p.add_argument("--max-examples", type=int, metavar="N",
                    help="examples per mutant instead of the ci profile's budget")
+    p.add_argument("--only", action="append", default=[], metavar="ID",
+                   help="run only this mutant of the sample (repeatable; e.g. the survivors "
+                        "listed in docs/mutate-results.json); cannot be recorded")
     p.add_argument("--record", action="store_true",
                    help="store the result in docs/mutate-results.json (for REPORT.md)")
 
@@ -45,6 +48,8 @@ def run_cli(args: argparse.Namespace, component, impl_cls: type | None) -> int:
         raise MutateUsageError(f"--timeout must be a positive number of seconds, not {args.timeout}")
     if args.max_examples is not None and args.max_examples < 1:
         raise MutateUsageError(f"--max-examples must be at least 1, not {args.max_examples}")
+    if args.only and args.record:
+        raise MutateUsageError("--only runs part of the sample: it cannot be --record'ed")
     cls = impl_cls or component.impl_cls
     try:
         source, filename, _ = mutate.source_of(cls)
@@ -61,8 +66,12 @@ def run_cli(args: argparse.Namespace, component, impl_cls: type | None) -> int:
         extra = f" by {o.caught_by}" if o.caught_by else ""
         print(f"   {o.verdict:<10} {o.seconds:6.1f} s  {o.mutant.id}{extra}", flush=True)
 
-    outcomes = mutate.run(component, cls, n=args.n, seed=args.seed, timeout=args.timeout,
-                          max_examples=args.max_examples, equivalents=equivalents, on_result=show)
+    try:
+        outcomes = mutate.run(component, cls, n=args.n, seed=args.seed, timeout=args.timeout,
+                              max_examples=args.max_examples, equivalents=equivalents,
+                              on_result=show, only=args.only)
+    except mutate.MutateError as exc:
+        raise MutateUsageError(str(exc)) from None
     for o in outcomes:
         if o.verdict in ("survived", "timeout"):
             print(f"\n{o.verdict.upper()}: {o.mutant.id}\n{o.mutant.diff}", end="")

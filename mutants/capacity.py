@@ -110,6 +110,14 @@ class OwnerGuardWithoutLeaseId(ImplCoordinator):
         return super()._owner_compares(owner_key, owner)[:2]
 
 
+class ForeignAcquireNotDetected(ImplCoordinator):
+    """Another coordinator's acquire of a shard counted available is never noticed: the shard
+    stays counted available while it is leased (the losing coordinator's counters go stale)."""
+
+    def _detect_foreign_acquire(self, tenant: bytes, run: int, rs: Any, shard: int) -> None:
+        pass
+
+
 HINT_CHECKS = ("hint_equals_full_scan", "check_invariants", "*result", "capacity_hint observation",
                "abstract state")
 MUTANTS = (
@@ -138,4 +146,6 @@ MUTANTS = (
            HINT_CHECKS),
     mutant("owner_guard_without_lease_id", OwnerGuardWithoutLeaseId,
            "§1.10 #2: the A-version owner guard without Compare::lease", ("abstract state", "*result")),
+    mutant("foreign_acquire_not_detected", ForeignAcquireNotDetected,
+           "§1.9: a shard another coordinator acquired is no longer available", HINT_CHECKS),
 )

@@ -36,6 +36,18 @@ attempt, exhaustion), re-binds the owner key to a fresh foreign etcd lease with 
 value (`swap`, the §1.10 #2 situation), or deletes the owner key as a TTL expiry would
 (`drop`).
 
+Second actors over the same KV (issue 10): a second coordinator process acquires a shard and the
+worker then reports through this one in the same step (`foreign_acquire`: renew, checkpoint,
+complete, park, the splits, or a park there and an unpark here), an owner key's etcd lease runs
+out between two of the coordinator's own calls (`foreign_expiry`, armed before its next
+lease_revoke / keep-alive / lease_leases, or right after the step's hint reads, so its own
+self-check meets an unseen write), a new coordinator whose first call is a write
+(`restart_then`: a commit into a run it has not adopted), and a tight renew loop of one lease
+(`renew_many`: the deadline heap compacts). Clock advances aim at live deadlines with
+`meshspec.strategies.around` (one before, at, one past). Known gap left out on purpose: an owner
+key that runs out and is re-created by another coordinator between two reads of this one (the
+counters keep the old deadline; tests/test_capacity_second_actors.py, xfail).
+
 Reads for invariants go to the raw KV (`view()`, decoded once per step), never through
 the coordinator, except `capacity_hint` itself (read once per step per run and shared by
 `hint_equals_full_scan` and the `capacity_hint` observation). Under the `dev` profile
@@ -64,6 +76,7 @@ from meshspec.etcd_server import ETCD_ENV, etcd_url, open_gateway
 from meshspec.explore import Bound, Exploration
 from meshspec.lockstep import BenchCase, Component, Subject, always, sometimes
 from meshspec.machine import LockstepMachine
+from meshspec.strategies import around, until
 from model import capacity as M
 from model.etcd import EtcdModel, PutOp
 
@@ -77,6 +90,11 @@ MODEL_LEASE_BASE = 1 << 40
 REAL_LEASE_BASE = 1 << 62  # above every id the tests' unique_lease_id() hands out
 FOREIGN_LEASES = 1_000_000  # the interferer's leases: base + FOREIGN_LEASES + n
 RESTART_LEASE_STRIDE = 5_000  # a restarted coordinator grants from base + k * stride + 1
+SECOND_LEASES = 3_000_000  # a second coordinator's leases: base + SECOND_LEASES + 16 * n + 1 ...
+SECOND_STRIDE = 16  # ids per second-coordinator call (at most 8 attempts, one grant each)
+LEASE_CALLS = ("lease_revoke", "lease_keep_alive", "lease_leases")
+UNIQUE_OP_IDS = 10**9  # op ids above every drawn one (OP_IDS): a foreign park / unpark always applies
+EXPIRY_POINTS = LEASE_CALLS + ("after_hint_reads",)  # where a foreign TTL expiry can be armed
 RUNS = (1, 2, 3)
 DURATIONS = (1_000, 1_000, 50_000, U64_MAX)
 REASONS = tuple(M.ParkReason)
@@ -101,6 +119,48 @@ def num(k: bytes) -> int:
 
 def root_spec(shard: int) -> M.ShardSpec:
     return M.ShardSpec(key(shard * SPAN), key((shard + 1) * SPAN))
+
+
+class ForeignExpiryKV:
+    """The KV as the coordinators see it: every call goes straight to the real KV, except that
+    a TTL expiry can be armed to happen just before a coordinator's next lease call of one kind
+    (another process's etcd lease runs out between two of this coordinator's calls, so the
+    revision the call answers with includes a write the coordinator did not make)."""
+
+    def __init__(self, kv: Any, fire: Callable[[str], None]) -> None:
+        self._inner = kv
+        self._fire = fire
+        self.armed: set[str] = set()
+        for name in ("range", "put", "delete", "txn", "get", "get_prefix", "delete_prefix",
+                     "lease_grant", "lease_time_to_live"):
+            setattr(self, name, getattr(kv, name))
+
+    def _before(self, call: str) -> None:
+        if call in self.armed:
+            self.armed.discard(call)
+            self._fire(call)
+
+    def lease_revoke(self, lease_id: int) -> Any:
+        self._before("lease_revoke")
+        return self._inner.lease_revoke(lease_id)
+
+    def lease_keep_alive(self, lease_id: int) -> Any:
+        self._before("lease_keep_alive")
+        return self._inner.lease_keep_alive(lease_id)
+
+    def lease_leases(self) -> Any:
+        self._before("lease_leases")
+        return self._inner.lease_leases()
+
+    def __eq__(self, other: object) -> bool:  # the KV itself is compared through abstract()
+        return isinstance(other, ForeignExpiryKV) and self.armed == other.armed
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or "_inner" not in self.__dict__:  # e.g. while unpickling
+            raise AttributeError(name)
+        return getattr(self._inner, name)
 
 
 @attrs.frozen
@@ -139,8 +199,11 @@ class CapacitySubject(Subject):
         self.options = M.CoordinatorOptions(
             root_prefix=root, owner_lease_ttl_secs=TTL_S, optimistic_txn_retries=retries,
             max_children_per_op=max_children, lease_id_base=self.lease_base)
-        self.sut = self.cls(self.kv, clock=self.clock, options=self.options,
+        self.coord_kv = ForeignExpiryKV(self.kv, self._foreign_expiry)
+        self.sut = self.cls(self.coord_kv, clock=self.clock, options=self.options,
                             interferer=self._interfere, revoke_fault=self._revoke_fault)
+        self.seconds = 0  # second-coordinator calls so far
+        self.expire_after_hints = False
         self.leases: list[M.Lease] = []
         self.issued: dict[tuple[int, int], list[int]] = {}
         self.fence_seen: dict[tuple[int, int], int] = {}
@@ -184,7 +247,8 @@ class CapacitySubject(Subject):
         if not getattr(self, "real", False):
             return
         try:
-            low, high = self.lease_base, self.lease_base + FOREIGN_LEASES + self.foreign
+            low = self.lease_base
+            high = self.lease_base + SECOND_LEASES + SECOND_STRIDE * (self.seconds + 1)
             for lease_id in self.kv.lease_leases().leases:
                 if low < lease_id <= high:
                     self.kv.lease_revoke(lease_id)
@@ -253,6 +317,8 @@ class CapacitySubject(Subject):
     def _interfere(self, op: str, shard_key: bytes, attempt: int) -> None:
         last = self.options.optimistic_txn_retries - 1
         for kind, when in self.plan:
+            if kind == "expire":
+                continue  # armed on the KV by _call
             hit = {"0": attempt == 0, "01": attempt <= 1, "all": True, "last": attempt == last}[when]
             if hit:
                 getattr(self, f"_interfere_{kind}")(shard_key)
@@ -278,6 +344,26 @@ class CapacitySubject(Subject):
             self.kv.delete(k + b"/owner")
             self.wrote += 1
 
+    def _foreign_expiry(self, call: str) -> None:
+        """The armed TTL expiry: the etcd lease of the first owner key runs out (one revision)."""
+        owners = [kv for kv in self.kv.get_prefix(self.keys.tenants_prefix(), keys_only=True).kvs
+                  if self._classify(kv.key)[0] == "owner"]
+        if not owners:
+            return
+        self._orphan(owners[0].key[:-len(b"/owner")])
+        if self.real:
+            self.kv.lease_revoke(owners[0].lease)
+        else:
+            self.kv.expire_lease_now(owners[0].lease)
+        self.events[f"owner expired at {call}"] += 1
+
+    def hints_read(self) -> None:
+        """Every run's hint was read this step: an expiry armed `after_hint_reads` happens now,
+        so the coordinator's self-check runs with a foreign write it has not seen yet."""
+        if self.expire_after_hints:
+            self.expire_after_hints = False
+            self._foreign_expiry("after_hint_reads")
+
     def _orphan(self, shard_key: bytes) -> None:
         kind, ident = self.keys.classify(shard_key)
         if kind == "shard":
@@ -293,6 +379,9 @@ class CapacitySubject(Subject):
         """One coordinator call with the interferer armed; ghost counters after it."""
         self.plan = [tuple(p.split("@")) for p in interference.split("+") if p]  # type: ignore[misc]
         self.wrote = self.swapped = 0
+        for kind, when in self.plan:
+            if kind == "expire":  # e.g. expire@lease_revoke: before this call's revocation
+                self.coord_kv.armed.add(when)
         try:
             out = fn()
         except M.ContentionNotConverged:
@@ -511,6 +600,70 @@ class CapacitySubject(Subject):
         self.revoking_fails = failing
         return failing
 
+    def foreign_expiry(self, call: str) -> str:
+        """Arm a TTL expiry (another owner key's etcd lease runs out) to happen right before the
+        coordinator's next `call` (lease_revoke after a takeover or a lost compare, the
+        keep-alive after a renew, lease_leases while the state is read): the write lands
+        between two of the coordinator's own calls. `after_hint_reads`: right after this
+        step's hint reads (so the coordinator's own self-check meets an unseen write)."""
+        if call == "after_hint_reads":
+            self.expire_after_hints = True
+        else:
+            self.coord_kv.armed.add(call)
+        return call
+
+    def renew_many(self, index: int, times: int) -> tuple:
+        """A worker renews one lease `times` times without the clock moving (a tight heartbeat
+        loop): the deadline heap collects entries for one shard until it is compacted."""
+        out = [self.renew(index, "", "") for _ in range(times)]
+        return times, out[-1]
+
+    def foreign_acquire(self, run: int, shard: int, worker: int, then: str, op_id: int) -> tuple:
+        """Another coordinator process over the same KV acquires the shard, and the worker then
+        (same step, before this coordinator read anything) reports through this one: `then` is
+        renew, checkpoint, complete, park_shard, split_replace, split_residual or nothing; or
+        `parked_there_unparked_here`: the other coordinator parks it, an admin unparks it here."""
+        self.seconds += 1
+        options = attrs.evolve(self.options, lease_id_base=self.lease_base + SECOND_LEASES
+                               + SECOND_STRIDE * self.seconds)
+        other = self.cls(self.coord_kv, clock=self.clock, options=options,
+                         revoke_fault=self._revoke_fault)
+        # This coordinator answers a hint first, so it has seen every earlier foreign write: an
+        # owner key that vanished and was re-created by another coordinator between two of its
+        # reads (an ABA the counters do not track, see impl/capacity.py) is left out.
+        seen = self._hint_now(run)
+        before = self._shard_now(run, shard)
+        res = self._call("", lambda: other.acquire_and_restore_into(TENANT, run, shard, worker))
+        self._acquired(res, {shard: before})
+        self.events["acquired by a second coordinator"] += 1
+        index = len(self.leases) - 1
+        follow: Any = None
+        if then == "renew":
+            follow = self.renew(index, "", "")
+        elif then == "checkpoint":
+            follow = self.checkpoint(index, "", "next", op_id, "")
+        elif then == "complete":
+            follow = self.complete(index, "", "next", op_id, "")
+        elif then == "park_shard":
+            follow = self.park_shard(index, "", 0, op_id, "")
+        elif then == "split_replace":
+            follow = self.split_replace(index, "", 2, "tile", op_id, "")
+        elif then == "split_residual":
+            follow = self.split_residual(index, "", "half", op_id, "")
+        elif then == "parked_there_unparked_here":  # this one never saw the shard leave Active
+            lease, fresh = self.leases[index], UNIQUE_OP_IDS + 2 * self.seconds  # never a conflict
+            parked = self._gated(lease, "", lambda: other.park_shard(TENANT, lease, REASONS[0], fresh))
+            follow = (parked, self.unpark_shard(run, shard, fresh + 1, ""))
+        if then:
+            self.events["second coordinator's lease used here"] += 1
+        return seen, res, follow
+
+    def _hint_now(self, run: int) -> Any:
+        try:
+            return self.sut.capacity_hint(TENANT, run)
+        except M.CoordinationError as exc:
+            return type(exc).__name__
+
     def abstract(self) -> Any:
         """The coordinator's abstract state with every lease id relative to the first
         coordinator's base. The coordinator reports its own leases relative to its own base and
@@ -543,13 +696,23 @@ class CapacitySubject(Subject):
                                         for v in shards))):
             if hit:
                 self.events[f"restarted over {name}"] += 1
+        self._restart()
+        return tuple(self._hint(run) for run in RUNS)
+
+    def _restart(self) -> None:
         # a second process grants its own lease ids: the next block of RESTART_LEASE_STRIDE
         self.restarts = getattr(self, "restarts", 0) + 1
         self.options = attrs.evolve(self.options, lease_id_base=self.lease_base
                                     + self.restarts * RESTART_LEASE_STRIDE)
-        self.sut = self.cls(self.kv, clock=self.clock, options=self.options,
+        self.sut = self.cls(self.coord_kv, clock=self.clock, options=self.options,
                             interferer=self._interfere, revoke_fault=self._revoke_fault)
-        return tuple(self._hint(run) for run in RUNS)
+
+    def restart_then(self, op: str, args: tuple) -> Any:
+        """A new coordinator starts over the same KV and its first call is `op(*args)` (a write,
+        mostly): a commit into a run it has not adopted yet, before any hint was read."""
+        self._restart()
+        self.events["restarted, then a write first"] += 1
+        return getattr(self, op)(*args)
 
 
 # -- invariants -----------------------------------------------------------------------------
@@ -574,6 +737,7 @@ def hint_equals_full_scan(s: CapacitySubject) -> None:
         assert not isinstance(got, str), f"run {run}: capacity_hint raised {got}"
         want = full_scan_hint(s, run)
         assert got == want, f"run {run}: hint {got} but a full scan says {want}"
+    s.hints_read()
 
 
 def fences_strictly_increase(s: CapacitySubject) -> None:
@@ -697,6 +861,22 @@ def lease_at_its_deadline(s: CapacitySubject) -> bool:
                and v.record.lease.deadline == s.clock() for v in s.view().shards.values())
 
 
+def _live_deadlines(s: CapacitySubject) -> list[int]:
+    return [v.record.lease.deadline for v in s.view().shards.values()
+            if v.owner is not None and v.record.lease is not None
+            and v.record.status is M.ShardStatus.ACTIVE]
+
+
+def lease_one_before_its_deadline(s: CapacitySubject) -> bool:
+    """The clock sits one nanosecond before a lease's deadline (its last live instant)."""
+    return s.clock() + 1 in _live_deadlines(s)
+
+
+def lease_one_past_its_deadline(s: CapacitySubject) -> bool:
+    """The clock sits one nanosecond past a deadline whose owner key is still there."""
+    return s.clock() - 1 in _live_deadlines(s)
+
+
 def run_saturated_until_deadline(s: CapacitySubject) -> bool:
     """A run's hint says back off: nothing available, some lease running out later."""
     return any(h.available_count == 0 and h.earliest_deadline is not None
@@ -730,6 +910,26 @@ RESTART_WITNESSES = tuple(map(_restarted_over, ("live lease", "expired lease", "
                                                  "parked or split")))
 
 
+def _event(event: str, name: str, doc: str) -> Callable[[CapacitySubject], bool]:
+    def witness(s: CapacitySubject) -> bool:
+        return s.events[event] > 0
+    witness.__name__, witness.__doc__ = name, doc
+    return witness
+
+
+SECOND_ACTOR_WITNESSES = (
+    *(_event(f"owner expired at {call}", f"owner_expired_at_{call}",
+             f"An owner key's etcd lease ran out between two of the coordinator's calls ({call}).")
+      for call in EXPIRY_POINTS),
+    _event("acquired by a second coordinator", "second_coordinator_acquired",
+           "A second coordinator over the same KV acquired a shard."),
+    _event("second coordinator's lease used here", "second_coordinators_lease_used_here",
+           "A lease a second coordinator granted was used through this one in the same step."),
+    _event("restarted, then a write first", "restarted_then_wrote_first",
+           "A new coordinator's first call was an operation, before it read any hint."),
+)
+
+
 def stale_fence_refused(s: CapacitySubject) -> bool:
     """A lease-gated call was refused with StaleFence."""
     return _raised(s, "StaleFence")
@@ -752,10 +952,12 @@ INVARIANTS = (
     sometimes(commit_after_cas_retry), sometimes(retry_budget_exhausted),
     sometimes(expired_lease_reacquired), sometimes(reacquired_across_swapped_owner_lease),
     sometimes(ttl_expiry_made_shard_available), sometimes(lease_at_its_deadline),
+    sometimes(lease_one_before_its_deadline), sometimes(lease_one_past_its_deadline),
     sometimes(run_saturated_until_deadline), sometimes(revocation_failed),
     sometimes(split_child_leased), sometimes(parked_shard_unparked),
     sometimes(stale_fence_refused), sometimes(expired_lease_refused),
     sometimes(already_leased_refused), *map(sometimes, RESTART_WITNESSES),
+    *map(sometimes, SECOND_ACTOR_WITNESSES),
 )
 
 
@@ -846,7 +1048,8 @@ class CapacityMachine(LockstepMachine):
     @precondition(lambda self: any(v.owner is not None and not self.ls.model.live(v)
                                    for v in self.ls.model.view().shards.values()))
     @rule(data=st.data(), worker=WORKERS,
-          interference=st.sampled_from(["swap@0", "swap@0", "", "", "rewrite@0", "drop@0"]))
+          interference=st.sampled_from(["swap@0", "swap@0", "", "", "rewrite@0", "drop@0",
+                                        "expire@lease_revoke", "expire@lease_revoke"]))
     def take_over(self, data: Any, worker: int, interference: str) -> None:
         """Another worker takes a shard whose owner key outlived its logical deadline."""
         subject = self.ls.model
@@ -915,11 +1118,10 @@ class CapacityMachine(LockstepMachine):
     def advance_clock(self, data: Any, ns: int) -> None:
         subject = self.ls.model
         now = subject.clock()
-        ahead = sorted({v.record.lease.deadline - now for v in subject.view().shards.values()
-                        if subject.live(v) and v.record.lease.deadline < U64_MAX})
-        if ahead and data.draw(st.sampled_from([False, False, True]), label="near a deadline"):
-            ns = data.draw(st.sampled_from(ahead), label="to deadline") + data.draw(
-                st.sampled_from([0, 0, -1, 1]), label="off by")  # around the half-open boundary
+        deadlines = [v.record.lease.deadline for v in subject.view().shards.values()
+                     if subject.live(v) and v.record.lease.deadline < U64_MAX]
+        # exactly to a live lease's deadline, one before or one past it (the half-open boundary)
+        ns = data.draw(around(until(now, deadlines), st.just(ns), lo=1, share=35), label="to deadline")
         self.step("advance_clock", ns)
 
     @precondition(lambda self: any(v.owner is not None for v in self.ls.model.view().shards.values()))
@@ -934,6 +1136,53 @@ class CapacityMachine(LockstepMachine):
     @rule(failing=st.booleans())
     def revocations_fail(self, failing: bool) -> None:
         self.step("revocations_fail", failing)
+
+    @rule(call=st.sampled_from(EXPIRY_POINTS))
+    def foreign_expiry(self, call: str) -> None:
+        self.step("foreign_expiry", call)
+
+    @precondition(lambda self: bool(self.ls.model.leases))
+    @rule(data=st.data(), times=st.sampled_from([2] * 9 + [70]))  # 70: the heap gets compacted
+    def renew_many(self, data: Any, times: int) -> None:
+        self.step("renew_many", self._lease(data), times)
+
+    @rule(data=st.data(), worker=WORKERS, op_id=OP_IDS,
+          then=st.sampled_from(["", "renew", "checkpoint", "complete", "park_shard",
+                                "split_replace", "split_residual", "parked_there_unparked_here"]))
+    def foreign_acquire(self, data: Any, worker: int, op_id: int, then: str) -> None:
+        run = self._run(data)
+        subject = self.ls.model
+        shard = self._shard(data, run, lambda v: v.record.status is M.ShardStatus.ACTIVE
+                            and not subject.live(v))
+        self.step("foreign_acquire", run, shard, worker, then, op_id)
+
+    @rule(data=st.data(), op=st.sampled_from(["renew", "complete", "park_shard", "split_replace",
+                                              "split_replace", "split_residual", "split_residual",
+                                              "acquire", "acquire", "acquire", "claim",
+                                              "unpark_shard", "register_shards"]),
+          worker=WORKERS, op_id=OP_IDS)
+    def restart_then(self, data: Any, op: str, worker: int, op_id: int) -> None:
+        args: tuple
+        if op in ("renew", "complete", "park_shard", "split_replace", "split_residual"):
+            index = self._lease(data)
+            args = {"renew": (index, "", ""), "complete": (index, "", "next", op_id, ""),
+                    "park_shard": (index, "", 0, op_id, ""),
+                    "split_replace": (index, "", 2, "tile", op_id, ""),
+                    "split_residual": (index, "", "half", op_id, "")}[op]
+        elif op == "acquire":
+            run = self._run(data)
+            subject = self.ls.model
+            args = (run, self._shard(data, run, lambda v: v.record.status is M.ShardStatus.ACTIVE
+                                     and not subject.live(v)), worker, "own", "")
+        elif op == "claim":
+            args = (self._run(data), worker, "")
+        elif op == "unpark_shard":
+            run = self._run(data)
+            args = (run, self._shard(data, run, lambda v: v.record.status is M.ShardStatus.PARKED),
+                    op_id, "")
+        else:
+            args = (self._run(data, M.RunStatus.INITIALIZING), 2, "ok", op_id, "")
+        self.step("restart_then", op, args)
 
 
 OPERATIONS = (
@@ -1027,7 +1276,8 @@ def explore_view(s: CapacitySubject) -> Any:
     """The explorer's state identity: abstract state, clock and the ghost state later steps read."""
     ghost = tuple(tuple(sorted(d.items())) for d in (s.issued, s.fence_seen, s.roots, s.shards, s.orphaned))
     return (s.abstract(), s.clock(), getattr(s.sut, "_lease_ordinal", None), tuple(s.leases), ghost,
-            s.foreign, s.revoking_fails, s.options)
+            s.foreign, s.revoking_fails, s.options, s.seconds, s.expire_after_hints,
+            tuple(sorted(s.coord_kv.armed)))
 
 
 LEASE_NS = 1_000
@@ -1062,6 +1312,9 @@ ACTIONS = (
     ("advance_clock", (LEASE_NS,)), ("advance_clock", (LEASE_NS + 1,)),
     ("expire_lease", (1, 1)), ("revocations_fail", (True,)),
     ("restart_coordinator", ()),                                          # counters rebuilt by a scan
+    ("restart_then", ("acquire", (1, 1, 1, "own", ""))),                  # ... and a write first
+    ("foreign_acquire", (1, 2, 2, "", 21)),                               # a second coordinator
+    ("foreign_expiry", ("after_hint_reads",)), ("renew_many", (0, 2)),
 )
 
 EXPLORATION = Exploration(
@@ -1082,6 +1335,7 @@ EXPLORATION = Exploration(
         "terminal_keeps_deadline": "small", "renew_keeps_old_deadline": "small",
         "residual_not_counted": "small", "unpark_not_counted": "lifecycle",
         "count_available_lightweight": "small", "owner_guard_without_lease_id": "lifecycle",
+        "foreign_acquire_not_detected": "small",
     },
 )
 

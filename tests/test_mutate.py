@@ -199,6 +199,8 @@ def test_equivalent_lists_name_only_known_components_and_give_reasons():
     (["mutate", "groups", "--n", "x"], "invalid int"),
     (["mutate", "races"], "races"),
     (["mutate", "groups", "--impl", "cmd:python3 -c pass"], "not an impl process"),
+    (["mutate", "groups", "--only", "no:such|mutant|#0"], "--only: no mutant"),
+    (["mutate", "groups", "--only", "x", "--record"], "cannot be --record'ed"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, argv, needle):
     code = main(argv)
@@ -210,9 +212,10 @@ def test_bad_input_exits_2_with_one_line(capsys, argv, needle):
 
 #: Components whose score is known to be below 95%, and the generator gap behind it.
 BELOW_TARGET = {
-    "capacity": "the revision watch's foreign-write detection (a foreign write revealed by a lease "
-                "call, an own revoke's deletes) and _drop of an available shard are not exercised "
-                "in a way the checks see (9 survivors, see REPORT.md)",
+    "capacity": "92.3%: an owner expiry right before a revocation is reached but not yet seen by "
+                "the checks (the revoke watch counted as an own write survives), and `&`→`|` in the "
+                "foreign-acquire rescan differs only in the ABA case the counters do not track "
+                "(tests/test_capacity_second_actors.py, xfail); 2 survivors, see REPORT.md",
 }
 
 
