@@ -342,4 +342,13 @@ def serve(component: Component, impl_cls: type, callbacks: str = "events") -> in
     sys.stdout.flush()
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
-    return Server(component, impl_cls, sys.stdin.buffer, protocol_out, callbacks).run()
+    server = Server(component, impl_cls, sys.stdin.buffer, protocol_out, callbacks)
+    profile_path = os.environ.get("MESHSPEC_SERVE_PROFILE")
+    if not profile_path:
+        return server.run()
+    import cProfile  # where the server's time goes: `MESHSPEC_SERVE_PROFILE=FILE` (pstats)
+    profiler = cProfile.Profile()
+    try:
+        return profiler.runcall(server.run)
+    finally:
+        profiler.dump_stats(profile_path)
