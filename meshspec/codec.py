@@ -176,8 +176,12 @@ class Codec:
     def __init__(self, classes: dict[str, type], own_tag: str = "$ref",
                  make_ref: Callable[[Any, Any], int] | None = None,
                  resolve_ref: Callable[[str, int, Any], Any] | None = None,
-                 make_error: Callable[[str, str, dict], BaseException] | None = None) -> None:
+                 make_error: Callable[[str, str, dict], BaseException] | None = None,
+                 local_types: dict[type, type] | None = None) -> None:
         self.make_error = make_error
+        #: value classes decoded as a subclass of this side's own (a served class's
+        #: `SCALING_POLICY`): the server builds its own type from the data, as a Rust one does
+        self.local_types = local_types or {}
         self.classes = classes
         self.own_tag = own_tag  # "$ref" for the harness's objects, "$obj" for the impl's
         self.make_ref = make_ref
@@ -374,7 +378,7 @@ class Codec:
             raise CodecError(f"{where}: expected a {tp.__name__} name ({', '.join(tp.__members__)}), got {short(v)}")
         elif attrs.has(tp):
             if isinstance(v, dict):
-                return self._build(tp, v, where)
+                return self._build(self.local_types.get(tp, tp), v, where)
         elif tp in (list, set, frozenset):
             if isinstance(v, list):
                 return tp(self.untag(x, where) for x in v)

@@ -1110,6 +1110,19 @@ def process_of(cls: type) -> ImplProcess | None:
     return getattr(cls, "_process", None) if isinstance(cls, type) and issubclass(cls, RemoteObject) else None
 
 
+def close_command(cls: type) -> None:
+    """End the process behind a class of `command_impl` (a served mutant's, after its run)."""
+    process = process_of(cls)
+    if process is None:
+        return
+    process.close()
+    for key, value in list(_PROCESSES.items()):
+        if value is process:
+            del _PROCESSES[key]
+    for key in [k for k in _REMOTE_CLASSES if k[0] == id(process)]:
+        del _REMOTE_CLASSES[key]
+
+
 def close_all() -> None:
     for process in _PROCESSES.values():
         process.close()

@@ -19,6 +19,87 @@ def add_impl_cmd_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--impl-timeout", type=float, default=None, metavar="S", help=TIMEOUT_HELP)
 
 
+VIA_SERVE_HELP = ("serve each mutant with `meshspec serve C --impl MUTANT` and check it through the "
+                  "subject protocol (one server process per mutant): is every curated mutant caught "
+                  "through the pipe?")
+NOT_HERE = {"mutants": "--impl-cmd runs one command, which has no curated mutants: use "
+                       "`meshspec mutants C --via-serve` to check each mutant through the protocol",
+            "explore": "explore takes no --impl-cmd: it restores every state from a snapshot of the "
+                       "impl object, which an impl process cannot give (docs/protocol.md, Limits)"}
+
+
+def add_mutants_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--via-serve", action="store_true", help=VIA_SERVE_HELP)
+    add_impl_cmd_arguments(parser)
+
+
+def add_rejected_impl_cmd(parser: argparse.ArgumentParser) -> None:
+    """`--impl-cmd` on a verb that cannot take it: accepted by the parser, refused in one line."""
+    parser.add_argument("--impl-cmd", metavar="CMD", help=argparse.SUPPRESS)
+    parser.add_argument("--impl-timeout", type=float, default=None, help=argparse.SUPPRESS)
+
+
+def refuse_impl_cmd(verb: str, args: argparse.Namespace) -> None:
+    from meshspec.cli import UsageError
+
+    if getattr(args, "impl_cmd", None) is not None or getattr(args, "impl_timeout", None) is not None:
+        raise UsageError(NOT_HERE[verb])
+
+
+def mutants_runner(args: argparse.Namespace, comps: list[Component], races: bool) -> Any:
+    """`run_served_mutants` for `mutants --via-serve` (None without it); `--impl-cmd` is refused."""
+    import functools
+
+    from meshspec.cli import UsageError
+
+    if getattr(args, "impl_cmd", None) is not None:
+        raise UsageError(NOT_HERE["mutants"])
+    if not args.via_serve:
+        if args.impl_timeout is not None:
+            raise UsageError("--impl-timeout needs --via-serve")
+        return None
+    if races:
+        raise UsageError("--via-serve serves components with a model/impl pair; races has none")
+    return functools.partial(run_served_mutants, timeout=impl_timeout(args))
+
+
+def serve_command(component: Component, impl_cls: type) -> str:
+    """The command that serves a Python class of `component` (callbacks as calls, so a
+    re-entrant callback sees the state mid-operation, as in-process)."""
+    import shlex
+    import sys
+
+    from meshspec.lockstep import impl_path
+    return (f"{shlex.quote(sys.executable)} -m meshspec serve {component.name} --callbacks calls "
+            f"--impl {shlex.quote(impl_path(impl_cls))}")
+
+
+def run_served_mutants(component: Component, *, profile: str, seed: int, only: list[str] | None = None,
+                       shrink: bool = True, on_result: Any = None, backend: str = "hypothesis",
+                       max_examples: int | None = None, timeout: float | None = None) -> list:
+    """`run_mutants` with each mutant served by `meshspec serve --impl` and checked through
+    the protocol; one server process per mutant, closed after its run."""
+    from meshspec.fuzz import MutantResult, run_fuzz
+    from meshspec.protocol import DEFAULT_TIMEOUT, close_command, command_impl
+
+    results = []
+    for m in component.mutants:
+        if only and m.name not in only:
+            continue
+        command = serve_command(component, m.cls)
+        served = command_impl(command, component, timeout or DEFAULT_TIMEOUT)
+        try:
+            res = MutantResult(m, run_fuzz(component, served, profile=profile, seed=seed,
+                                           use_database=False, shrink=shrink, backend=backend,
+                                           max_examples=max_examples))
+        finally:
+            close_command(served)
+        results.append(res)
+        if on_result is not None:
+            on_result(res)
+    return results
+
+
 def add_protocol_parsers(sub: Any) -> None:
     p = sub.add_parser("protocol", help="print the subject protocol's schema of a component (JSON)")
     p.add_argument("component")

@@ -13,6 +13,8 @@ import random
 import sys
 from typing import Any, BinaryIO
 
+import attrs
+
 from meshspec import codec as C
 from meshspec.lockstep import Component
 from meshspec.protocol import CALL_OP, DEL_OP, GET_OP, PROTOCOL_VERSION, SET_OP, Schema, error_json, remote_error, schema_of
@@ -85,7 +87,8 @@ class Server:
         self.out: dict[str, Any] = {}
         self.hooked: dict[tuple, type] = {}
         self.codec = C.Codec(self.schema.classes, "$obj", self._register, self._resolve,
-                             lambda n, m, f: remote_error(self.schema, n, m, f))
+                             lambda n, m, f: remote_error(self.schema, n, m, f),
+                             local_types(impl_cls, self.schema.classes))
 
     # objects and references --------------------------------------------------------------
     def _register(self, value: Any, tp: Any) -> int:
@@ -266,6 +269,22 @@ class Server:
         if name == "init":
             return {"$obj": self._register(result, cls_name)}
         return self.codec.encode(result, op.returns, f"{name} result")
+
+
+def local_types(impl_cls: type, classes: dict[str, Any]) -> dict[type, type]:
+    """Value classes the served class brings along as class attributes (a mapper's
+    `SCALING_POLICY`, a subclass of the model's `ScalingPolicy`): arguments of the model's
+    type are built as the served class's own, so its validation is the one that runs."""
+    out: dict[type, type] = {}
+    for name in dir(impl_cls):
+        value = getattr(impl_cls, name, None)
+        if not (name.isupper() and isinstance(value, type)):
+            continue
+        for base in value.__mro__[1:]:
+            if classes.get(base.__name__) is base and attrs.has(base):
+                out[base] = value
+                break
+    return out
 
 
 def _hook(name: str) -> Any:
