@@ -189,6 +189,9 @@ class Codec:
 
     # -- encoding -------------------------------------------------------------------------
     def encode(self, value: Any, tp: Any, where: str = "value") -> Any:
+        t = type(value)
+        if t is tp and (t is int or t is str or t is bool):  # plain JSON already: itself
+            return value
         if tp is Any or tp is object or tp is tuple or isinstance(tp, typing.TypeVar):
             return self.tagged(value, where)
         if value is None:
@@ -226,6 +229,11 @@ class Codec:
             return [[self.encode(k, args[0], where), self.encode(v, args[1], where)] for k, v in value.items()]
         if origin is not None:
             inner = args[0] if args else Any
+            if inner is int or inner is str:
+                items = list(value)
+                if all(type(v) is inner for v in items):
+                    return items  # plain JSON already
+                return [self.encode(v, inner, where) for v in items]
             return [self.encode(v, inner, where) for v in value]
         return self.tagged(value, where)
 
@@ -238,7 +246,15 @@ class Codec:
         return {self.own_tag: self.make_ref(value, tp)}
 
     def tagged(self, value: Any, where: str = "value") -> Any:
-        if value is None or isinstance(value, (bool, str)):
+        t = type(value)
+        if t is int or t is str or t is bool or value is None:  # plain JSON already: itself
+            return value
+        if t is tuple:
+            tagged = self.tagged
+            return {"$tuple": [v if type(v) is int or type(v) is str else tagged(v, where) for v in value]}
+        if t is float and math.isfinite(value):
+            return value
+        if isinstance(value, (bool, str)):
             return value
         if isinstance(value, int) and not isinstance(value, enum.Enum):
             return int(value)

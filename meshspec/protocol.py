@@ -349,6 +349,7 @@ class ImplProcess:
         self.generation = 0
         self.operations: dict[str, list[str]] = {}
         self.seq = 0
+        self.round_trips = 0  # requests written and answered (a batch is one)
         self.buf = b""
         self.drops: list[int] = []
         self.refs: dict[int, tuple[Any, Any]] = {}
@@ -476,6 +477,7 @@ class ImplProcess:
 
     def _exchange(self, msg: dict) -> dict:
         assert self.proc is not None
+        self.round_trips += 1
         self.seq += 1
         seq = msg["seq"] = self.seq
         try:
