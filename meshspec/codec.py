@@ -129,6 +129,11 @@ def attrs_hints(cls: type) -> tuple[tuple[str, str, Any], ...]:
                  for a in attrs.fields(cls) if a.init)
 
 
+@functools.lru_cache(maxsize=None)
+def _init_names(cls: type) -> frozenset:
+    return frozenset(init for _, init, _ in attrs_hints(cls))
+
+
 def type_name(tp: Any) -> str:
     """The schema's spelling of a type."""
     if tp is Any or tp is object:
@@ -404,8 +409,7 @@ class Codec:
 
     def _build(self, cls: type, fields: dict, where: str) -> Any:
         hints = attrs_hints(cls)
-        names = {init for _, init, _ in hints}
-        extra = set(fields) - names
+        extra = fields.keys() - _init_names(cls)
         if extra:
             raise CodecError(f"{where}: {cls.__name__} has no field {sorted(extra)[0]!r}")
         kwargs = {init: self.decode(fields[init], ftp, f"{where}.{init}")
@@ -416,6 +420,14 @@ class Codec:
             raise CodecError(f"{where}: {cls.__name__}({short(fields)}) refused: {exc}") from None
 
     def untag(self, v: Any, where: str = "value", tp: Any = Any) -> Any:
+        t = type(v)
+        if t is int or t is str or t is bool or t is float or v is None:  # plain JSON: itself
+            return v
+        if t is dict and "$tuple" in v:
+            untag, items = self.untag, v["$tuple"]
+            if not isinstance(items, list):
+                raise CodecError(f"{where}: \"$tuple\" must be an array, got {short(items)}")
+            return tuple([x if type(x) is int or type(x) is str else untag(x, where) for x in items])
         if v is None or isinstance(v, (bool, int, float, str)):
             return v
         if isinstance(v, list):

@@ -63,6 +63,7 @@ SKIPPED_OPS = frozenset({"check_invariants"})  # optional, but listed when suppo
 
 
 _NO_EVENTS: list = []  # a reply without "events" (never changed)
+_LAZY = object()  # a fast-cache entry not decoded yet
 
 
 class ImplProcessError(Exception):
@@ -765,7 +766,34 @@ class ImplProcess:
                 self.cache[key] = reply
                 if objects and _names_object(reply["ok"]):
                     self.object_keys.add(key)
+                self._lazy_hit(m, reply)
         return out
+
+    def _lazy_hit(self, m: dict, reply: dict) -> None:
+        """An answer asked early goes into the fast cache too, decoded on its first use."""
+        obj, args = m.get("obj"), m["args"]
+        values = tuple(args.values())
+        if obj is None or not _plain(values):
+            return
+        proxy = self.proxies.get(obj)
+        cls_name = type(proxy)._class_name if proxy is not None else self.schema.main \
+            if obj == self.main else None  # type: ignore[union-attr]
+        op = self.schema.op(cls_name, m["op"]) if cls_name else None  # type: ignore[union-attr]
+        if op is None or op.kind != "method" or op.injects or op.has_out or len(values) != len(op.names) \
+                or tuple(args) != op.names or m["op"] not in self.schema.queries:  # type: ignore[union-attr]
+            return
+        self.hits[(obj, m["op"], values, m["now_ns"])] = (args, _LAZY, reply, op)
+
+    def decode_hit(self, key: tuple, hit: tuple) -> Any:
+        """The first use of an answer asked early: decoded, and kept decoded when it can be shared."""
+        _, _, reply, op = hit
+        value = self._result(op, reply)
+        share = 1 if reply.get("value", reply) is value else _shareable(value)
+        if share:
+            self.hits[key] = (hit[0], value, share == 2)
+        else:
+            del self.hits[key]
+        return value
 
     def _prefetch(self, predicted: Any, now_ns: int) -> None:
         """Send the queries that followed this update last time, in one write, and cache the
@@ -799,6 +827,7 @@ class ImplProcess:
                 self.cache[key] = reply
                 if self.holds_object:
                     self.object_keys.add(key)
+                self._lazy_hit(m, reply)
         for key in [k for k, v in self.cache.items() if v is None]:
             del self.cache[key]
 
@@ -982,6 +1011,8 @@ def _method(name: str, op: Op, query: bool = False) -> Callable:
             if hit is not None:
                 handle = self._handle
                 process.recording.append((process.relative(handle), name, hit[0]))
+                if hit[1] is _LAZY:
+                    return process.decode_hit(key, hit)
                 return list(hit[1]) if hit[2] else hit[1]
         values = _bind(op, args, kwargs)
         _injected(process, op, values)

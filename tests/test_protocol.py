@@ -362,3 +362,35 @@ def test_callbacks_as_calls_let_a_reentrant_callback_see_the_state_mid_operation
     result = run_fuzz(comp, served, profile="ci", seed=fuzz_seed, use_database=False, shrink=False,
                       max_examples=MUTANT_EXAMPLES)
     assert result.trace is not None and result.trace.failure.name == "callbacks_once_per_transition"
+
+
+def test_protocol_bench_runs_both_ways_and_records_for_the_report(tmp_path):
+    """`meshspec protocol C --bench`: the same run in-process and through `meshspec serve`
+    (the figures are measured, not asserted: only that both runs agree and are recorded)."""
+    from meshspec.protocol_cli import load_pipe, pipe_bench, record_pipe, report_section
+    comp = registry.get_component("shard_mapper")
+    record = pipe_bench(comp, "ci", 1, max_examples=3)
+    assert record["same_run"] and record["steps"] > 0 and record["round_trips_per_step"] > 0
+    path = tmp_path / "pipe-results.json"
+    record_pipe("shard_mapper", record, path)
+    record_pipe("scheduler", dict(record, steps=7), path)
+    assert set(load_pipe(path)) == {"shard_mapper", "scheduler"}  # merged per component
+    section = report_section(path)
+    assert "| `shard_mapper`" in section and "pipe steps/s" in section
+    assert "nothing recorded" in report_section(tmp_path / "none.json")
+
+
+def test_bench_flags_need_bench():
+    proc = meshspec("protocol", "shard_mapper", "--record")
+    assert proc.returncode == 2 and "go with --bench" in proc.stderr
+
+
+def test_the_server_profiles_itself_when_asked(tmp_path):
+    import os
+    import pstats
+    out = tmp_path / "serve.prof"
+    proc = subprocess.run([sys.executable, "-m", "meshspec", "serve", "shard_mapper"], cwd=ROOT,
+                          input='{"op":"handshake","protocol":1,"seq":1}\n', capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "MESHSPEC_SERVE_PROFILE": str(out)})
+    assert proc.returncode == 0 and '"protocol":1' in proc.stdout
+    assert any("answer" in fn for _, _, fn in pstats.Stats(str(out)).stats)
