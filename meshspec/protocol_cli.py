@@ -115,10 +115,10 @@ def report_section(path: Path | None = None) -> str:
     results = load_pipe(path)
     rows = [[f"`{name}`", f"{r['profile']} / {r['seed']}", f"{r['steps']:,}", f"{r['in_process_steps_per_s']:,}",
              f"{r['pipe_steps_per_s']:,}", f"{r['in_process_steps_per_cpu_s']:,}", f"{r['pipe_steps_per_cpu_s']:,}",
-             r["round_trips_per_step"]] for name, r in sorted(results.items())]
+             r["round_trips_per_step"], r.get("load_average", "")] for name, r in sorted(results.items())]
     table = tabulate(rows, headers=["component", "profile / seed", "steps", "in-process steps/s",
                                     "pipe steps/s", "in-process steps/CPU-s", "pipe steps/CPU-s (both)",
-                                    "round trips/step"], tablefmt="github") if rows else "(nothing recorded)"
+                                    "round trips/step", "load average"], tablefmt="github") if rows else "(nothing recorded)"
     return ("## The subject protocol's speed\n\nThe same fuzz run in-process and through `--impl-cmd "
             "\"meshspec serve C\"` (the server's start-up included), recorded by `meshspec protocol C "
             f"--bench --record` in docs/{PIPE_RESULTS_NAME}. CPU-seconds through the pipe are those of "
