@@ -104,6 +104,9 @@ class Op:
     has_out: bool = attrs.field(init=False, eq=False, repr=False, hash=False)
     injects: bool = attrs.field(init=False, eq=False, repr=False, hash=False)  # a clock or rng
     names: tuple = attrs.field(init=False, eq=False, repr=False, hash=False)  # of all parameters
+    #: the hints of the parameters when every one is a positional int, str or bool (the
+    #: server then passes the JSON values as they are), else None
+    plain: tuple | None = attrs.field(init=False, eq=False, repr=False, hash=False)
 
     def __attrs_post_init__(self) -> None:
         sent = tuple(p for p in self.params if p.role not in ("clock", "rng"))
@@ -112,6 +115,8 @@ class Op:
         object.__setattr__(self, "has_out", any(p.hint is bytearray for p in sent))
         object.__setattr__(self, "injects", len(sent) < len(self.params))
         object.__setattr__(self, "names", tuple(p.name for p in self.params))
+        plain = all(p.role == "value" and not p.keyword_only and p.hint in (int, str, bool) for p in self.params)
+        object.__setattr__(self, "plain", tuple(p.hint for p in self.params) if plain else None)
 
     def sent(self) -> tuple[Param, ...]:
         return self._sent

@@ -234,6 +234,12 @@ class Server:
         raw = msg.get("args") or {}
         if not isinstance(raw, dict):
             raise ProtocolError("\"args\" must be an object")
+        plain = op.plain
+        if plain is not None and len(raw) == len(plain) and name != "init":
+            # every argument a positional int, str or bool: the JSON values are the arguments
+            values = [raw.get(n) for n in op.names]
+            if all(type(v) is t for v, t in zip(values, plain)):
+                return self.codec.encode(fn(*values), op.returns, f"{name} result")
         names = op.sent_names
         for key in raw:
             if key not in names:
