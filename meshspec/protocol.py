@@ -58,7 +58,7 @@ DEFAULT_TIMEOUT = 5.0
 STARTUP_TIMEOUT = 30.0
 CLOSE_GRACE = 2.0  # seconds an impl process may take to exit once its stdin is closed  # seconds from start to the handshake's answer (interpreters, JITs)
 RNG_WORDS = 64
-HISTORY = 4  # runs of queries searched for what follows a query that missed
+HISTORY = 32  # runs of queries searched for what follows a query that missed
 SKIPPED_OPS = frozenset({"check_invariants"})  # optional, but listed when supported
 
 
