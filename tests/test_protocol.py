@@ -187,6 +187,22 @@ def test_a_misbehaving_impl_process_is_a_counterexample_at_its_step(trace_file, 
     assert says in proc.stdout
 
 
+@pytest.mark.parametrize("mode,says", [
+    ("batchcrash", "impl process exited with code 3 during 'scale_up'"),
+    ("batchshort", "requests answered with"),
+    ("batchwrongtype", "answered 'scale_up' with a wrong type: scale_up result: expected an array"),
+])
+def test_a_fault_in_a_batched_answer_is_a_counterexample_at_its_step(tmp_path, mode, says):
+    """The second scale_up travels in one `batch` line with the queries that followed the
+    first: a crash, a short batch or a wrong type there is a finding at that step too."""
+    trace = dict(TRACE, steps=TRACE["steps"][:3] + [{"rule": "scale_up", "args": {"count": 1}}])
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(trace))
+    proc = meshspec("replay", str(path), "--impl-cmd", f"{FAULTY} {mode}", "--impl-timeout", "5")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAILED: exception 'impl raised' at step 3" in proc.stdout and says in proc.stdout, proc.stdout
+
+
 def test_the_same_server_behaving_passes_the_same_trace(trace_file):
     proc = meshspec("replay", str(trace_file), "--impl-cmd", f"{FAULTY} none", "--impl-timeout", "0.5")
     assert proc.returncode == 0, proc.stdout + proc.stderr
