@@ -143,9 +143,12 @@ def build_parser() -> Parser:
     from meshspec.mutate_cli import add_arguments as add_mutate_arguments
     add_mutate_arguments(sub.add_parser("mutate", help="automatic single-change mutants of the impl's "
                                         "source under the ci fuzz budget: killed, survived, score"))
-    from meshspec.protocol_cli import add_impl_cmd_arguments, add_protocol_parsers
+    from meshspec.protocol_cli import (add_impl_cmd_arguments, add_mutants_arguments,
+                                       add_protocol_parsers, add_rejected_impl_cmd)
     add_impl_cmd_arguments(f)
     add_impl_cmd_arguments(r)
+    add_mutants_arguments(m)
+    add_rejected_impl_cmd(e)
     add_protocol_parsers(sub)
     ct = sub.add_parser("contracts", help="CrossHair: the models' PEP-316 contracts, and "
                         "diffbehavior of every same-named model/impl function")
@@ -455,8 +458,11 @@ def cmd_mutants(args: argparse.Namespace) -> int:
 
     from meshspec import races_cli
 
+    from meshspec import protocol_cli
+
     names, races = races_cli.split_names(args.components)
     comps = components_of(names) if names or not args.components else []
+    run = protocol_cli.mutants_runner(args, comps, races) or run_mutants
     race_names = races_cli.races_module().names() if races else []
     check_mutant_names(args.only or [], comps, race_names)
     if args.only:  # only the components that have one of the named mutants
@@ -467,9 +473,9 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     print(f"meshspec mutants: profile {profile}, seed {seed}" + run_options(backend, budget))
     status, everything = 0, []
     for comp in comps:
-        results = run_mutants(comp, profile=profile, seed=seed, only=args.only,
-                              shrink=not args.no_shrink, backend=backend, max_examples=budget,
-                              on_result=print_mutant_result)
+        results = run(comp, profile=profile, seed=seed, only=args.only,
+                      shrink=not args.no_shrink, backend=backend, max_examples=budget,
+                      on_result=print_mutant_result)
         status = max(status, print_mutant_table(comp.name, results, [r.row() for r in results],
                                                 MUTANT_HEADERS))
         everything += results
@@ -535,8 +541,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
+    from meshspec.protocol_cli import refuse_impl_cmd
     from meshspec.traces import check_export_dir
 
+    refuse_impl_cmd("explore", args)
     comp = explorable(args.component)
     impl_cls = impl_for(args.impl, [comp]) or comp.impl_cls
     if args.workers < 1:

@@ -129,6 +129,11 @@ def attrs_hints(cls: type) -> tuple[tuple[str, str, Any], ...]:
                  for a in attrs.fields(cls) if a.init)
 
 
+@functools.lru_cache(maxsize=None)
+def _init_names(cls: type) -> frozenset:
+    return frozenset(init for _, init, _ in attrs_hints(cls))
+
+
 def type_name(tp: Any) -> str:
     """The schema's spelling of a type."""
     if tp is Any or tp is object:
@@ -176,8 +181,12 @@ class Codec:
     def __init__(self, classes: dict[str, type], own_tag: str = "$ref",
                  make_ref: Callable[[Any, Any], int] | None = None,
                  resolve_ref: Callable[[str, int, Any], Any] | None = None,
-                 make_error: Callable[[str, str, dict], BaseException] | None = None) -> None:
+                 make_error: Callable[[str, str, dict], BaseException] | None = None,
+                 local_types: dict[type, type] | None = None) -> None:
         self.make_error = make_error
+        #: value classes decoded as a subclass of this side's own (a served class's
+        #: `SCALING_POLICY`): the server builds its own type from the data, as a Rust one does
+        self.local_types = local_types or {}
         self.classes = classes
         self.own_tag = own_tag  # "$ref" for the harness's objects, "$obj" for the impl's
         self.make_ref = make_ref
@@ -185,6 +194,9 @@ class Codec:
 
     # -- encoding -------------------------------------------------------------------------
     def encode(self, value: Any, tp: Any, where: str = "value") -> Any:
+        t = type(value)
+        if t is tp and (t is int or t is str or t is bool):  # plain JSON already: itself
+            return value
         if tp is Any or tp is object or tp is tuple or isinstance(tp, typing.TypeVar):
             return self.tagged(value, where)
         if value is None:
@@ -222,6 +234,11 @@ class Codec:
             return [[self.encode(k, args[0], where), self.encode(v, args[1], where)] for k, v in value.items()]
         if origin is not None:
             inner = args[0] if args else Any
+            if inner is int or inner is str:
+                items = list(value)
+                if all(type(v) is inner for v in items):
+                    return items  # plain JSON already
+                return [self.encode(v, inner, where) for v in items]
             return [self.encode(v, inner, where) for v in value]
         return self.tagged(value, where)
 
@@ -234,7 +251,15 @@ class Codec:
         return {self.own_tag: self.make_ref(value, tp)}
 
     def tagged(self, value: Any, where: str = "value") -> Any:
-        if value is None or isinstance(value, (bool, str)):
+        t = type(value)
+        if t is int or t is str or t is bool or value is None:  # plain JSON already: itself
+            return value
+        if t is tuple:
+            tagged = self.tagged
+            return {"$tuple": [v if type(v) is int or type(v) is str else tagged(v, where) for v in value]}
+        if t is float and math.isfinite(value):
+            return value
+        if isinstance(value, (bool, str)):
             return value
         if isinstance(value, int) and not isinstance(value, enum.Enum):
             return int(value)
@@ -374,7 +399,7 @@ class Codec:
             raise CodecError(f"{where}: expected a {tp.__name__} name ({', '.join(tp.__members__)}), got {short(v)}")
         elif attrs.has(tp):
             if isinstance(v, dict):
-                return self._build(tp, v, where)
+                return self._build(self.local_types.get(tp, tp), v, where)
         elif tp in (list, set, frozenset):
             if isinstance(v, list):
                 return tp(self.untag(x, where) for x in v)
@@ -384,8 +409,7 @@ class Codec:
 
     def _build(self, cls: type, fields: dict, where: str) -> Any:
         hints = attrs_hints(cls)
-        names = {init for _, init, _ in hints}
-        extra = set(fields) - names
+        extra = fields.keys() - _init_names(cls)
         if extra:
             raise CodecError(f"{where}: {cls.__name__} has no field {sorted(extra)[0]!r}")
         kwargs = {init: self.decode(fields[init], ftp, f"{where}.{init}")
@@ -396,6 +420,14 @@ class Codec:
             raise CodecError(f"{where}: {cls.__name__}({short(fields)}) refused: {exc}") from None
 
     def untag(self, v: Any, where: str = "value", tp: Any = Any) -> Any:
+        t = type(v)
+        if t is int or t is str or t is bool or t is float or v is None:  # plain JSON: itself
+            return v
+        if t is dict and "$tuple" in v:
+            untag, items = self.untag, v["$tuple"]
+            if not isinstance(items, list):
+                raise CodecError(f"{where}: \"$tuple\" must be an array, got {short(items)}")
+            return tuple([x if type(x) is int or type(x) is str else untag(x, where) for x in items])
         if v is None or isinstance(v, (bool, int, float, str)):
             return v
         if isinstance(v, list):

@@ -58,10 +58,12 @@ DEFAULT_TIMEOUT = 5.0
 STARTUP_TIMEOUT = 30.0
 CLOSE_GRACE = 2.0  # seconds an impl process may take to exit once its stdin is closed  # seconds from start to the handshake's answer (interpreters, JITs)
 RNG_WORDS = 64
+HISTORY = 32  # runs of queries searched for what follows a query that missed
 SKIPPED_OPS = frozenset({"check_invariants"})  # optional, but listed when supported
 
 
 _NO_EVENTS: list = []  # a reply without "events" (never changed)
+_LAZY = object()  # a fast-cache entry not decoded yet
 
 
 class ImplProcessError(Exception):
@@ -102,6 +104,9 @@ class Op:
     has_out: bool = attrs.field(init=False, eq=False, repr=False, hash=False)
     injects: bool = attrs.field(init=False, eq=False, repr=False, hash=False)  # a clock or rng
     names: tuple = attrs.field(init=False, eq=False, repr=False, hash=False)  # of all parameters
+    #: the hints of the parameters when every one is a positional int, str or bool (the
+    #: server then passes the JSON values as they are), else None
+    plain: tuple | None = attrs.field(init=False, eq=False, repr=False, hash=False)
 
     def __attrs_post_init__(self) -> None:
         sent = tuple(p for p in self.params if p.role not in ("clock", "rng"))
@@ -110,6 +115,8 @@ class Op:
         object.__setattr__(self, "has_out", any(p.hint is bytearray for p in sent))
         object.__setattr__(self, "injects", len(sent) < len(self.params))
         object.__setattr__(self, "names", tuple(p.name for p in self.params))
+        plain = all(p.role == "value" and not p.keyword_only and p.hint in (int, str, bool) for p in self.params)
+        object.__setattr__(self, "plain", tuple(p.hint for p in self.params) if plain else None)
 
     def sent(self) -> tuple[Param, ...]:
         return self._sent
@@ -302,15 +309,33 @@ def _names_object(v: Any) -> bool:
     return isinstance(v, list) and any(_names_object(x) for x in v)
 
 
+_ATOMIC = {int, float, str, bytes, bool, type(None)}
+_FROZEN: dict[type, tuple[str, ...] | None] = {}  # frozen attrs class -> its field names; else None
+
+
+def _frozen_fields(t: type) -> tuple[str, ...] | None:
+    if t not in _FROZEN:
+        frozen = attrs.has(t) and getattr(t, "__attrs_attrs__", None) is not None \
+            and t.__setattr__ is not object.__setattr__  # frozen attrs classes refuse writes
+        _FROZEN[t] = tuple(a.name for a in attrs.fields(t)) if frozen else None
+    return _FROZEN[t]
+
+
 def _immutable(value: Any) -> bool:
-    if value is None or isinstance(value, (int, float, str, bytes, enum.Enum)):
+    t = type(value)
+    if t in _ATOMIC:
+        return True
+    if t is tuple or t is frozenset:
+        for v in value:
+            if type(v) not in _ATOMIC and not _immutable(v):
+                return False
+        return True
+    if isinstance(value, (int, float, str, bytes, enum.Enum)):
         return True
     if isinstance(value, (tuple, frozenset)):
         return all(_immutable(v) for v in value)
-    if attrs.has(type(value)) and getattr(type(value), "__attrs_attrs__", None) is not None:
-        frozen = type(value).__setattr__ is not object.__setattr__  # frozen attrs classes refuse writes
-        return frozen and all(_immutable(getattr(value, a.name)) for a in attrs.fields(type(value)))
-    return False
+    names = _frozen_fields(t)
+    return names is not None and all(_immutable(getattr(value, n)) for n in names)
 
 
 def error_json(exc: BaseException, codec: C.Codec | None = None) -> dict:
@@ -330,6 +355,7 @@ class ImplProcess:
         self.generation = 0
         self.operations: dict[str, list[str]] = {}
         self.seq = 0
+        self.round_trips = 0  # requests written and answered (a batch is one)
         self.buf = b""
         self.drops: list[int] = []
         self.refs: dict[int, tuple[Any, Any]] = {}
@@ -343,10 +369,20 @@ class ImplProcess:
         self.current_op = ""
         self.holds_object = False
         self.cache: dict[tuple, Any] = {}
+        #: the fast form of the cache: (object, operation, argument tuple, now_ns) -> (sent
+        #: arguments, decoded answer, copy it?) for queries whose arguments are plain ints and
+        #: strings; emptied with the cache (see `_method`)
+        self.hits: dict[tuple, tuple] = {}
+        self.last_key: tuple | None = None
         self.follow: dict[tuple, list] = {}
         self.epoch: tuple = (None, "", 0)  # (object, operation, number) of the last update
         self.prefetched: tuple = ()
+        self.missed: tuple = ()
         self.recording: list = []
+        #: the last runs of queries between two updates, with the object of their update:
+        #: a query that misses is asked with what followed it the last time it was asked
+        self.history: list = []
+        self.main: int | None = None  # the object of the last init ("main" in predictions)
         self.prefetch = True
         self.batch = False
 
@@ -368,6 +404,7 @@ class ImplProcess:
         self.buf, self.seq, self.drops, self.refs, self.ref_of = b"", 0, [], {}, {}
         self.live, self.proxies, self.object_keys = {}, {}, set()
         self.cache, self.follow, self.epoch, self.recording = {}, {}, (None, "", 0), []
+        self.hits, self.history, self.main, self.prefetched, self.missed = {}, [], None, (), ()
         self.current_op, timeout = "handshake", self.timeout
         self.timeout = max(timeout, STARTUP_TIMEOUT)  # start-up is not a request
         try:
@@ -446,6 +483,7 @@ class ImplProcess:
 
     def _exchange(self, msg: dict) -> dict:
         assert self.proc is not None
+        self.round_trips += 1
         self.seq += 1
         seq = msg["seq"] = self.seq
         try:
@@ -578,6 +616,8 @@ class ImplProcess:
         self.current_op = op.name
         if op.kind == "init" and self.proxies:
             self.proxies = {}  # a new example: the objects of the last one may go
+        if self.hits and op.name not in self.schema.queries:
+            self.hits.clear()  # (it holds proxies: released before this request's drops)
         msg: dict[str, Any] = {"op": op.name}
         if obj is not None:
             msg["obj"] = obj
@@ -598,7 +638,8 @@ class ImplProcess:
         query = op.name in self.schema.queries or op is GET_OP
         key = (obj, op.name, repr(msg["args"]), msg["now_ns"]) if query else None
         if query:
-            self.recording.append(("self" if obj == self.epoch[0] else obj, op.name, msg["args"]))
+            self.recording.append((self.relative(obj), op.name, msg["args"]))
+            self.last_key = key
             if key in self.cache:
                 return self._result(op, self.cache[key])
         if self.drops:
@@ -606,26 +647,41 @@ class ImplProcess:
             for stale in self.object_keys:  # answers that may name a dropped object
                 self.cache.pop(stale, None)
             self.object_keys.clear()
+            self.hits.clear()
         if self.rng is not None:
             state = self.rng.getstate()
             msg["rng"] = [self.rng.getrandbits(32) for _ in range(RNG_WORDS)]
             self.rng.setstate(state)
         if not query:
             self.cache.clear()
+            self.hits.clear()
             self.follow[self.epoch[1]] = self.recording
+            if self.recording:
+                self.history = [(self.epoch[0], self.recording)] + self.history[:HISTORY - 1]
             self.epoch, self.recording = (obj, op.name, self.epoch[2] + 1), []
         batch = []
-        if not query and self.batch and self.prefetch and self.rng is None:
+        now = msg["now_ns"]
+        if self.batch and self.prefetch and self.rng is None:
             self.seq += 1
             msg["seq"] = self.seq
-            batch = self._predicted(self.follow.get(op.name, ()), msg["now_ns"])
-        if batch:  # the update and the queries that followed it last time: one line each way
-            self.prefetched = (self.epoch[2], msg["now_ns"])
-            reply = self._batch([(None, msg)] + batch)[0]
+            if not query:
+                batch = self._predicted(self.follow.get(op.name, ()), now)
+                self.prefetched = (self.epoch[2], now)
+            else:  # a miss: asked with what is expected next, once per update and time
+                self.cache[key] = None  # not predicted twice
+                if self.prefetched != (self.epoch[2], now):
+                    self.prefetched = (self.epoch[2], now)
+                    batch = self._predicted(self.follow.get(self.epoch[1], ()), now)
+                if not batch:
+                    batch = self._predicted(self._successors(obj, op.name, msg["args"]), now)
+                del self.cache[key]
+        if batch:  # the request and the queries that followed last time: one line each way
+            reply = self._batch([(None, msg)] + batch, update=not query)[0]
         else:
             reply = self._exchange(msg)
         if not query and not batch:
             self.cache.clear()  # what a callback asked mid-operation is stale now
+            self.hits.clear()
         if query and not reply.get("events") and not reply.get("rng_used"):
             self.cache[key] = reply
             if self.holds_object:
@@ -657,7 +713,7 @@ class ImplProcess:
         not cached yet (a query passing a reference or with no object is not asked early)."""
         batch = []
         for rel, name, args in predicted:
-            obj = self.epoch[0] if rel == "self" else rel
+            obj = self.absolute(rel)
             text = repr(args)
             key = (obj, name, text, now_ns)
             if key in self.cache or "$ref" in text or obj is None:
@@ -669,7 +725,26 @@ class ImplProcess:
             del self.cache[key]
         return batch
 
-    def _batch(self, batch: list) -> list:
+    def _successors(self, obj: int | None, name: str, args: dict) -> list:
+        """The queries that followed (obj, name, args) the last time it was asked, in the
+        current run or one of the last HISTORY runs (absolute object ids)."""
+        runs = [(self.epoch[0], self.recording[:-1])] + self.history
+        for owner, run in runs:
+            for i in range(len(run) - 1, -1, -1):
+                rel, n, a = run[i]
+                if n == name and a == args and (owner if rel == "self" else self.absolute(rel)) == obj:
+                    return [(owner if r == "self" else self.absolute(r), n2, a2) for r, n2, a2 in run[i + 1:]]
+        return []
+
+    def relative(self, obj: int | None) -> Any:
+        """How a prediction names an object: "self" (the last update's), "main" (the last
+        init's, so a prediction outlives its example) or its id."""
+        return "self" if obj == self.epoch[0] else "main" if obj == self.main and obj is not None else obj
+
+    def absolute(self, rel: Any) -> int | None:
+        return self.epoch[0] if rel == "self" else self.main if rel == "main" else rel
+
+    def _batch(self, batch: list, update: bool = True) -> list:
         """Requests in one line, answered in one line (the server said "batch": true); the
         answers of the queries (key not None) are cached, the others returned in order.
         A query answer with events, randomness or an error is not kept."""
@@ -680,8 +755,9 @@ class ImplProcess:
                 and all(isinstance(r, dict) for r in replies)):
             raise self._fault(f"a batch of {len(batch)} requests answered with {C.short(replies)}")
         objects = self.holds_object
-        if batch[0][0] is None:
+        if batch[0][0] is None and update:
             self.cache.clear()  # the update ran: what a callback asked during it is stale now
+            self.hits.clear()
         out = []
         for (key, m), reply in zip(batch, replies):
             if reply.get("seq") != m["seq"]:
@@ -695,7 +771,34 @@ class ImplProcess:
                 self.cache[key] = reply
                 if objects and _names_object(reply["ok"]):
                     self.object_keys.add(key)
+                self._lazy_hit(m, reply)
         return out
+
+    def _lazy_hit(self, m: dict, reply: dict) -> None:
+        """An answer asked early goes into the fast cache too, decoded on its first use."""
+        obj, args = m.get("obj"), m["args"]
+        values = tuple(args.values())
+        if obj is None or not _plain(values):
+            return
+        proxy = self.proxies.get(obj)
+        cls_name = type(proxy)._class_name if proxy is not None else self.schema.main \
+            if obj == self.main else None  # type: ignore[union-attr]
+        op = self.schema.op(cls_name, m["op"]) if cls_name else None  # type: ignore[union-attr]
+        if op is None or op.kind != "method" or op.injects or op.has_out or len(values) != len(op.names) \
+                or tuple(args) != op.names or m["op"] not in self.schema.queries:  # type: ignore[union-attr]
+            return
+        self.hits[(obj, m["op"], values, m["now_ns"])] = (args, _LAZY, reply, op)
+
+    def decode_hit(self, key: tuple, hit: tuple) -> Any:
+        """The first use of an answer asked early: decoded, and kept decoded when it can be shared."""
+        _, _, reply, op = hit
+        value = self._result(op, reply)
+        share = 1 if reply.get("value", reply) is value else _shareable(value)
+        if share:
+            self.hits[key] = (hit[0], value, share == 2)
+        else:
+            del self.hits[key]
+        return value
 
     def _prefetch(self, predicted: Any, now_ns: int) -> None:
         """Send the queries that followed this update last time, in one write, and cache the
@@ -729,6 +832,7 @@ class ImplProcess:
                 self.cache[key] = reply
                 if self.holds_object:
                     self.object_keys.add(key)
+                self._lazy_hit(m, reply)
         for key in [k for k, v in self.cache.items() if v is None]:
             del self.cache[key]
 
@@ -894,16 +998,59 @@ def _injected(process: ImplProcess, op: Op, values: dict[str, Any]) -> None:
             process.rng = values.get(p.name) or random.Random()
 
 
-def _method(name: str, op: Op) -> Callable:
+def _method(name: str, op: Op, query: bool = False) -> Callable:
+    fast = query and not op.injects and not op.has_out and op.kind == "method"
+    arity = len(op.names)
+
     def method(self: RemoteObject, *args: Any, **kwargs: Any) -> Any:
         process = self._process
         if self._generation != process.generation or process.proc is None:
             raise ImplProcessError(f"impl process was restarted; object {self._handle} is gone")
+        key = None
+        if fast and not kwargs and len(args) == arity and _plain(args):
+            # a query asked again in the same state: answered from the fast cache without
+            # binding, encoding or decoding (its arguments are recorded for prediction)
+            clock = process.clock
+            key = (self._handle, name, args, clock() if clock is not None else 0)
+            hit = process.hits.get(key)
+            if hit is not None:
+                handle = self._handle
+                process.recording.append((process.relative(handle), name, hit[0]))
+                if hit[1] is _LAZY:
+                    return process.decode_hit(key, hit)
+                return list(hit[1]) if hit[2] else hit[1]
         values = _bind(op, args, kwargs)
         _injected(process, op, values)
-        return process.call(self._handle, op, values, self._class_name)
+        process.last_key = None
+        value = process.call(self._handle, op, values, self._class_name)
+        if key is not None and process.last_key is not None:
+            reply = process.cache.get(process.last_key)
+            if reply is not None and key[3] == process.last_key[3]:
+                share = 1 if reply.get("value", reply) is value else _shareable(value)
+                if share:
+                    process.hits[key] = (process.recording[-1][2], value, share == 2)
+        return value
     method.__name__ = name
     return method
+
+
+def _plain(args: tuple) -> bool:
+    """Arguments that are exactly ints or strings (True, 1.0 and 1 would share a key)."""
+    for a in args:
+        t = type(a)
+        if t is not int and t is not str:
+            return False
+    return True
+
+
+def _shareable(value: Any) -> int:
+    """1: the decoded answer can be handed out again as is (immutable, or an impl object's
+    proxy, one per id); 2: a list of such values, handed out as a fresh copy; 0: neither."""
+    if isinstance(value, RemoteObject) or _immutable(value):
+        return 1
+    if type(value) is list and all(_immutable(v) for v in value):
+        return 2
+    return 0
 
 
 def _static(name: str, op: Op) -> Callable:
@@ -928,7 +1075,9 @@ def _init(op: Op) -> Callable:
         values = _bind(op, args, kwargs)
         process.rng = None
         _injected(process, op, values)
-        self._attach(process.call(None, op, values, self._class_name, _hooks(self)))
+        handle = process.call(None, op, values, self._class_name, _hooks(self))
+        process.main = handle
+        self._attach(handle)
     return __init__
 
 
@@ -959,7 +1108,7 @@ def remote_class(process: ImplProcess, cls_name: str) -> type:
             elif op.kind == "static":
                 body[name] = _static(name, op)
             else:
-                body[name] = _method(name, op)
+                body[name] = _method(name, op, name in schema.queries)
         model_cls = schema.classes.get(cls_name)
         for name in dir(model_cls):  # private methods, so a harness subclass's super() finds them
             if name.startswith("_") and not name.startswith("__") and not hasattr(RemoteObject, name) \
@@ -997,6 +1146,19 @@ def command_impl(command: str, component: Component | None = None,
 
 def process_of(cls: type) -> ImplProcess | None:
     return getattr(cls, "_process", None) if isinstance(cls, type) and issubclass(cls, RemoteObject) else None
+
+
+def close_command(cls: type) -> None:
+    """End the process behind a class of `command_impl` (a served mutant's, after its run)."""
+    process = process_of(cls)
+    if process is None:
+        return
+    process.close()
+    for key, value in list(_PROCESSES.items()):
+        if value is process:
+            del _PROCESSES[key]
+    for key in [k for k in _REMOTE_CLASSES if k[0] == id(process)]:
+        del _REMOTE_CLASSES[key]
 
 
 def close_all() -> None:

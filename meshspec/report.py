@@ -121,7 +121,14 @@ def render() -> str:
             + "\n\n" + backends_section() + "\n\n" + proofs_section()
             + "\n\n" + contracts_section() + "\n\n" + races_section() + "\n\n" + linearize_section()
             + "\n\n" + campaign_section() + "\n\n" + mutation_section()
-            + "\n\n" + coverage_section() + "\n")
+            + "\n\n" + coverage_section() + "\n\n" + pipe_section() + "\n")
+
+
+def pipe_section() -> str:
+    """"The subject protocol's speed": docs/pipe-results.json (meshspec.protocol_cli)."""
+    from meshspec.protocol_cli import report_section
+
+    return report_section()
 
 
 def campaign_section() -> str:

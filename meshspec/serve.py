@@ -13,6 +13,8 @@ import random
 import sys
 from typing import Any, BinaryIO
 
+import attrs
+
 from meshspec import codec as C
 from meshspec.lockstep import Component
 from meshspec.protocol import CALL_OP, DEL_OP, GET_OP, PROTOCOL_VERSION, SET_OP, Schema, error_json, remote_error, schema_of
@@ -85,7 +87,8 @@ class Server:
         self.out: dict[str, Any] = {}
         self.hooked: dict[tuple, type] = {}
         self.codec = C.Codec(self.schema.classes, "$obj", self._register, self._resolve,
-                             lambda n, m, f: remote_error(self.schema, n, m, f))
+                             lambda n, m, f: remote_error(self.schema, n, m, f),
+                             local_types(impl_cls, self.schema.classes))
 
     # objects and references --------------------------------------------------------------
     def _register(self, value: Any, tp: Any) -> int:
@@ -231,6 +234,12 @@ class Server:
         raw = msg.get("args") or {}
         if not isinstance(raw, dict):
             raise ProtocolError("\"args\" must be an object")
+        plain = op.plain
+        if plain is not None and len(raw) == len(plain) and name != "init":
+            # every argument a positional int, str or bool: the JSON values are the arguments
+            values = [raw.get(n) for n in op.names]
+            if all(type(v) is t for v, t in zip(values, plain)):
+                return self.codec.encode(fn(*values), op.returns, f"{name} result")
         names = op.sent_names
         for key in raw:
             if key not in names:
@@ -266,6 +275,22 @@ class Server:
         if name == "init":
             return {"$obj": self._register(result, cls_name)}
         return self.codec.encode(result, op.returns, f"{name} result")
+
+
+def local_types(impl_cls: type, classes: dict[str, Any]) -> dict[type, type]:
+    """Value classes the served class brings along as class attributes (a mapper's
+    `SCALING_POLICY`, a subclass of the model's `ScalingPolicy`): arguments of the model's
+    type are built as the served class's own, so its validation is the one that runs."""
+    out: dict[type, type] = {}
+    for name in dir(impl_cls):
+        value = getattr(impl_cls, name, None)
+        if not (name.isupper() and isinstance(value, type)):
+            continue
+        for base in value.__mro__[1:]:
+            if classes.get(base.__name__) is base and attrs.has(base):
+                out[base] = value
+                break
+    return out
 
 
 def _hook(name: str) -> Any:
@@ -342,4 +367,13 @@ def serve(component: Component, impl_cls: type, callbacks: str = "events") -> in
     sys.stdout.flush()
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
-    return Server(component, impl_cls, sys.stdin.buffer, protocol_out, callbacks).run()
+    server = Server(component, impl_cls, sys.stdin.buffer, protocol_out, callbacks)
+    profile_path = os.environ.get("MESHSPEC_SERVE_PROFILE")
+    if not profile_path:
+        return server.run()
+    import cProfile  # where the server's time goes: `MESHSPEC_SERVE_PROFILE=FILE` (pstats)
+    profiler = cProfile.Profile()
+    try:
+        return profiler.runcall(server.run)
+    finally:
+        profiler.dump_stats(profile_path)

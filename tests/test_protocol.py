@@ -23,7 +23,8 @@ from meshspec import codec as C
 from meshspec import registry
 from meshspec.fuzz import run_fuzz
 from meshspec.lockstep import impl_path
-from meshspec.protocol import command_impl, describe_schema, schema_of
+from meshspec.protocol import _PROCESSES, command_impl, describe_schema, schema_of
+from meshspec.protocol_cli import run_served_mutants
 from meshspec.serve import TapeRandom
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -186,6 +187,22 @@ def test_a_misbehaving_impl_process_is_a_counterexample_at_its_step(trace_file, 
     assert says in proc.stdout
 
 
+@pytest.mark.parametrize("mode,says", [
+    ("batchcrash", "impl process exited with code 3 during 'scale_up'"),
+    ("batchshort", "requests answered with"),
+    ("batchwrongtype", "answered 'scale_up' with a wrong type: scale_up result: expected an array"),
+])
+def test_a_fault_in_a_batched_answer_is_a_counterexample_at_its_step(tmp_path, mode, says):
+    """The second scale_up travels in one `batch` line with the queries that followed the
+    first: a crash, a short batch or a wrong type there is a finding at that step too."""
+    trace = dict(TRACE, steps=TRACE["steps"][:3] + [{"rule": "scale_up", "args": {"count": 1}}])
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(trace))
+    proc = meshspec("replay", str(path), "--impl-cmd", f"{FAULTY} {mode}", "--impl-timeout", "5")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAILED: exception 'impl raised' at step 3" in proc.stdout and says in proc.stdout, proc.stdout
+
+
 def test_the_same_server_behaving_passes_the_same_trace(trace_file):
     proc = meshspec("replay", str(trace_file), "--impl-cmd", f"{FAULTY} none", "--impl-timeout", "0.5")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -284,17 +301,19 @@ def test_one_proxy_per_impl_object_and_its_answers_are_cached_until_a_drop():
     assert other.metrics_collector(0)._handle not in (handle, again._handle)
 
 
-#: One curated mutant per component in CI (each needs its own server process; these are
-#: caught within a few examples in-process); every curated mutant runs in the nightly test.
+#: A covering subset in CI: one curated mutant per component, plus one whose bug is in
+#: a value class the served class brings along (shard_mapper's SCALING_POLICY: the server
+#: builds the policy it is sent as its own type, so its validation runs). Each needs its own
+#: server process and is caught within a few examples; all 114 take minutes per component
+#: through the pipe, so every curated mutant runs in the nightly test.
 CI_MUTANTS = [("shard_mapper", "activate_returns_unit"), ("scheduler", "nan_score_wins"),
               ("load_balancer", "least_load_nan_panics"),
               ("group_coordinator", "index_stale_after_remove"),
               ("daemon_host", "horizon_encoded_too_rarely"), ("capacity", "expiry_never_detected"),
-              ("groups", "scale_to_colocates")]
-#: Mutants that swap a class the *harness* builds (shard_mapper's SCALING_POLICY: the policy
-#: validated and preset on the harness side): served, they change nothing the server sees.
-HARNESS_SIDE = {("shard_mapper", "validate_without_finiteness"), ("shard_mapper", "zero_durations_accepted"),
-                ("shard_mapper", "high_throughput_overflow")}
+              ("groups", "scale_to_colocates"), ("shard_mapper", "validate_without_finiteness")]
+#: A mutant whose bug runs on the harness side: shard_mapper's `preset` rule asks the impl
+#: class's SCALING_POLICY for a preset, and a command has no Python class to ask.
+HARNESS_SIDE = {("shard_mapper", "high_throughput_overflow")}
 ALL_MUTANTS = [pytest.param(name, m.name, marks=[pytest.mark.xfail(
                    strict=True, reason="the mutant swaps a harness-side class")]
                    if (name, m.name) in HARNESS_SIDE else [])
@@ -303,12 +322,12 @@ ALL_MUTANTS = [pytest.param(name, m.name, marks=[pytest.mark.xfail(
 
 def caught_through_the_pipe(name: str, mutant_name: str, seed: int, examples: int | None):
     """The mutant served by `meshspec serve --impl` (callbacks as calls: re-entrant, as
-    in-process), fuzzed through the protocol without shrinking."""
+    in-process), fuzzed through the protocol without shrinking, as `mutants --via-serve` does."""
     comp = registry.get_component(name)
-    mutant = next(m for m in comp.mutants if m.name == mutant_name)
-    served = command_impl(f"{SERVE} {name} --callbacks calls --impl {impl_path(mutant.cls)}", comp)
-    return run_fuzz(comp, served, profile="ci", seed=seed, use_database=False, shrink=False,
-                    max_examples=examples)
+    [result] = run_served_mutants(comp, profile="ci", seed=seed, only=[mutant_name], shrink=False,
+                                  max_examples=examples)
+    assert result.mutant.name == mutant_name
+    return result.result
 
 
 @pytest.mark.parametrize("name,mutant", CI_MUTANTS, ids=[f"{n}-{m}" for n, m in CI_MUTANTS])
@@ -324,7 +343,21 @@ def test_every_curated_mutant_is_caught_through_the_protocol(name, mutant, fuzz_
     assert result.trace is not None, f"{name}.{mutant} survived through the protocol: {result.error}"
 
 
+def test_mutants_via_serve_catches_a_served_mutant_and_closes_its_server(tmp_path):
+    before = dict(_PROCESSES)
+    proc = meshspec("mutants", "shard_mapper", "--via-serve", "--only", "modulo_bias", "--no-shrink",
+                    "--max-examples", "20", "--junit", str(tmp_path / "j.xml"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "modulo_bias: select_shard observation" in proc.stdout and "1/1 mutants caught" in proc.stdout
+    comp = registry.get_component("shard_mapper")
+    run_served_mutants(comp, profile="ci", seed=1, only=["modulo_bias"], shrink=False, max_examples=20)
+    assert _PROCESSES == before  # the mutant's server process is gone after its run
+
+
 @pytest.mark.parametrize("args,says", [
+    (("mutants", "shard_mapper", "--impl-cmd", SERVE), "use `meshspec mutants C --via-serve`"),
+    (("mutants", "shard_mapper", "--impl-timeout", "2"), "--impl-timeout needs --via-serve"),
+    (("explore", "shard_mapper", "--impl-cmd", SERVE), "explore takes no --impl-cmd"),
     (("protocol", "nosuch"), "unknown component 'nosuch'"),
     (("serve", "shard_mapper", "--impl", "nosuch:X"), "cannot import 'nosuch'"),
     (("fuzz", "--impl-cmd", SERVE), "--impl-cmd needs exactly one COMPONENT"),
@@ -345,3 +378,35 @@ def test_callbacks_as_calls_let_a_reentrant_callback_see_the_state_mid_operation
     result = run_fuzz(comp, served, profile="ci", seed=fuzz_seed, use_database=False, shrink=False,
                       max_examples=MUTANT_EXAMPLES)
     assert result.trace is not None and result.trace.failure.name == "callbacks_once_per_transition"
+
+
+def test_protocol_bench_runs_both_ways_and_records_for_the_report(tmp_path):
+    """`meshspec protocol C --bench`: the same run in-process and through `meshspec serve`
+    (the figures are measured, not asserted: only that both runs agree and are recorded)."""
+    from meshspec.protocol_cli import load_pipe, pipe_bench, record_pipe, report_section
+    comp = registry.get_component("shard_mapper")
+    record = pipe_bench(comp, "ci", 1, max_examples=3)
+    assert record["same_run"] and record["steps"] > 0 and record["round_trips_per_step"] > 0
+    path = tmp_path / "pipe-results.json"
+    record_pipe("shard_mapper", record, path)
+    record_pipe("scheduler", dict(record, steps=7), path)
+    assert set(load_pipe(path)) == {"shard_mapper", "scheduler"}  # merged per component
+    section = report_section(path)
+    assert "| `shard_mapper`" in section and "pipe steps/s" in section
+    assert "nothing recorded" in report_section(tmp_path / "none.json")
+
+
+def test_bench_flags_need_bench():
+    proc = meshspec("protocol", "shard_mapper", "--record")
+    assert proc.returncode == 2 and "go with --bench" in proc.stderr
+
+
+def test_the_server_profiles_itself_when_asked(tmp_path):
+    import os
+    import pstats
+    out = tmp_path / "serve.prof"
+    proc = subprocess.run([sys.executable, "-m", "meshspec", "serve", "shard_mapper"], cwd=ROOT,
+                          input='{"op":"handshake","protocol":1,"seq":1}\n', capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "MESHSPEC_SERVE_PROFILE": str(out)})
+    assert proc.returncode == 0 and '"protocol":1' in proc.stdout
+    assert any("answer" in fn for _, _, fn in pstats.Stats(str(out)).stats)

@@ -5,7 +5,10 @@
 MODE: crash (exit 3), hang (never answers), garbage (a line that is not JSON), wrongtype
 (a string where list[int] is due), twolines (answers twice), badhello (protocol 99),
 silent (exits before the handshake), noabstract (does not serve `abstract`), none
-(behaves). `--impl module:Class` serves another class. Everything else is the reference
+(behaves); batchcrash, batchshort (one answer too few), batchwrongtype: the same faults on
+the first `batch` line that carries a `scale_up` (the harness batches an update with the
+queries that followed it last time, so from the second `scale_up` on). `--impl
+module:Class` serves another class. Everything else is the reference
 server (meshspec.serve), so the run is the in-process one up to the fault.
 """
 from __future__ import annotations
@@ -31,7 +34,17 @@ class Faulty(Server):
             reply = super().answer(line)
             reply["ok"]["operations"]["ShardMapper"].remove("abstract")
             return reply
-        if msg["op"] != "scale_up":
+        if msg["op"] == "batch" and MODE.startswith("batch") \
+                and any(r.get("op") == "scale_up" for r in msg.get("requests", [])):
+            if MODE == "batchcrash":
+                os._exit(3)
+            reply = super().answer(line)
+            if MODE == "batchshort":
+                reply["ok"] = reply["ok"][:-1]
+            elif MODE == "batchwrongtype":
+                reply["ok"][0] = {"ok": "three", "seq": reply["ok"][0]["seq"]}
+            return reply
+        if msg["op"] != "scale_up" or MODE.startswith("batch"):
             return super().answer(line)
         if MODE == "crash":
             print("faulty server: crashing on purpose", file=sys.stderr)
