@@ -39,6 +39,7 @@ import model.scheduler as model_scheduler
 from meshspec.explore import Bound, Exploration
 from meshspec.lockstep import Component, Subject, always, sometimes
 from meshspec.machine import LockstepMachine
+from meshspec.strategies import around, boundary_values
 from model import group_coordinator as M
 from model.load_balancer import HealthStatus, LoadBalancerConfig, RequestContext, Strategy
 from model.scheduler import Artifact, CapabilityFilter, ScoreTable, TieBreakContext, to_f32
@@ -53,6 +54,7 @@ SCHEDULERS = {"model": model_scheduler.Scheduler, "impl": impl_scheduler.Schedul
 STRATEGIES = tuple(s.value for s in Strategy)
 STRANGER = 0xFFFF_FFFF  # an entity seed never handed out
 CONTEXTS = ("plain", "routing_key", "session", "request", "zoned", "tagged")
+BURST_MAX = 24  # the most events one route_burst sends (kept small: each is a lockstep step)
 
 
 def entity_id(seed: int) -> bytes:
@@ -171,10 +173,15 @@ class GroupCoordinatorSubject(Subject):
 
     # -- membership --------------------------------------------------------------------------
     def add_member(self, index: int, node: int, entity: int, healthy: bool) -> None:
+        before = len(self._step_state()[1])
         self.sut.add_member(self._new_member(index, node, entity, healthy))
         self._added(entity, healthy)
+        if before == U8_MAX:
+            self.flags.add("members_cross_u8_saturation")
 
     def remove_last(self) -> Optional[M.MemberInfo]:
+        if len(self._step_state()[1]) == U8_MAX + 1:
+            self.flags.add("members_cross_u8_saturation")
         info = self.sut.remove_last()
         if info is not None:
             self.routes.pop(info.entity_id_bytes, None)
@@ -197,6 +204,8 @@ class GroupCoordinatorSubject(Subject):
             return origin
         entity = chosen[0].entity_id_bytes
         self.routes[entity] = self.routes.get(entity, 0) + 1
+        if open_slots == {entity} and before[entity][1] == self.cap - 1:
+            self.flags.add("last_free_slot_taken")
         if not chosen[0].healthy:
             self.flags.add("unhealthy_flagged_member_routed")
         return origin
@@ -504,6 +513,32 @@ def duplicate_entity_refused(s: GroupCoordinatorSubject) -> bool:
                for r in ("add_member", "update_member_placement"))
 
 
+def last_free_slot_taken(s: GroupCoordinatorSubject) -> bool:
+    """A route took the group's last free LB slot: its member reached the connection cap exactly."""
+    return "last_free_slot_taken" in s.flags
+
+
+def members_at_u8_max(s: GroupCoordinatorSubject) -> bool:
+    """The group holds exactly 255 members: the counts are at u8::MAX, not yet saturated."""
+    return len(s.view()[0]) == U8_MAX
+
+
+def members_cross_u8_saturation(s: GroupCoordinatorSubject) -> bool:
+    """add_member took the group from 255 to 256 members, or remove_last from 256 to 255."""
+    return "members_cross_u8_saturation" in s.flags
+
+
+#: One witness per boundary class the machine aims at (meshspec.strategies.around). The
+#: coordinator has no timeout, cooldown or deadline (no rule moves the clock, and route_event
+#: never records a completion, so the balancer's breaker never opens): its boundaries are the
+#: connection cap and the u8 counts.
+BOUNDARY_WITNESSES = (last_free_slot_taken, members_at_u8_max, members_cross_u8_saturation)
+
+#: The boundary witnesses aim at the fuzzer's generators; the explorer's fixed alphabet is
+#: not asked to reach them.
+FUZZ_ONLY_WITNESSES = tuple(w.__name__ for w in BOUNDARY_WITNESSES)
+
+
 def place_member_failed(s: GroupCoordinatorSubject) -> bool:
     """place_member answered PlacementFailed (every candidate excluded or vetoed)."""
     err = _last_error(s, "place_member")
@@ -521,7 +556,7 @@ INVARIANTS = (
     sometimes(health_flip_refused_by_guard), sometimes(recovery_revived_member),
     sometimes(recovery_skipped_unregistered), sometimes(spread_narrowed_by_exclusion),
     sometimes(spread_all_excluded), sometimes(duplicate_entity_refused),
-    sometimes(place_member_failed),
+    sometimes(place_member_failed), *map(sometimes, BOUNDARY_WITNESSES),
 )
 
 
@@ -543,11 +578,16 @@ SCORE_TABLES = st.sampled_from([
 RTT_TABLES = st.sampled_from([None, (), ((1, 1), (2, 1)), ((2, 0), (3, 2)), ((1, 3), (4, 0), (5, 0)),
                               ((5, 1),)])
 KEYS = st.sampled_from(["a", "b", "c", "", "user-7"])
-# Mostly small groups; a few examples start with 257 members (u8 saturation; with the first
-# one down also Degraded{255, 255}). A
+# Mostly small groups; a few examples start with 254 to 257 members (u8 saturation; with the
+# first one down also Degraded{255, 255}). A
 # big group costs ~15x a small one per step (and its 256 LB endpoints ~0.3 s to build),
 # so they stay rare: two weights in fifty.
-PREFILL = st.sampled_from([0, 1, 2, 3, 4, 5] * 8 + [257, 257])
+# The big ones sit around u8::MAX (254, 255, 256: at the edge, one below, one above) or
+# at 257.
+U8_EDGE = boundary_values([U8_MAX]) + [U8_MAX + 2]
+PREFILL = st.sampled_from([0, 1, 2, 3, 4, 5] * 8 + [None, None]).flatmap(
+    lambda n: st.sampled_from(U8_EDGE) if n is None else st.just(n))
+ROUTE_KINDS = tuple(k for k in CONTEXTS if k != "tagged")
 
 
 class GroupCoordinatorMachine(LockstepMachine):
@@ -597,6 +637,18 @@ class GroupCoordinatorMachine(LockstepMachine):
     @rule(kind=st.sampled_from(CONTEXTS), key=KEYS)
     def route_event(self, kind: str, key: str) -> None:
         self.step("route_event", kind, key)
+
+    @rule(data=st.data(), kind=st.sampled_from(ROUTE_KINDS), key=KEYS)
+    def route_burst(self, data: Any, kind: str, key: str) -> None:
+        """Events routed back to back, as many as the free LB slots (exactly, one fewer, one
+        more) when they are few: each member's connection count reaches the cap exactly."""
+        subject = self.ls.model
+        cap = subject.cap
+        free = sum(cap - conns for health, conns in subject.view()[1].values()
+                   if health.can_receive_traffic() and conns < cap)
+        count = data.draw(around([free], st.integers(1, 3), lo=1, hi=BURST_MAX), label="count")
+        for _ in range(count):
+            self.step("route_event", kind, key)
 
     @rule(data=st.data())
     def origin_hash_for_entity_id(self, data: Any) -> None:
