@@ -25,6 +25,12 @@ stateful and stateless daemons, restores with and without a head payload, reject
 daemon, of another entity, horizons of up to 20 origins and logical time at u64::MAX,
 framing with write limits around 32 + payload size, counts past the data and malformed
 entries (short prefix, zero length, total < 32, truncated, u32::MAX length) mid-stream.
+Boundaries (`meshspec.strategies.around`, one witness each in BOUNDARY_WITNESSES): write
+limits at 0, u32::MAX and each frame's 32 + payload bytes (±1, so -1 and u32::MAX + 1 too),
+read counts at 0, u16::MAX and the frames written (±1), inbound sequences at the one the
+horizon stores for the origin (±1), and near u64::MAX as many outputs as the sequence room
+(±1). The clock only stamps events (no timeout, deadline or interval), so there is no time
+boundary to advance to.
 
 Left out: origins and sequences outside u64 (both sides refuse them with the same
 ValueError; pinned by the unit tests — a read count past u16 and a write limit past u32

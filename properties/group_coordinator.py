@@ -24,7 +24,12 @@ whose index differs, and out of range (99, 255); duplicate, own, retired and fre
 entity ids on add and re-placement; origins registered and unregistered before a node
 recovery; route contexts with keys, zones and unsatisfiable tags; spread placements
 whose exclusion set covers none, some or all candidates; member placements over score
-tables with vetoes, NaN, ±inf and RTT tables with gaps.
+tables with vetoes, NaN, ±inf and RTT tables with gaps. Boundaries (`meshspec.strategies.around`,
+one witness each in BOUNDARY_WITNESSES): bursts of routes as many as the free LB slots
+(exactly, one fewer, one more), so members reach the connection cap exactly; groups
+prefilled with 254, 255, 256 (u8::MAX and its neighbours) or 257 members. No rule moves the
+clock and route_event never records a completion (the breaker never opens), so there is no
+time boundary.
 """
 from __future__ import annotations
 

@@ -22,7 +22,12 @@ u64::MAX) carrying sets of five tags (a, b, gpu, the migration and the causal su
 tags), node replacement, tag edits on unknown nodes, the local node inside and outside the
 index and as a (vetoed, NaN-scored) migration target, explicit and recorded drain flags,
 scores None/NaN/±inf/beyond f32/ties that only tie as f32/−0.0, RTT tables with gaps and
-ties, duplicate and non-u64 candidates, subprotocol ids outside u16. Strategies are flat
+ties, duplicate and non-u64 candidates, subprotocol ids outside u16. Boundaries
+(`meshspec.strategies.around`, see `score_edges`): each score of a table is aimed at 0, 1,
+f32::MAX and the f32 overflow edge and at the scores drawn before it (exactly, one f32 ulp
+and one double ulp below or above), RTTs at the RTTs drawn before them (ties, ±1), tie-break
+ids at the other id (equal, ±1), subprotocol ids at 0, u16::MAX and the two tags' ids; the
+scheduler has no clock, so no time boundary. Strategies are flat
 (one draw per argument where possible) so a failure shrinks within the ci shrink budget;
 arbitrary doubles and ids over all of u64 are in tests/test_scheduler_properties.py.
 

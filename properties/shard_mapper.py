@@ -612,6 +612,31 @@ class ShardMapperMachine(LockstepMachine):
     def finalize_draining(self) -> None:
         self.step("finalize_draining")
 
+    def _ids_in(self, *states: Any) -> list[int]:
+        subject = self.ls.model
+        return [sid for sid in subject.allocated if subject.sut.shard_state(sid) in states]
+
+    @rule(data=st.data())
+    def drain_not_active(self, data: Any) -> None:
+        """drain_specific aimed at a shard it must refuse (Provisioning or Stopped), which the
+        state pools of `_known_id` rarely pair with an active count above the floor."""
+        ids = self._ids_in(M.ShardState.PROVISIONING, M.ShardState.STOPPED)
+        self.step("drain_specific", data.draw(st.sampled_from(ids), label="shard_id") if ids
+                  else self._known_id(data))
+
+    @rule(data=st.data(), remove=st.booleans())
+    def drain_past_grace(self, data: Any, remove: bool) -> None:
+        """An Active shard drained with an empty buffer, the clock advanced exactly to the first
+        instant past the 100 ms grace, finalize; then, perhaps, the bulk removal of stopped shards."""
+        ids = self._ids_in(M.ShardState.ACTIVE)
+        sid = data.draw(st.sampled_from(ids), label="shard_id") if ids else self._known_id(data)
+        self.step("drain_specific", sid)
+        self.step("record_buffer_len", sid, 0)
+        self.step("advance_time", 100 * MS + 1)
+        self.step("finalize_draining")
+        if remove:
+            self.step("remove_stopped_shards")
+
     @rule(data=st.data())
     def remove_specific_stopped_shard(self, data: Any) -> None:
         self.step("remove_specific_stopped_shard", self._known_id(data))
