@@ -588,9 +588,10 @@ KEYS = st.sampled_from(["a", "b", "c", "", "user-7"])
 # big group costs ~15x a small one per step (and its 256 LB endpoints ~0.3 s to build),
 # so they stay rare: two weights in fifty.
 # The big ones sit around u8::MAX (254, 255, 256: at the edge, one below, one above) or
-# at 257.
-U8_EDGE = boundary_values([U8_MAX]) + [U8_MAX + 2]
-PREFILL = st.sampled_from([0, 1, 2, 3, 4, 5] * 8 + [None, None]).flatmap(
+# at 257, the saturating ones twice as often (three weights in fifty-one: about as many
+# saturated groups as the 257s alone gave before).
+U8_EDGE = boundary_values([U8_MAX]) + [U8_MAX + 1, U8_MAX + 2, U8_MAX + 2]
+PREFILL = st.sampled_from([0, 1, 2, 3, 4, 5] * 8 + [None, None, None]).flatmap(
     lambda n: st.sampled_from(U8_EDGE) if n is None else st.just(n))
 ROUTE_KINDS = tuple(k for k in CONTEXTS if k != "tagged")
 
@@ -659,17 +660,25 @@ class GroupCoordinatorMachine(LockstepMachine):
     def origin_hash_for_entity_id(self, data: Any) -> None:
         self.step("origin_hash_for_entity_id", self._entity(data))
 
-    @rule(index=INDICES)
-    def mark_healthy(self, index: int) -> None:
-        self.step("mark_healthy", index)
+    def _flip_index(self, data: Any) -> int:
+        """A member index for a guarded update, aimed at the dense-index guard as the group
+        stands: the index field of a member that sits elsewhere (the guard must refuse it, a
+        scan would find it), or one below or above it."""
+        members = self.ls.model.view()[0]
+        misplaced = [m.index for pos, m in enumerate(members) if m.index != pos][:8]
+        return data.draw(around(misplaced, INDICES, lo=0, hi=U8_MAX, share=50), label="index")
 
-    @rule(index=INDICES)
-    def mark_unhealthy(self, index: int) -> None:
-        self.step("mark_unhealthy", index)
+    @rule(data=st.data())
+    def mark_healthy(self, data: Any) -> None:
+        self.step("mark_healthy", self._flip_index(data))
 
-    @rule(data=st.data(), index=INDICES, node=st.sampled_from(NODES))
-    def update_member_placement(self, data: Any, index: int, node: int) -> None:
-        self.step("update_member_placement", index, node, self._entity(data))
+    @rule(data=st.data())
+    def mark_unhealthy(self, data: Any) -> None:
+        self.step("mark_unhealthy", self._flip_index(data))
+
+    @rule(data=st.data(), node=st.sampled_from(NODES))
+    def update_member_placement(self, data: Any, node: int) -> None:
+        self.step("update_member_placement", self._flip_index(data), node, self._entity(data))
 
     @rule(data=st.data())
     def on_node_recovery(self, data: Any) -> None:
