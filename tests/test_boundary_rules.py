@@ -133,3 +133,15 @@ def test_a_write_limit_of_minus_one_is_drawn(fuzz_seed):
 def test_a_group_of_exactly_256_members_is_reached(fuzz_seed):
     result = _boundary_caught("group_coordinator", SaturatesOneLate, fuzz_seed, 150)
     assert result.trace is not None, "no group ever held exactly 256 members"
+
+
+def test_the_f32_edges_the_scheduler_draws_are_where_f32_rounding_changes():
+    from model.scheduler import to_f32
+    from properties.scheduler import F32_OVERFLOW, f32_step, score_edges
+
+    assert to_f32(math.nextafter(F32_OVERFLOW, 0.0)) == F32_MAX  # just below the edge: rounds down
+    assert to_f32(F32_OVERFLOW) == math.inf  # the edge itself: the tie rounds to even, infinity
+    assert f32_step(1.0, 1) == 1.0 + 2.0**-23 and f32_step(1.0, -1) == 1.0 - 2.0**-24
+    assert f32_step(F32_MAX, 1) == math.inf and f32_step(0.0, -1) == -(2.0**-149)
+    assert f32_step(-1.0, 1) == -(1.0 - 2.0**-24)
+    assert {0.5, f32_step(0.5, -1), f32_step(0.5, 1)} <= set(score_edges([0.5]))
