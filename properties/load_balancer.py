@@ -1142,8 +1142,8 @@ class LoadBalancerMachine(LockstepMachine):
     def probe_abandoned_at_cap(self, data: Any) -> None:
         """The cap meets an abandoned probe: an endpoint's circuit opens and turns half-open, its
         probe's caller vanishes holding the connection, the clock advances exactly to the
-        probe's abandonment, then traffic flows until the probe is re-claimed (under a cap of 1
-        the vanished caller's connection fills the endpoint, so the claim is given back)."""
+        probe's abandonment, then traffic flows towards it (under a cap of 1 the vanished
+        caller's connection fills the endpoint, so it must not be offered at all)."""
         idx = self._idx(data)
         self.step("outage", idx)
         self.step("traffic_until", idx, True)
