@@ -87,19 +87,34 @@ def around(values: Iterable[Any], fallback: st.SearchStrategy[Any] | None = None
         if fallback is None:
             raise ValueError("around: no boundary values and no fallback")
         return fallback
-    exact = st.sampled_from(cands)
-    if fallback is None or share == 100:
-        return exact
-    if share == 0:
+    if share == 0 and fallback is not None:
         return fallback
+    # One strategy per distinct (boundary list, fallback, share): building strategies on
+    # every draw cost more than the rules drawing from them. The key holds the boundaries by
+    # repr (-0.0 == 0.0 and 1 == 1.0, yet they are different draws) and the fallback by
+    # identity; the cache keeps the fallback alive, so its id cannot be reused meanwhile.
+    key = (tuple(map(repr, cands)), id(fallback), share)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] is fallback:
+        return hit[1]
+    exact = st.sampled_from(tuple(cands))
+    strategy = exact if fallback is None or share == 100 else _share_of(exact, fallback, share)
+    if len(_CACHE) >= 4096:
+        _CACHE.clear()
+    _CACHE[key] = (fallback, strategy)
+    return strategy
 
-    @st.composite
-    def draw(d: Any) -> Any:
-        if d(st.integers(0, 99)) < share:
-            return d(exact)
-        return d(fallback)
 
-    return draw()
+_CACHE: dict[tuple, tuple[Any, st.SearchStrategy[Any]]] = {}
+
+
+@st.composite
+def _share_of(draw: Any, exact: st.SearchStrategy[Any], fallback: st.SearchStrategy[Any], share: int) -> Any:
+    """`share`% of the draws from `exact`, the others from `fallback`. Defined once: building
+    an `st.composite` per call of `around` cost more than the rule that drew from it."""
+    if draw(st.integers(0, 99)) < share:
+        return draw(exact)
+    return draw(fallback)
 
 
 def until(now: int, deadlines: Iterable[int | None]) -> list[int]:
