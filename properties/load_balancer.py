@@ -1139,18 +1139,6 @@ class LoadBalancerMachine(LockstepMachine):
         self.step("restart", data.draw(STRATEGIES, label="strategy"))
 
     @rule(data=st.data())
-    def probe_abandoned_at_cap(self, data: Any) -> None:
-        """The cap meets an abandoned probe: an endpoint's circuit opens and turns half-open, its
-        probe's caller vanishes holding the connection, the clock advances exactly to the
-        probe's abandonment, then traffic flows towards it (under a cap of 1 the vanished
-        caller's connection fills the endpoint, so it must not be offered at all)."""
-        idx = self._idx(data)
-        self.step("outage", idx)
-        self.step("traffic_until", idx, True)
-        self.step("advance_time", self._next_release())
-        self.step("traffic_until", idx, False)
-
-    @rule(data=st.data())
     def zero_total_weight(self, data: Any) -> None:
         """The total weight exactly at 0 (or 1 above): every endpoint re-added with weight 0 but
         the last one drawn (0 or 1), then weighted random over them on a fresh balancer."""
