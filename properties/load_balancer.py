@@ -1139,18 +1139,6 @@ class LoadBalancerMachine(LockstepMachine):
         self.step("restart", data.draw(STRATEGIES, label="strategy"))
 
     @rule(data=st.data())
-    def zero_total_weight(self, data: Any) -> None:
-        """The total weight exactly at 0 (or 1 above): every endpoint re-added with weight 0 but
-        the last one drawn (0 or 1), then weighted random over them on a fresh balancer."""
-        present = [POOL.index(e.node_id) for e in self.ls.model.sut.endpoints()]
-        for i, idx in enumerate(present):
-            body = draw_body(data)
-            last = i == len(present) - 1
-            weight = data.draw(st.sampled_from([0, 0, 1]), label="weight") if last else 0
-            self.step("add_endpoint", idx, weight, "healthy", *body[2:])
-        self.step("shadow", "weighted_random", *draw_context(data), 4, None)
-
-    @rule(data=st.data())
     def shadow(self, data: Any) -> None:
         strategy = data.draw(STRATEGIES, label="strategy")
         ctx = draw_context(data)
