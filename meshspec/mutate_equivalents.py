@@ -99,6 +99,12 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "with fewer than 4 bytes left, body lies past the end, so len(view) - body < 0 <= "
             "total_len and the next check returns the same None",
     },
+    "shard_mapper": {
+        "const:0→-1|last_needed = first_id + max(count - 1, 0)|#0":
+            "_allocate_ids is reached only with count >= 1 (scale_up, scale_up_provisioning and "
+            "scale_up_provisioning_force each return [] for count 0 first), so count - 1 >= 0 and "
+            "the max never reads its second argument",
+    },
     "groups": {
         "drop_cache:delete|self._monotone = True  # the buffer is empty again|#0":
             "a flag left False only sends replay through the model's full scan, which returns the "

@@ -266,7 +266,7 @@ MUTANTS = (
            ("ids_strictly_increase_never_reused", "*result", "abstract state")),
     mutant("finalize_reads_window_counter", FinalizeReadsWindowCounter,
            "BUG_REPORT #9: finalize read the window counter that metrics ticks reset",
-           "finalize_stops_only_drained"),
+           ("finalize_stops_only_drained", "finalize_draining result")),
     mutant("activate_without_budget_recheck", ActivateWithoutBudgetRecheck,
            "#64: activate did not re-check max_shards", "active_within_budget"),
     mutant("warmup_oscillation", WarmupOscillation, "#131: fresh shards vote before warm-up",

@@ -25,6 +25,12 @@ stateful and stateless daemons, restores with and without a head payload, reject
 daemon, of another entity, horizons of up to 20 origins and logical time at u64::MAX,
 framing with write limits around 32 + payload size, counts past the data and malformed
 entries (short prefix, zero length, total < 32, truncated, u32::MAX length) mid-stream.
+Boundaries (`meshspec.strategies.around`, one witness each in BOUNDARY_WITNESSES): write
+limits at 0, u32::MAX and each frame's 32 + payload bytes (±1, so -1 and u32::MAX + 1 too),
+read counts at 0, u16::MAX and the frames written (±1), inbound sequences at the one the
+horizon stores for the origin (±1), and near u64::MAX as many outputs as the sequence room
+(±1). The clock only stamps events (no timeout, deadline or interval), so there is no time
+boundary to advance to.
 
 Left out: origins and sequences outside u64 (both sides refuse them with the same
 ValueError; pinned by the unit tests — a read count past u16 and a write limit past u32
@@ -51,6 +57,7 @@ from meshspec.clock import FakeClock
 from meshspec.explore import Bound, Exploration
 from meshspec.lockstep import BenchCase, Component, Subject, always, sometimes
 from meshspec.machine import LockstepMachine
+from meshspec.strategies import around
 from model import daemon_host as M
 from model.daemon_host import (
     U16_MAX,
@@ -178,6 +185,8 @@ class DaemonHostSubject(Subject):
         self.frame: Optional[tuple] = None
         self.malformed: Optional[tuple] = None
         self.probe: Optional[tuple[bool, bool]] = None
+        #: boundary classes reached exactly (their witnesses: BOUNDARY_WITNESSES)
+        self.edges: set[str] = set()
         if start_seq is None:
             self.sut = self.cls(origin, self.daemon, clock=self.clock)
             self._reset((CausalLink.genesis(origin), b""))
@@ -221,6 +230,9 @@ class DaemonHostSubject(Subject):
         payloads = outputs if isinstance(outputs, str) else tuple(self._payload(n) for n in outputs)
         self.daemon.script = payloads
         before = (self.sut.head_link(), self.sut.head_payload())
+        horizon = self._host_horizon()
+        if horizon is not None and dict(horizon.entries).get(origin) == sequence:
+            self.edges.add("deliver_at_stored_sequence")
         self._forget_deliver()
         event = CausalEvent(CausalLink(origin, 0, sequence, 0), b"inbound", self.clock())
         try:
@@ -235,6 +247,8 @@ class DaemonHostSubject(Subject):
             self.appended.append((prev[0], prev[1], e))
             prev = (e.link, e.payload)
         self.pred = prev
+        if events and events[-1].link.sequence == U64_MAX:
+            self.edges.add("chain_filled_to_u64_max")
         horizon = self._host_horizon()
         if events and horizon is not None:
             self.emitted_horizon = (events[0].link.horizon_encoded, tuple(o for o, _ in horizon.entries))
@@ -364,6 +378,8 @@ class DaemonHostSubject(Subject):
 
     # -- the standalone horizon --------------------------------------------------------------
     def horizon_observe(self, origin: int, sequence: int) -> int:
+        if self.horizon.get(origin) == sequence:
+            self.edges.add("observed_at_stored_sequence")
         self.horizon.observe(origin, sequence)
         return self.horizon.logical_time()
 
@@ -398,10 +414,21 @@ class DaemonHostSubject(Subject):
         buf = bytearray(prefix)
         result = _or_value_error(lambda: self.sut.write_causal_events(events, buf, max_total_len=limit))
         if isinstance(result, tuple):
+            if limit < 0:
+                self.edges.add("write_limit_minus_one_refused")
             return result
         read = _or_value_error(lambda: self.sut.read_causal_events(bytes(buf[prefix_size:]), count))
         self.frame = (events, limit, prefix, bytes(buf), result, count, read, self.clock())
+        self._note_frame_edges(events, limit, count, result)
         return (result, bytes(buf), read)
+
+    def _note_frame_edges(self, events: list[CausalEvent], limit: int, count: int,
+                          result: WriteCausalEventsResult) -> None:
+        """Ghost: a frame exactly at the write limit; a read count exactly the frames written."""
+        if any(M.CAUSAL_LINK_SIZE + len(e.payload) == limit for e in events):
+            self.edges.add("frame_fits_limit_exactly")
+        if count == result.events_written > 0:
+            self.edges.add("read_count_equals_frames_written")
 
     def read_malformed(self, sizes: tuple[int, ...], cut: str,
                        tail_sizes: tuple[int, ...]) -> list[CausalEvent]:
@@ -575,6 +602,29 @@ def tampered_link_rejected(s: DaemonHostSubject) -> bool:
     return bool(s.last and s.last[0] == "validate" and s.last[2].error)
 
 
+def _edge(name: str, doc: str) -> Callable[[DaemonHostSubject], bool]:
+    def witness(s: DaemonHostSubject) -> bool:
+        return name in s.edges
+    witness.__name__ = witness.__qualname__ = name
+    witness.__doc__ = doc
+    return witness
+
+
+#: One witness per boundary class the machine aims at (meshspec.strategies.around).
+BOUNDARY_WITNESSES = (
+    _edge("frame_fits_limit_exactly", "A write whose limit was exactly 32 + an event's payload size."),
+    _edge("write_limit_minus_one_refused", "A write limit of -1 (just below u32) was refused."),
+    _edge("read_count_equals_frames_written", "A read asked for exactly as many events as were written."),
+    _edge("observed_at_stored_sequence", "The horizon observed an origin at exactly its stored sequence."),
+    _edge("deliver_at_stored_sequence", "deliver brought an origin at exactly its stored sequence."),
+    _edge("chain_filled_to_u64_max", "A deliver's last output took the chain exactly to sequence u64::MAX."),
+)
+
+#: The boundary witnesses aim at the fuzzer's generators; the explorer's fixed alphabet is
+#: not asked to reach them.
+FUZZ_ONLY_WITNESSES = tuple(w.__name__ for w in BOUNDARY_WITNESSES)
+
+
 INVARIANTS = (
     always(logical_time_saturates), always(appended_events_validate), always(counters_match),
     always(no_output_deliver_keeps_head), always(restored_head_matches_snapshot),
@@ -586,6 +636,7 @@ INVARIANTS = (
     sometimes(malformed_entry_stopped_read), sometimes(oversized_event_skipped),
     sometimes(logical_time_saturated), sometimes(bloom_false_positive),
     sometimes(sixteen_origin_horizon_emitted), sometimes(tampered_link_rejected),
+    *map(sometimes, BOUNDARY_WITNESSES),
 )
 
 
@@ -609,6 +660,7 @@ def _entry_sets() -> list[tuple]:
 
 ENTRIES = st.sampled_from(_entry_sets())
 LOGICAL = st.sampled_from([0, 1, 5, U64_MAX - 1, U64_MAX])
+COUNTS = st.sampled_from([0, 1, 2, 3, 4, 5, U16_MAX, U16_MAX + 1])
 LIMITS = st.sampled_from([U32_MAX, U32_MAX, 0, 31, 32, 33, 63, 64, 65, 95, 96, 97, 1055, 1056, 1057,
                           8224, U32_MAX + 1])
 
@@ -622,9 +674,32 @@ class DaemonHostMachine(LockstepMachine):
     def init(self, origin: int, start_seq: Optional[int], head_size: int, stateful: bool) -> None:
         self.step("init", origin, start_seq, head_size, stateful)
 
-    @rule(origin=ORIGIN, sequence=SEQ, outputs=OUTPUTS)
-    def deliver(self, origin: int, sequence: int, outputs: Any) -> None:
-        self.step("deliver", origin, sequence, outputs)
+    # -- boundaries (meshspec.strategies.around) ----------------------------------------------
+    # The host has no timeout, cooldown or deadline (the clock only stamps events), so its
+    # boundaries are integer limits and sizes relative to the state as it stands: the u32 write
+    # limit against 0, u32::MAX and each frame's 32 + payload bytes; the u16 read count against
+    # 0, u16::MAX and the frames written; an inbound sequence against the one the horizon
+    # stores for that origin; the outputs of a deliver against the sequence room left below
+    # u64::MAX. Unclipped where the type's edge is the boundary, so -1 and max + 1 are drawn
+    # (both sides refuse them with the same ValueError).
+
+    def _sequence(self, data: Any, stored: Optional[int]) -> int:
+        """An inbound sequence: the one stored for the origin, one below or above it, or any."""
+        return data.draw(around([stored], SEQ, lo=0, hi=U64_MAX), label="sequence")
+
+    def _outputs(self, data: Any) -> Any:
+        """The daemon's answer; near u64::MAX, as many outputs as the sequence room (±1)."""
+        room = U64_MAX - self.ls.model.sut.sequence()
+        n = data.draw(around([room], st.none(), lo=0), label="aimed outputs") if room < 5 else None
+        if n is None:
+            return data.draw(OUTPUTS, label="outputs")
+        return tuple(data.draw(st.lists(SIZE, min_size=n, max_size=n), label="outputs"))
+
+    @rule(data=st.data(), origin=ORIGIN)
+    def deliver(self, data: Any, origin: int) -> None:
+        horizon = self.ls.model._host_horizon()
+        stored = None if horizon is None else dict(horizon.entries).get(origin)
+        self.step("deliver", origin, self._sequence(data, stored), self._outputs(data))
 
     @rule(ns=st.sampled_from([0, 1, 1_000_000_000]))
     def advance_time(self, ns: int) -> None:
@@ -666,9 +741,10 @@ class DaemonHostMachine(LockstepMachine):
     def validate(self, tamper: str) -> None:
         self.step("validate", tamper)
 
-    @rule(origin=ORIGIN, sequence=SEQ)
-    def horizon_observe(self, origin: int, sequence: int) -> None:
-        self.step("horizon_observe", origin, sequence)
+    @rule(data=st.data(), origin=ORIGIN)
+    def horizon_observe(self, data: Any, origin: int) -> None:
+        stored = self.ls.model.horizon.get(origin)
+        self.step("horizon_observe", origin, self._sequence(data, stored))
 
     @rule(entries=ENTRIES, logical_time=LOGICAL)
     def horizon_merge(self, entries: tuple, logical_time: int) -> None:
@@ -686,9 +762,11 @@ class DaemonHostMachine(LockstepMachine):
     def potentially_concurrent(self, origin_a: int, origin_b: int, entries_b: tuple) -> None:
         self.step("potentially_concurrent", origin_a, origin_b, entries_b)
 
-    @rule(sizes=st.lists(SIZE, max_size=4).map(tuple), limit=LIMITS,
-          count=st.sampled_from([0, 1, 2, 3, 4, 5, U16_MAX, U16_MAX + 1]), prefix_size=st.sampled_from([0, 0, 3]))
-    def write_read(self, sizes: tuple, limit: int, count: int, prefix_size: int) -> None:
+    @rule(data=st.data(), sizes=st.lists(SIZE, max_size=4).map(tuple), prefix_size=st.sampled_from([0, 0, 3]))
+    def write_read(self, data: Any, sizes: tuple, prefix_size: int) -> None:
+        frames = [M.CAUSAL_LINK_SIZE + n for n in sizes]
+        limit = data.draw(around([0, U32_MAX, *frames], LIMITS), label="limit")
+        count = data.draw(around([0, U16_MAX, len(sizes)], COUNTS), label="count")
         self.step("write_read", sizes, limit, count, prefix_size)
 
     @rule(sizes=st.lists(SIZE, max_size=3).map(tuple), cut=st.sampled_from(sorted(MALFORMED)),

@@ -24,7 +24,12 @@ whose index differs, and out of range (99, 255); duplicate, own, retired and fre
 entity ids on add and re-placement; origins registered and unregistered before a node
 recovery; route contexts with keys, zones and unsatisfiable tags; spread placements
 whose exclusion set covers none, some or all candidates; member placements over score
-tables with vetoes, NaN, ±inf and RTT tables with gaps.
+tables with vetoes, NaN, ±inf and RTT tables with gaps. Boundaries (`meshspec.strategies.around`,
+one witness each in BOUNDARY_WITNESSES): bursts of routes as many as the free LB slots
+(exactly, one fewer, one more), so members reach the connection cap exactly; groups of 257
+members shrunk to 256, 255 or 254 (u8::MAX and its neighbours). No rule moves the
+clock and route_event never records a completion (the breaker never opens), so there is no
+time boundary.
 """
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ import model.scheduler as model_scheduler
 from meshspec.explore import Bound, Exploration
 from meshspec.lockstep import Component, Subject, always, sometimes
 from meshspec.machine import LockstepMachine
-from meshspec.strategies import pick
+from meshspec.strategies import around, boundary_values, pick
 from model import group_coordinator as M
 from model.load_balancer import HealthStatus, LoadBalancerConfig, RequestContext, Strategy
 from model.scheduler import Artifact, CapabilityFilter, ScoreTable, TieBreakContext, to_f32
@@ -54,6 +59,7 @@ SCHEDULERS = {"model": model_scheduler.Scheduler, "impl": impl_scheduler.Schedul
 STRATEGIES = tuple(s.value for s in Strategy)
 STRANGER = 0xFFFF_FFFF  # an entity seed never handed out
 CONTEXTS = ("plain", "routing_key", "session", "request", "zoned", "tagged")
+BURST_MAX = 24  # the most events one route_burst sends (kept small: each is a lockstep step)
 
 
 def entity_id(seed: int) -> bytes:
@@ -172,10 +178,15 @@ class GroupCoordinatorSubject(Subject):
 
     # -- membership --------------------------------------------------------------------------
     def add_member(self, index: int, node: int, entity: int, healthy: bool) -> None:
+        before = len(self._step_state()[1])
         self.sut.add_member(self._new_member(index, node, entity, healthy))
         self._added(entity, healthy)
+        if before == U8_MAX:
+            self.flags.add("members_cross_u8_saturation")
 
     def remove_last(self) -> Optional[M.MemberInfo]:
+        if len(self._step_state()[1]) == U8_MAX + 1:
+            self.flags.add("members_cross_u8_saturation")
         info = self.sut.remove_last()
         if info is not None:
             self.routes.pop(info.entity_id_bytes, None)
@@ -198,6 +209,8 @@ class GroupCoordinatorSubject(Subject):
             return origin
         entity = chosen[0].entity_id_bytes
         self.routes[entity] = self.routes.get(entity, 0) + 1
+        if open_slots == {entity} and before[entity][1] == self.cap - 1:
+            self.flags.add("last_free_slot_taken")
         if not chosen[0].healthy:
             self.flags.add("unhealthy_flagged_member_routed")
         return origin
@@ -505,6 +518,32 @@ def duplicate_entity_refused(s: GroupCoordinatorSubject) -> bool:
                for r in ("add_member", "update_member_placement"))
 
 
+def last_free_slot_taken(s: GroupCoordinatorSubject) -> bool:
+    """A route took the group's last free LB slot: its member reached the connection cap exactly."""
+    return "last_free_slot_taken" in s.flags
+
+
+def members_at_u8_max(s: GroupCoordinatorSubject) -> bool:
+    """The group holds exactly 255 members: the counts are at u8::MAX, not yet saturated."""
+    return len(s.view()[0]) == U8_MAX
+
+
+def members_cross_u8_saturation(s: GroupCoordinatorSubject) -> bool:
+    """add_member took the group from 255 to 256 members, or remove_last from 256 to 255."""
+    return "members_cross_u8_saturation" in s.flags
+
+
+#: One witness per boundary class the machine aims at (meshspec.strategies.around). The
+#: coordinator has no timeout, cooldown or deadline (no rule moves the clock, and route_event
+#: never records a completion, so the balancer's breaker never opens): its boundaries are the
+#: connection cap and the u8 counts.
+BOUNDARY_WITNESSES = (last_free_slot_taken, members_at_u8_max, members_cross_u8_saturation)
+
+#: The boundary witnesses aim at the fuzzer's generators; the explorer's fixed alphabet is
+#: not asked to reach them.
+FUZZ_ONLY_WITNESSES = tuple(w.__name__ for w in BOUNDARY_WITNESSES)
+
+
 def place_member_failed(s: GroupCoordinatorSubject) -> bool:
     """place_member answered PlacementFailed (every candidate excluded or vetoed)."""
     err = _last_error(s, "place_member")
@@ -522,7 +561,7 @@ INVARIANTS = (
     sometimes(health_flip_refused_by_guard), sometimes(recovery_revived_member),
     sometimes(recovery_skipped_unregistered), sometimes(spread_narrowed_by_exclusion),
     sometimes(spread_all_excluded), sometimes(duplicate_entity_refused),
-    sometimes(place_member_failed),
+    sometimes(place_member_failed), *map(sometimes, BOUNDARY_WITNESSES),
 )
 
 
@@ -545,10 +584,11 @@ RTT_TABLES = st.sampled_from([None, (), ((1, 1), (2, 1)), ((2, 0), (3, 2)), ((1,
                               ((5, 1),)])
 KEYS = st.sampled_from(["a", "b", "c", "", "user-7"])
 # Mostly small groups; a few examples start with 257 members (u8 saturation; with the first
-# one down also Degraded{255, 255}). A
-# big group costs ~15x a small one per step (and its 256 LB endpoints ~0.3 s to build),
-# so they stay rare: two weights in fifty.
-PREFILL = st.sampled_from([0, 1, 2, 3, 4, 5] * 8 + [257, 257])
+# one down also Degraded{255, 255}) or 256 (the first saturating count); `shrink_to_u8_edge`
+# takes such a group to 256, 255 or 254 members. A big group costs ~15x a small one per step
+# (and its 256 LB endpoints ~0.3 s to build), so they stay rare: four weights in fifty-two.
+PREFILL = st.sampled_from([0, 1, 2, 3, 4, 5] * 8 + [256, 257, 256, 257])
+ROUTE_KINDS = tuple(k for k in CONTEXTS if k != "tagged")
 
 
 class GroupCoordinatorMachine(LockstepMachine):
@@ -599,20 +639,48 @@ class GroupCoordinatorMachine(LockstepMachine):
         self.step("route_event", kind, key)
 
     @rule(data=st.data())
+    def shrink_to_u8_edge(self, data: Any) -> None:
+        """A big group loses members until it holds exactly u8::MAX + 1, u8::MAX or u8::MAX - 1:
+        the counts' saturation edge, crossed one member at a time (nothing for a small group)."""
+        target = data.draw(st.sampled_from(boundary_values([U8_MAX])), label="members")
+        for _ in range(min(max(len(self.ls.model.view()[0]) - target, 0), 3)):
+            self.step("remove_last")
+
+    @rule(data=st.data(), kind=st.sampled_from(ROUTE_KINDS), key=KEYS)
+    def route_burst(self, data: Any, kind: str, key: str) -> None:
+        """Events routed back to back, as many as the free LB slots (exactly, one fewer, one
+        more) when they are few: each member's connection count reaches the cap exactly."""
+        subject = self.ls.model
+        cap = subject.cap
+        free = sum(cap - conns for health, conns in subject.view()[1].values()
+                   if health.can_receive_traffic() and conns < cap)
+        count = data.draw(around([free], st.integers(1, 3), lo=1, hi=BURST_MAX), label="count")
+        for _ in range(count):
+            self.step("route_event", kind, key)
+
+    @rule(data=st.data())
     def origin_hash_for_entity_id(self, data: Any) -> None:
         self.step("origin_hash_for_entity_id", self._entity(data))
 
-    @rule(index=INDICES)
-    def mark_healthy(self, index: int) -> None:
-        self.step("mark_healthy", index)
+    def _flip_index(self, data: Any) -> int:
+        """A member index for a guarded update, aimed at the dense-index guard as the group
+        stands: the index field of a member that sits elsewhere (the guard must refuse it, a
+        scan would find it), or one below or above it."""
+        members = self.ls.model.view()[0]
+        misplaced = [m.index for pos, m in enumerate(members) if m.index != pos][:8]
+        return data.draw(around(misplaced, INDICES, lo=0, hi=U8_MAX, share=50), label="index")
 
-    @rule(index=INDICES)
-    def mark_unhealthy(self, index: int) -> None:
-        self.step("mark_unhealthy", index)
+    @rule(data=st.data())
+    def mark_healthy(self, data: Any) -> None:
+        self.step("mark_healthy", self._flip_index(data))
 
-    @rule(data=st.data(), index=INDICES, node=st.sampled_from(NODES))
-    def update_member_placement(self, data: Any, index: int, node: int) -> None:
-        self.step("update_member_placement", index, node, self._entity(data))
+    @rule(data=st.data())
+    def mark_unhealthy(self, data: Any) -> None:
+        self.step("mark_unhealthy", self._flip_index(data))
+
+    @rule(data=st.data(), node=st.sampled_from(NODES))
+    def update_member_placement(self, data: Any, node: int) -> None:
+        self.step("update_member_placement", self._flip_index(data), node, self._entity(data))
 
     @rule(data=st.data())
     def on_node_recovery(self, data: Any) -> None:

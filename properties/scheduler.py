@@ -22,7 +22,12 @@ u64::MAX) carrying sets of five tags (a, b, gpu, the migration and the causal su
 tags), node replacement, tag edits on unknown nodes, the local node inside and outside the
 index and as a (vetoed, NaN-scored) migration target, explicit and recorded drain flags,
 scores None/NaN/±inf/beyond f32/ties that only tie as f32/−0.0, RTT tables with gaps and
-ties, duplicate and non-u64 candidates, subprotocol ids outside u16. Strategies are flat
+ties, duplicate and non-u64 candidates, subprotocol ids outside u16. Boundaries
+(`meshspec.strategies.around`, see `score_edges`): each score of a table is aimed at 0, 1,
+f32::MAX and the f32 overflow edge and at the scores drawn before it (exactly, one f32 ulp
+and one double ulp below or above), RTTs at the RTTs drawn before them (ties, ±1), tie-break
+ids at the other id (equal, ±1), subprotocol ids at 0, u16::MAX and the two tags' ids; the
+scheduler has no clock, so no time boundary. Strategies are flat
 (one draw per argument where possible) so a failure shrinks within the ci shrink budget;
 arbitrary doubles and ids over all of u64 are in tests/test_scheduler_properties.py.
 
@@ -34,7 +39,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable, Optional
+import struct
+from typing import Any, Callable, Iterable, Optional
 
 import attrs
 from hypothesis import strategies as st
@@ -43,6 +49,7 @@ from hypothesis.stateful import initialize, rule
 from meshspec.explore import Bound, Exploration
 from meshspec.lockstep import BenchCase, Component, Subject, always, sometimes
 from meshspec.machine import LockstepMachine
+from meshspec.strategies import U64, around
 from model import scheduler as M
 from model.scheduler import (
     U64_MAX,
@@ -61,6 +68,30 @@ NODES = (0, 1, 2, 3, 7, 0x1111, 0x2222, U64_MAX - 1, U64_MAX)
 BAD_IDS = (-1, U64_MAX + 1)
 ART = Artifact()
 PROBE_FILTERS = ((), ("a",), ("a", "b"), (MIG,), ("gpu", MIG), (CAUSAL,))
+#: The largest finite f32, and the least double that rounds to f32 infinity (half an f32
+#: ulp above it; the tie rounds to even, which is the infinity).
+F32_MAX = struct.unpack("<f", struct.pack("<I", 0x7F7F_FFFF))[0]
+F32_OVERFLOW = 2.0**128 - 2.0**103
+
+
+def f32_step(score: float, direction: int) -> float:
+    """The f32 one f32 ulp above (direction 1) or below (-1) the f32 `score` (±inf past the range)."""
+    if score == 0.0:
+        return direction * 2.0**-149
+    bits = struct.unpack("<I", struct.pack("<f", score))[0]
+    return struct.unpack("<f", struct.pack("<I", bits + (direction if score > 0 else -direction)))[0]
+
+
+def score_edges(scores: Iterable[Optional[float]] = ()) -> list[float]:
+    """The score boundaries: 0 and 1 (a PlacementFilter's range), f32::MAX and the overflow edge
+    (both signs), and, relative to the scores already drawn, each one's f32 and the f32 values
+    one f32 ulp below and above it (`around` adds the double ulps of each)."""
+    out = [0.0, 1.0, F32_MAX, -F32_MAX, F32_OVERFLOW, -F32_OVERFLOW]
+    for raw in scores:
+        f = None if raw is None else to_f32(raw)
+        if f is not None and math.isfinite(f):
+            out += [f, f32_step(f, -1), f32_step(f, 1)]
+    return out
 
 # Argument types of the Subject's rules (a replayed trace is checked against them).
 Tags = tuple[str, ...]
@@ -383,6 +414,79 @@ def drained_local_skipped(s: SchedulerSubject) -> bool:
     return bool(s.locality and s.locality[0] and s.locality[2] and s.locality[1] is not None)
 
 
+def _raw(p: Pick, node: int) -> Optional[float]:
+    return p.table(node, ART)
+
+
+def tie_only_as_f32(s: SchedulerSubject) -> bool:
+    """Two admitted candidates whose scores differ as doubles but round to one f32 tied for the best."""
+    p = s.pick
+    if p is None or p.winner is None:
+        return False
+    mine = _admitted(p.table, p.winner)
+    return any(n != p.winner and _admitted(p.table, n) == mine and _raw(p, n) != _raw(p, p.winner)
+               for n in p.candidates)
+
+
+def one_f32_ulp_decided(s: SchedulerSubject) -> bool:
+    """The winner scored exactly one f32 ulp above another admitted candidate."""
+    p = s.pick
+    if p is None or p.winner is None or (mine := _admitted(p.table, p.winner)) is None:
+        return False
+    below = f32_step(mine, -1)
+    return any(_admitted(p.table, n) == below for n in p.candidates)
+
+
+def above_f32_max_rounded_down(s: SchedulerSubject) -> bool:
+    """A double above the largest f32 (but below the overflow edge) competed as f32::MAX."""
+    p = s.pick
+    return bool(p and any((r := _raw(p, n)) is not None and F32_MAX < abs(r) < F32_OVERFLOW
+                          for n in p.candidates))
+
+
+def f32_overflow_edge_dropped(s: SchedulerSubject) -> bool:
+    """A double exactly at (or one ulp past) the f32 overflow edge was dropped as infinite."""
+    p = s.pick
+    edge = (F32_OVERFLOW, math.nextafter(F32_OVERFLOW, math.inf))
+    return bool(p and any((r := _raw(p, n)) is not None and abs(r) in edge for n in p.candidates))
+
+
+def rtt_tie_broken_by_id(s: SchedulerSubject) -> bool:
+    """Candidates tied at the best score with equal known RTTs, so the smallest id decided."""
+    p = s.pick
+    if p is None or p.winner is None or p.ctx.rtt_us is None:
+        return False
+    mine = p.ctx.rtt_of(p.winner)
+    return mine is not None and any(n != p.winner and p.ctx.rtt_of(n) == mine for n in _ties_at_best(p))
+
+
+def _refused(s: SchedulerSubject, rules: tuple[str, ...]) -> bool:
+    last = s.last
+    return bool(last and last[0] in rules and isinstance(last[2].value, tuple)
+                and last[2].value[:1] == ("ValueError",))
+
+
+def subprotocol_id_outside_u16_refused(s: SchedulerSubject) -> bool:
+    """find_subprotocol_nodes refused an id just outside u16 (-1 or 0x10000)."""
+    return _refused(s, ("find_subprotocol_nodes",))
+
+
+def node_id_outside_u64_refused(s: SchedulerSubject) -> bool:
+    """A node id just outside u64 (-1 or u64::MAX + 1) was refused."""
+    return _refused(s, ("add_node", "remove_node", "add_tag", "remove_tag", "pin", "pick_best_candidate",
+                        "select_promotion_target", "find_migration_targets", "place_migration"))
+
+
+#: One witness per boundary class the machine aims at (meshspec.strategies.around).
+BOUNDARY_WITNESSES = (tie_only_as_f32, one_f32_ulp_decided, above_f32_max_rounded_down,
+                      f32_overflow_edge_dropped, rtt_tie_broken_by_id,
+                      subprotocol_id_outside_u16_refused, node_id_outside_u64_refused)
+
+#: The boundary witnesses aim at the fuzzer's generators; the explorer's fixed alphabet is
+#: not asked to reach them.
+FUZZ_ONLY_WITNESSES = tuple(w.__name__ for w in BOUNDARY_WITNESSES)
+
+
 def no_candidate_raised(s: SchedulerSubject) -> bool:
     """A placement raised NoCandidate."""
     return bool(s.last and s.last[2].error and s.last[2].error[0] == "NoCandidate")
@@ -395,7 +499,7 @@ INVARIANTS = (
     sometimes(tie_decided_by_rtt), sometimes(non_finite_score_dropped),
     sometimes(every_candidate_vetoed), sometimes(local_fast_path_taken),
     sometimes(vetoed_local_fell_through), sometimes(drained_local_skipped),
-    sometimes(no_candidate_raised),
+    sometimes(no_candidate_raised), *map(sometimes, BOUNDARY_WITNESSES),
 )
 
 
@@ -410,9 +514,37 @@ REQUIRED = st.sampled_from([(), (), ("a",), ("b",), ("gpu",), ("a", "b"), ("a", 
 QUERY = st.sampled_from([(), ("a",), ("b",), ("gpu",), ("a", "b"), ("a", "gpu"), *PROBE_FILTERS[3:]])
 SCORE = st.sampled_from([None, None, math.nan, math.inf, -math.inf, 1e300, 0.0, -0.0, 0.25, 0.5, 0.5,
                          0.5 + 1e-12, 0.75, 1.0, 1.0, 3.4e38, -2.0])
-SCORES = st.lists(st.tuples(NODE, SCORE), max_size=5).map(tuple)
+DEFAULT_SCORE = around(score_edges(), SCORE, share=15)
+
+
+@st.composite
+def score_tables(draw: Any) -> tuple:
+    """Up to five (node, score) pairs; each score aimed at the boundaries (`score_edges`) of the
+    scores drawn before it: ties exactly, one f32 or one double ulp below or above."""
+    table: list[tuple[int, Optional[float]]] = []
+    for _ in range(draw(st.integers(0, 5), label="size")):
+        node = draw(NODE, label="node")
+        table.append((node, draw(around(score_edges(sc for _, sc in table), SCORE), label="score")))
+    return tuple(table)
+
+
+@st.composite
+def rtt_tables(draw: Any) -> tuple:
+    """An RTT table whose values are aimed at the ones drawn before: equal (a tie the id breaks), ±1."""
+    table: list[tuple[int, int]] = []
+    for _ in range(draw(st.integers(1, 4), label="size")):
+        node = draw(NODE, label="node")
+        table.append((node, draw(around([r for _, r in table], st.integers(0, 3), lo=U64[0], hi=U64[1],
+                                        share=50), label="rtt")))
+    return tuple(table)
+
+
+SCORES = score_tables()
 RTT = st.sampled_from([None, None, (), ((1, 2), (2, 1)), ((0x1111, 0), (0x2222, 0), (U64_MAX, 1)),
-                       ((2, 3), (3, 3), (7, 1), (U64_MAX - 1, 0)), ((0, 1), (1, 0), (0x2222, 2), (2, 2))])
+                       ((2, 3), (3, 3), (7, 1), (U64_MAX - 1, 0)), ((0, 1), (1, 0), (0x2222, 2), (2, 2))]) \
+    | rtt_tables()
+SUBPROTOCOL_IDS = around([0, M.U16_MAX, 0x0400, M.SUBPROTOCOL_MIGRATION],
+                         st.sampled_from([0x0400, 0x0500, 0, 0xFFFF, 0x10000, -1]))
 CANDIDATES = st.lists(ANY_ID, max_size=8).map(tuple)
 
 
@@ -467,7 +599,7 @@ class SchedulerMachine(LockstepMachine):
     def pin(self, node: int) -> None:
         self.step("pin", node)
 
-    @rule(subprotocol_id=st.sampled_from([0x0400, 0x0500, 0, 0xFFFF, 0x10000, -1]))
+    @rule(subprotocol_id=SUBPROTOCOL_IDS)
     def find_subprotocol_nodes(self, subprotocol_id: int) -> None:
         self.step("find_subprotocol_nodes", subprotocol_id)
 
@@ -475,8 +607,9 @@ class SchedulerMachine(LockstepMachine):
     def find_migration_targets(self, required: tuple, source: int) -> None:
         self.step("find_migration_targets", required, source)
 
-    @rule(a=NODE, b=NODE, rtt=RTT)
-    def tie_break_compare(self, a: int, b: int, rtt: Optional[tuple]) -> None:
+    @rule(data=st.data(), a=NODE, rtt=RTT)
+    def tie_break_compare(self, data: Any, a: int, rtt: Optional[tuple]) -> None:
+        b = data.draw(around([a], NODE, lo=U64[0], hi=U64[1]), label="b")  # the same id, or adjacent
         self.step("tie_break_compare", a, b, rtt)
 
     @rule(required=QUERY)
@@ -491,7 +624,7 @@ class SchedulerMachine(LockstepMachine):
     def place_migration(self, required: tuple, source: int) -> None:
         self.step("place_migration", required, source)
 
-    @rule(required=REQUIRED, source=ANY_ID, scores=SCORES, default=SCORE, rtt=RTT,
+    @rule(required=REQUIRED, source=ANY_ID, scores=SCORES, default=DEFAULT_SCORE, rtt=RTT,
           local_score=st.sampled_from(["table", "table", None, None, math.nan, 0.0]))
     def select_migration_target(self, required: tuple, source: int, scores: tuple,
                                 default: Optional[float], rtt: Optional[tuple], local_score: Any) -> None:
@@ -504,17 +637,17 @@ class SchedulerMachine(LockstepMachine):
         self.step("place_migration_v2", required, source)
 
     @rule(required=REQUIRED, exclude=st.lists(NODE, max_size=3).map(tuple), scores=SCORES,
-          default=SCORE, rtt=RTT)
+          default=DEFAULT_SCORE, rtt=RTT)
     def select_member_node(self, required: tuple, exclude: tuple, scores: tuple,
                            default: Optional[float], rtt: Optional[tuple]) -> None:
         self.step("select_member_node", required, exclude, scores, default, rtt)
 
-    @rule(candidates=CANDIDATES, scores=SCORES, default=SCORE, rtt=RTT)
+    @rule(candidates=CANDIDATES, scores=SCORES, default=DEFAULT_SCORE, rtt=RTT)
     def select_promotion_target(self, candidates: tuple, scores: tuple, default: Optional[float],
                                 rtt: Optional[tuple]) -> None:
         self.step("select_promotion_target", candidates, scores, default, rtt)
 
-    @rule(candidates=CANDIDATES, scores=SCORES, default=SCORE, rtt=RTT)
+    @rule(candidates=CANDIDATES, scores=SCORES, default=DEFAULT_SCORE, rtt=RTT)
     def pick_best_candidate(self, candidates: tuple, scores: tuple, default: Optional[float],
                             rtt: Optional[tuple]) -> None:
         self.step("pick_best_candidate", candidates, scores, default, rtt)

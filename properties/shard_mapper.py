@@ -623,6 +623,45 @@ class ShardMapperMachine(LockstepMachine):
     def finalize_draining(self) -> None:
         self.step("finalize_draining")
 
+    def _ids_in(self, *states: Any) -> list[int]:
+        subject = self.ls.model
+        return [sid for sid in subject.allocated if subject.sut.shard_state(sid) in states]
+
+    @rule(data=st.data(), remove=st.booleans())
+    def drain_edges(self, data: Any, remove: bool) -> None:
+        """Refusals and drains the state pools of `_known_id` rarely pair with the right moment.
+        Either a call aimed at a shard it must refuse: activate of a Provisioning shard once
+        the active count is exactly at max_shards (scaled up to it right at the cooldown's
+        end, evaluated there), or drain_specific of a Stopped shard; or an Active shard
+        drained with an empty buffer, the clock advanced exactly to the 100 ms grace's end or
+        the first instant past it, finalize, then, with `remove`, the bulk removal of stopped
+        shards."""
+        refused = self._ids_in(M.ShardState.PROVISIONING, M.ShardState.STOPPED)
+        if refused and data.draw(st.booleans(), label="refused"):
+            sid = data.draw(st.sampled_from(refused), label="shard_id")
+            subject = self.ls.model
+            mapper = subject.sut
+            if mapper.shard_state(sid) != M.ShardState.PROVISIONING:
+                self.step("drain_specific", sid)
+                return
+            room = mapper.policy().max_shards - mapper.active_shard_count()
+            if room > 0:  # up to the cap exactly, once the cooldown has ended exactly
+                stamp = subject.last_stamp
+                ahead = until(subject.clock(), [None if stamp is None else stamp + self.cooldown])
+                self.step("advance_time", ahead[0] if ahead else 0)
+                self.step("evaluate_scaling")  # at the cooldown's end (often a warm-up's end too)
+                self.step("scale_up", room)
+            self.step("activate", sid)
+            return
+        ids = self._ids_in(M.ShardState.ACTIVE)
+        sid = data.draw(st.sampled_from(ids), label="shard_id") if ids else self._known_id(data)
+        self.step("drain_specific", sid)
+        self.step("record_buffer_len", sid, 0)
+        self.step("advance_time", data.draw(st.sampled_from([100 * MS + 1, 100 * MS]), label="grace"))
+        self.step("finalize_draining")
+        if remove:
+            self.step("remove_stopped_shards")
+
     @rule(data=st.data())
     def remove_specific_stopped_shard(self, data: Any) -> None:
         self.step("remove_specific_stopped_shard", self._known_id(data))

@@ -65,3 +65,16 @@ def test_report_section_lists_each_missed_branch_with_its_reason_or_open():
                     ["`impl/x.py`", "`12->14`", "open"]]
     assert "50.0%" in text
     assert "Not recorded" in report_section({}, {})
+
+
+def test_reachable_coverage_leaves_only_exempted_branches_out_of_the_denominator():
+    from meshspec.coverage_report import exempted, reachable_percent, report_section
+
+    data = {"branches": 10, "covered": 8, "percent": 80.0, "missing": [[3, 4], [5, -1]]}
+    reasons = {"3->4": "check_invariants: raises only on a stale cache", "5->exit": "open: a gap"}
+    assert exempted(data["missing"], reasons) == ["3->4"]  # an open reason is no exemption
+    assert reachable_percent(data, reasons) == round(100 * 8 / 9, 1)
+    assert reachable_percent(data, {}) == 80.0
+    assert reachable_percent({**data, "missing": [[3, 4]], "covered": 9}, reasons) == 100.0
+    text = report_section({"profile": "ci", "seed": 1, "files": {"impl/x.py": data}}, {"impl/x.py": reasons})
+    assert "80.0%" in text and "88.9%" in text
