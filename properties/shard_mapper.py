@@ -154,7 +154,11 @@ class ShardMapperSubject(Subject):
         return self.sut.evaluate_scaling()
 
     def _note_time_edges(self) -> None:
-        """Ghost: whether this call runs exactly at a warm-up end or the cooldown end."""
+        """Ghost: whether this call runs exactly at a warm-up end or the cooldown end. Read on
+        the model side only (activation times are not public API, and an impl behind
+        `--impl-cmd` need not serve `abstract`); the witnesses read the model's ghost."""
+        if self.side != "model":
+            return
         now, cooldown = self.clock(), self.sut.policy().cooldown_ns
         active = [x for x in self.sut.abstract()[3] if x[1] == M.ShardState.ACTIVE]
         if any(now - x[3] == cooldown for x in active):
