@@ -347,7 +347,7 @@ class CapacitySubject(Subject):
     def _foreign_expiry(self, call: str) -> None:
         """The armed TTL expiry: the etcd lease of the first owner key runs out (one revision)."""
         owners = [kv for kv in self.kv.get_prefix(self.keys.tenants_prefix(), keys_only=True).kvs
-                  if self._classify(kv.key)[0] == "owner"]
+                  if self.keys.classify(kv.key)[0] == "owner"]
         if not owners:
             return
         self._orphan(owners[0].key[:-len(b"/owner")])
