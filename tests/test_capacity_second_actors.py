@@ -18,7 +18,7 @@ from meshspec.clock import FakeClock
 from meshspec.lockstep import Lockstep, LockstepFailure
 from model import capacity as M
 from model.etcd import EtcdModel
-from mutants.capacity import ForeignAcquireNotDetected
+from mutants.capacity import ForeignAcquireNotDetected, OwnerKeyChangeNotTracked
 from properties.capacity import TENANT
 
 COMP = registry.get_component("capacity")
@@ -90,28 +90,6 @@ def test_bulk_renewals_compact_the_deadline_heap_and_the_hint_stays_exact():
     assert len(rs.heap) <= 2 * len(rs.deadlines) + 64  # compacted on the way (80 pushes, one deadline)
 
 
-class _OwnerKeyChangeNotTracked(COMP.impl_cls):
-    """The counters before the ABA fix: the rescan after a foreign write reloads only shards
-    counted available that gained an owner key, never a counted-leased shard whose owner key
-    was re-created since (it keeps the old deadline)."""
-
-    def _detect_vanished_owners(self) -> None:
-        if not self._watch.dirty:
-            return
-        self._watch.dirty = False
-        for (tenant, run), rs in self._runs.items():
-            if not rs.deadlines and not rs.available_ids:
-                continue
-            resp = self._kv.get_prefix(self._keys.shards_prefix(tenant, run), keys_only=True)
-            owned = {ident[2] for kind, ident in map(self._keys.classify, (kv.key for kv in resp.kvs))
-                     if kind == "owner"}
-            for shard in [s for s in rs.deadlines if s not in owned]:
-                del rs.deadlines[shard]
-                self._make_available(rs, shard)
-            for shard in sorted(rs.available_ids & owned):
-                self._detect_foreign_acquire(tenant, run, rs, shard)
-
-
 def _expire_then_reacquire_elsewhere(cls: type) -> tuple[M.CapacityHint, M.CapacityHint]:
     """This coordinator acquires (deadline 1000) and reads its hint; the owner key's TTL runs
     out; 10 ns later a second coordinator re-acquires the shard (deadline 1010, a new owner
@@ -141,5 +119,12 @@ def test_an_owner_key_expired_and_reacquired_elsewhere_between_two_reads_moves_t
     assert _expire_then_reacquire_elsewhere(COMP.model_cls) == (
         M.CapacityHint(0, 1_010), M.CapacityHint(0, 1_010))
     # the counters before the fix: the old deadline, then the shard counted available while leased
-    assert _expire_then_reacquire_elsewhere(_OwnerKeyChangeNotTracked) == (
+    assert _expire_then_reacquire_elsewhere(OwnerKeyChangeNotTracked) == (
         M.CapacityHint(0, 1_000), M.CapacityHint(1, None))
+
+
+def test_the_machine_reaches_the_aba_and_the_pre_fix_counters_fail_there():
+    steps = [ACQUIRE, ("foreign_reacquire", (1, 1, 2, 1, 22))]  # the key runs out, 1 ns later re-acquired
+    assert _replay(COMP.impl_cls, steps) is None
+    failure = _replay(OwnerKeyChangeNotTracked, steps)
+    assert failure is not None and failure.name == "hint_equals_full_scan", failure
