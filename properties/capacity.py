@@ -356,6 +356,7 @@ class CapacitySubject(Subject):
         else:
             self.kv.expire_lease_now(owners[0].lease)
         self.events[f"owner expired at {call}"] += 1
+        self._view_for = None  # a view cached earlier this step predates the expiry: re-check it
 
     def hints_read(self) -> None:
         """Every run's hint was read this step: an expiry armed `after_hint_reads` happens now,
@@ -363,7 +364,6 @@ class CapacitySubject(Subject):
         if self.expire_after_hints:
             self.expire_after_hints = False
             self._foreign_expiry("after_hint_reads")
-            self._view_for = None  # the cached view is older than this write: check the revision
 
     def _orphan(self, shard_key: bytes) -> None:
         kind, ident = self.keys.classify(shard_key)
