@@ -230,7 +230,8 @@ class EtcdCoordinator(ModelCoordinator):
     def _detect_vanished_owners(self) -> None:
         """After a foreign write: counted-leased shards whose owner key is gone, and
         counted-available shards that gained an owner key (another coordinator acquired
-        them: their record, read once, gives the deadline)."""
+        them: their record, read once, gives the deadline), and counted-leased shards whose
+        owner key was re-created since the last rescan (read again the same way)."""
         if not self._watch.dirty:
             return
         self._watch.dirty = False
@@ -248,7 +249,7 @@ class EtcdCoordinator(ModelCoordinator):
             changed = {s for s in rs.deadlines if owned[s] != rs.owner_revs.get(s)}
             for shard in sorted((rs.available_ids & owned.keys()) | changed):
                 self._detect_foreign_acquire(tenant, run, rs, shard)
-            rs.owner_revs = {s: owned[s] for s in rs.deadlines if s in owned}
+            rs.owner_revs = {s: owned[s] for s in rs.deadlines}  # each one is owned by now
 
     def _detect_foreign_acquire(self, tenant: bytes, run: int, rs: _RunCounters, shard: int) -> None:
         loaded = self._load_shard(tenant, run, shard)

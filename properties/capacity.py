@@ -45,7 +45,7 @@ self-check meets an unseen write), a new coordinator whose first call is a write
 (`restart_then`: a commit into a run it has not adopted), and a tight renew loop of one lease
 (`renew_many`: the deadline heap compacts). Clock advances aim at live deadlines with
 `meshspec.strategies.around` (one before, at, one past). An owner key that runs out and is
-re-created by another coordinator between two reads of this one is reached too (the ABA the
+re-created by another coordinator before this one reads again (`foreign_reacquire`, the ABA the
 counters once missed: tests/test_capacity_second_actors.py, mutant `owner_key_change_not_tracked`).
 
 Reads for invariants go to the raw KV (`view()`, decoded once per step), never through
