@@ -27,7 +27,9 @@ Leases that ran out are detected on the next read, never when they happen:
   counted-leased shards whose owner key is gone to `available`, and counted-available
   shards that gained an owner key (another coordinator acquired them) to leased, with
   the deadline read from their record (found by `meshspec interleave etcd_cas_acquire`:
-  two coordinators over one etcd). Without foreign writes
+  two coordinators over one etcd), and counted-leased shards whose owner key's
+  mod_revision differs from the one the previous rescan saw (the key ran out and another
+  coordinator re-created it: the deadline is read again). Without foreign writes
   a hint read is O(1) amortized in the number of shards (plus one single-key read of
   the run record).
 
@@ -158,6 +160,8 @@ class _RunCounters:
     available_ids: set[int] = attrs.Factory(set)
     deadlines: dict[int, int] = attrs.Factory(dict)
     heap: list[tuple[int, int]] = attrs.Factory(list)
+    # leased shard -> its owner key's mod_revision at the last rescan (ABA detection)
+    owner_revs: dict[int, int] = attrs.Factory(dict)
 
     def copy(self) -> "_RunCounters":
         """A copy sharing nothing mutable (each field is a flat container of immutable values)."""
@@ -226,7 +230,8 @@ class EtcdCoordinator(ModelCoordinator):
     def _detect_vanished_owners(self) -> None:
         """After a foreign write: counted-leased shards whose owner key is gone, and
         counted-available shards that gained an owner key (another coordinator acquired
-        them: their record, read once, gives the deadline)."""
+        them: their record, read once, gives the deadline), and counted-leased shards whose
+        owner key was re-created since the last rescan (read again the same way)."""
         if not self._watch.dirty:
             return
         self._watch.dirty = False
@@ -234,13 +239,17 @@ class EtcdCoordinator(ModelCoordinator):
             if not rs.deadlines and not rs.available_ids:
                 continue
             resp = self._kv.get_prefix(self._keys.shards_prefix(tenant, run), keys_only=True)
-            owned = {ident[2] for kind, ident in map(self._keys.classify, (kv.key for kv in resp.kvs))
-                     if kind == "owner"}
+            owned = {ident[2]: kv.mod_revision for kv in resp.kvs
+                     for kind, ident in [self._keys.classify(kv.key)] if kind == "owner"}
             for shard in [s for s in rs.deadlines if s not in owned]:
                 del rs.deadlines[shard]
                 self._make_available(rs, shard)
-            for shard in sorted(rs.available_ids & owned):
+            # An owner key rewritten since the last rescan (ours or another coordinator's, e.g.
+            # after the old one ran out): the deadline counted may be stale, read it again.
+            changed = {s for s in rs.deadlines if owned[s] != rs.owner_revs.get(s)}
+            for shard in sorted((rs.available_ids & owned.keys()) | changed):
                 self._detect_foreign_acquire(tenant, run, rs, shard)
+            rs.owner_revs = {s: owned[s] for s in rs.deadlines}  # each one is owned by now
 
     def _detect_foreign_acquire(self, tenant: bytes, run: int, rs: _RunCounters, shard: int) -> None:
         loaded = self._load_shard(tenant, run, shard)

@@ -53,6 +53,8 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "only changes when the heap is compacted (see the `-` mutant): same deadlines, same answers",
         "const:2→1|if len(rs.heap) > 2 * len(rs.deadlines) + 64:  # too many stale entries: compact|#0":
             "only changes when the heap is compacted (see the `-` mutant): same deadlines, same answers",
+        "compare:>→>=|if len(rs.heap) > 2 * len(rs.deadlines) + 64:  # too many stale entries: compact|#0":
+            "compacts one push sooner (at equality; see the `-` mutant): same deadlines, same answers",
         "drop_cache:delete|self._watch.saw(resp.revision, 0)|#1":
             "lease_grant writes nothing and is always followed by its attempt's txn before the dirty "
             "flag is read; revisions only grow and own writes are counted exactly, so the txn's check "
@@ -62,6 +64,9 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "lease_leases writes nothing and is only called last in abstract(); the dirty flag is read "
             "only in _counters and the self-check, and every entry point makes a KV call before either, "
             "whose check against the older revision flags every foreign write this one would have",
+        "arith:&→||for shard in sorted((rs.available_ids & owned.keys()) | changed):|#0":
+            "the extra re-reads are of available shards without an owner key (no change) and of leased "
+            "shards whose owner key is unchanged, whose record deadline the counters already hold",
         "const:8→9|where = f\"run {tenant.hex()[:8]}…/{run}\"|#0":
             "only the text of a self-check failure message (one more hex digit of the tenant)",
     },

@@ -118,6 +118,28 @@ class ForeignAcquireNotDetected(ImplCoordinator):
         pass
 
 
+class OwnerKeyChangeNotTracked(ImplCoordinator):
+    """The counters before the ABA fix: the rescan after a foreign write re-reads only shards
+    counted available that gained an owner key, never a counted-leased shard whose owner key
+    ran out and was re-created by another coordinator since (it keeps the old deadline)."""
+
+    def _detect_vanished_owners(self) -> None:
+        if not self._watch.dirty:
+            return
+        self._watch.dirty = False
+        for (tenant, run), rs in self._runs.items():
+            if not rs.deadlines and not rs.available_ids:
+                continue
+            resp = self._kv.get_prefix(self._keys.shards_prefix(tenant, run), keys_only=True)
+            owned = {ident[2] for kind, ident in map(self._keys.classify, (kv.key for kv in resp.kvs))
+                     if kind == "owner"}
+            for shard in [s for s in rs.deadlines if s not in owned]:
+                del rs.deadlines[shard]
+                self._make_available(rs, shard)
+            for shard in sorted(rs.available_ids & owned):
+                self._detect_foreign_acquire(tenant, run, rs, shard)
+
+
 HINT_CHECKS = ("hint_equals_full_scan", "check_invariants", "*result", "capacity_hint observation",
                "abstract state")
 MUTANTS = (
@@ -148,4 +170,7 @@ MUTANTS = (
            "§1.10 #2: the A-version owner guard without Compare::lease", ("abstract state", "*result")),
     mutant("foreign_acquire_not_detected", ForeignAcquireNotDetected,
            "§1.9: a shard another coordinator acquired is no longer available", HINT_CHECKS),
+    mutant("owner_key_change_not_tracked", OwnerKeyChangeNotTracked,
+           "§1.9: a shard re-acquired elsewhere after its owner key ran out has the new deadline",
+           HINT_CHECKS),
 )

@@ -44,9 +44,9 @@ lease_revoke / keep-alive / lease_leases, or right after the step's hint reads, 
 self-check meets an unseen write), a new coordinator whose first call is a write
 (`restart_then`: a commit into a run it has not adopted), and a tight renew loop of one lease
 (`renew_many`: the deadline heap compacts). Clock advances aim at live deadlines with
-`meshspec.strategies.around` (one before, at, one past). Known gap left out on purpose: an owner
-key that runs out and is re-created by another coordinator between two reads of this one (the
-counters keep the old deadline; tests/test_capacity_second_actors.py, xfail).
+`meshspec.strategies.around` (one before, at, one past). An owner key that runs out and is
+re-created by another coordinator before this one reads again (`foreign_reacquire`, the ABA the
+counters once missed: tests/test_capacity_second_actors.py, mutant `owner_key_change_not_tracked`).
 
 Reads for invariants go to the raw KV (`view()`, decoded once per step), never through
 the coordinator, except `capacity_hint` itself (read once per step per run and shared by
@@ -356,6 +356,7 @@ class CapacitySubject(Subject):
         else:
             self.kv.expire_lease_now(owners[0].lease)
         self.events[f"owner expired at {call}"] += 1
+        self._view_for = None  # a view cached earlier this step predates the expiry: re-check it
 
     def hints_read(self) -> None:
         """Every run's hint was read this step: an expiry armed `after_hint_reads` happens now,
@@ -628,10 +629,6 @@ class CapacitySubject(Subject):
                                + SECOND_STRIDE * self.seconds)
         other = self.cls(self.coord_kv, clock=self.clock, options=options,
                          revoke_fault=self._revoke_fault)
-        # This coordinator answers a hint first, so it has seen every earlier foreign write: an
-        # owner key that vanished and was re-created by another coordinator between two of its
-        # reads (an ABA the counters do not track, see impl/capacity.py) is left out.
-        seen = self._hint_now(run)
         before = self._shard_now(run, shard)
         res = self._call("", lambda: other.acquire_and_restore_into(TENANT, run, shard, worker))
         self._acquired(res, {shard: before})
@@ -656,13 +653,25 @@ class CapacitySubject(Subject):
             follow = (parked, self.unpark_shard(run, shard, fresh + 1, ""))
         if then:
             self.events["second coordinator's lease used here"] += 1
-        return seen, res, follow
+        return res, follow
 
-    def _hint_now(self, run: int) -> Any:
-        try:
-            return self.sut.capacity_hint(TENANT, run)
-        except M.CoordinationError as exc:
-            return type(exc).__name__
+    def foreign_reacquire(self, run: int, shard: int, worker: int, gap: int, op_id: int) -> tuple:
+        """The ABA: the owner key of the shard runs out (its etcd lease expires) and `gap` ns
+        later a second coordinator acquires the shard, in one step, so this coordinator reads
+        nothing between the two writes and finds an owner key again, with a later deadline."""
+        k = self.keys.owner_key(TENANT, run, shard)
+        owner = self.kv.get(k).kvs
+        if owner:
+            self._orphan(self.keys.shard_key(TENANT, run, shard))
+            if self.real:
+                self.kv.lease_revoke(owner[0].lease)
+            else:
+                self.kv.expire_lease_now(owner[0].lease)
+        self.clock.advance(gap)
+        out = self.foreign_acquire(run, shard, worker, "", op_id)
+        if owner:
+            self.events["owner expired, then acquired by a second coordinator"] += 1
+        return bool(owner), out
 
     def abstract(self) -> Any:
         """The coordinator's abstract state with every lease id relative to the first
@@ -925,6 +934,8 @@ SECOND_ACTOR_WITNESSES = (
            "A second coordinator over the same KV acquired a shard."),
     _event("second coordinator's lease used here", "second_coordinators_lease_used_here",
            "A lease a second coordinator granted was used through this one in the same step."),
+    _event("owner expired, then acquired by a second coordinator", "owner_expired_then_reacquired_elsewhere",
+           "An owner key ran out and a second coordinator acquired the shard before this one read."),
     _event("restarted, then a write first", "restarted_then_wrote_first",
            "A new coordinator's first call was an operation, before it read any hint."),
 )
@@ -1156,6 +1167,15 @@ class CapacityMachine(LockstepMachine):
                             and not subject.live(v))
         self.step("foreign_acquire", run, shard, worker, then, op_id)
 
+    @precondition(lambda self: bool(self.ls.model.leases))
+    @rule(data=st.data(), worker=WORKERS, op_id=OP_IDS, gap=st.sampled_from([1, 1, 1, 0, 10]))
+    def foreign_reacquire(self, data: Any, worker: int, op_id: int, gap: int) -> None:
+        run = self._run(data)
+        subject = self.ls.model
+        shard = self._shard(data, run, lambda v: v.record.status is M.ShardStatus.ACTIVE
+                            and subject.live(v))
+        self.step("foreign_reacquire", run, shard, worker, gap, op_id)
+
     @rule(data=st.data(), op=st.sampled_from(["renew", "complete", "park_shard", "split_replace",
                                               "split_replace", "split_residual", "split_residual",
                                               "acquire", "acquire", "acquire", "claim",
@@ -1315,6 +1335,7 @@ ACTIONS = (
     ("restart_then", ("acquire", (1, 1, 1, "own", ""))),                  # ... and a write first
     ("foreign_acquire", (1, 2, 2, "", 21)),                               # a second coordinator
     ("foreign_expiry", ("after_hint_reads",)), ("renew_many", (0, 2)),
+    ("foreign_reacquire", (1, 1, 2, 1, 22)),                             # the ABA
 )
 
 EXPLORATION = Exploration(
@@ -1335,7 +1356,7 @@ EXPLORATION = Exploration(
         "terminal_keeps_deadline": "small", "renew_keeps_old_deadline": "small",
         "residual_not_counted": "small", "unpark_not_counted": "lifecycle",
         "count_available_lightweight": "small", "owner_guard_without_lease_id": "lifecycle",
-        "foreign_acquire_not_detected": "small",
+        "foreign_acquire_not_detected": "small", "owner_key_change_not_tracked": "small",
     },
 )
 

@@ -18,7 +18,7 @@ from meshspec.clock import FakeClock
 from meshspec.lockstep import Lockstep, LockstepFailure
 from model import capacity as M
 from model.etcd import EtcdModel
-from mutants.capacity import ForeignAcquireNotDetected
+from mutants.capacity import ForeignAcquireNotDetected, OwnerKeyChangeNotTracked
 from properties.capacity import TENANT
 
 COMP = registry.get_component("capacity")
@@ -90,15 +90,14 @@ def test_bulk_renewals_compact_the_deadline_heap_and_the_hint_stays_exact():
     assert len(rs.heap) <= 2 * len(rs.deadlines) + 64  # compacted on the way (80 pushes, one deadline)
 
 
-@pytest.mark.xfail(strict=True, reason="known gap of the counters (impl/capacity.py, not fixed): an "
-                   "owner key that runs out and is re-created by another coordinator's acquire "
-                   "between two reads of this one keeps the old deadline; the machine's "
-                   "foreign_acquire rule reads this coordinator's hint first to stay clear of it")
-def test_an_owner_key_expired_and_reacquired_elsewhere_between_two_reads_moves_the_deadline():
+def _expire_then_reacquire_elsewhere(cls: type) -> tuple[M.CapacityHint, M.CapacityHint]:
+    """This coordinator acquires (deadline 1000) and reads its hint; the owner key's TTL runs
+    out; 10 ns later a second coordinator re-acquires the shard (deadline 1010, a new owner
+    key). Returns this coordinator's next hint, and its hint once the old deadline passed."""
     kv, clock = EtcdModel(clock=FakeClock(0)), FakeClock(0)
     opts = M.CoordinatorOptions(owner_lease_ttl_secs=3600, lease_id_base=1 << 40)
-    first = COMP.impl_cls(kv, clock=clock, options=opts)
-    second = COMP.impl_cls(kv, clock=clock, options=M.CoordinatorOptions(
+    first = cls(kv, clock=clock, options=opts)
+    second = cls(kv, clock=clock, options=M.CoordinatorOptions(
         owner_lease_ttl_secs=3600, lease_id_base=(1 << 40) + 1000))
     tenant = bytes(32)
     first.create_run(tenant, 1, M.RunConfig(1_000))
@@ -109,4 +108,23 @@ def test_an_owner_key_expired_and_reacquired_elsewhere_between_two_reads_moves_t
     kv.expire_lease_now(owner.lease)                         # the TTL runs out
     clock.advance(10)
     second.acquire_and_restore_into(tenant, 1, 1, 2)       # deadline 1010, a new owner key
-    assert first.capacity_hint(tenant, 1) == M.CapacityHint(0, 1_010)
+    hint = first.capacity_hint(tenant, 1)
+    clock.advance(995)                                       # now 1005: past 1000, before 1010
+    return hint, first.capacity_hint(tenant, 1)
+
+
+def test_an_owner_key_expired_and_reacquired_elsewhere_between_two_reads_moves_the_deadline():
+    assert _expire_then_reacquire_elsewhere(COMP.impl_cls) == (
+        M.CapacityHint(0, 1_010), M.CapacityHint(0, 1_010))
+    assert _expire_then_reacquire_elsewhere(COMP.model_cls) == (
+        M.CapacityHint(0, 1_010), M.CapacityHint(0, 1_010))
+    # the counters before the fix: the old deadline, then the shard counted available while leased
+    assert _expire_then_reacquire_elsewhere(OwnerKeyChangeNotTracked) == (
+        M.CapacityHint(0, 1_000), M.CapacityHint(1, None))
+
+
+def test_the_machine_reaches_the_aba_and_the_pre_fix_counters_fail_there():
+    steps = [ACQUIRE, ("foreign_reacquire", (1, 1, 2, 1, 22))]  # the key runs out, 1 ns later re-acquired
+    assert _replay(COMP.impl_cls, steps) is None
+    failure = _replay(OwnerKeyChangeNotTracked, steps)
+    assert failure is not None and failure.name == "hint_equals_full_scan", failure

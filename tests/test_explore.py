@@ -281,7 +281,7 @@ def test_a_kv_component_explores_on_the_embedded_etcd_even_when_a_server_is_conf
     comp = registry.get_component("capacity")
     monkeypatch.setenv("MESHSPEC_ETCD", "http://127.0.0.1:1")  # a dead server: must never be used
     result = explore(comp, comp.impl_cls, comp.exploration, bound="small")
-    assert result.failure is None and result.states == 228  # the pinned small count
+    assert result.failure is None and result.states == 260  # the pinned small count
     assert os.environ["MESHSPEC_ETCD"] == "http://127.0.0.1:1"
 
 
@@ -293,6 +293,6 @@ def test_recording_a_bound_stores_its_figures_for_the_report(tmp_path, monkeypat
     monkeypatch.setattr(report, "BOUNDS_PATH", path)
     assert main(["explore", "capacity", "--bound", "small", "--record"]) == 0
     recorded = explore_mod.load_results(path)["capacity"]["small"]
-    assert (recorded["states"], recorded["edges"], recorded["verdict"]) == (228, 578, "ok")
+    assert (recorded["states"], recorded["edges"], recorded["verdict"]) == (260, 630, "ok")
     table = report.exploration_table(registry.get_component("capacity"))
-    assert "| `small`" in table and "228" in table and "not recorded" in table  # large is not
+    assert "| `small`" in table and "260" in table and "not recorded" in table  # large is not

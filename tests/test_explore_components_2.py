@@ -134,8 +134,8 @@ PINNED = {
     "load_balancer": (558, 1230),
     # 1 init + 14 distinct depth-1 states + 99 at depth 2; edges 34 actions x (1 + 14)
     "group_coordinator": (114, 510),
-    # 1 init + 16 distinct depth-1 states + 211 at depth 2; edges 34 actions x (1 + 16)
-    "capacity": (228, 578),
+    # 1 init + 17 distinct depth-1 states + 242 at depth 2; edges 35 actions x (1 + 17)
+    "capacity": (260, 630),
 }
 
 
