@@ -667,6 +667,29 @@ class ShardMapperMachine(LockstepMachine):
             self.step("remove_stopped_shards")
 
     @rule(data=st.data())
+    def warm_up_edges(self, data: Any) -> None:
+        """The one moment a warming shard's vote is visible: a shard provisioned (a scaling
+        stamp), activated part-way through the cooldown, given a buffer length, then
+        evaluate_scaling exactly when the cooldown ends, while that shard still warms up
+        (the cooldown gate no longer hides the decision, the warm-up exclusion must)."""
+        subject = self.ls.model
+        if not self._ids_in(M.ShardState.PROVISIONING):
+            self.step("scale_up_provisioning_force", 1)
+        provisioning = self._ids_in(M.ShardState.PROVISIONING)
+        stamp = subject.last_stamp
+        if not provisioning or stamp is None or self.cooldown < 2:
+            return
+        sid = pick(data, provisioning, label="shard_id")
+        left = stamp + self.cooldown - subject.clock()
+        if left >= 2:
+            self.step("advance_time", data.draw(st.integers(1, left - 1), label="part"))
+        self.step("activate", sid)
+        self.step("record_buffer_len", sid, self._length(data, sid, BUFFER_LENGTHS))
+        ahead = until(subject.clock(), [stamp + self.cooldown])
+        self.step("advance_time", ahead[0] if ahead else 0)
+        self.step("evaluate_scaling")
+
+    @rule(data=st.data())
     def remove_specific_stopped_shard(self, data: Any) -> None:
         self.step("remove_specific_stopped_shard", self._known_id(data))
 
