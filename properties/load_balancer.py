@@ -1124,6 +1124,14 @@ class LoadBalancerMachine(LockstepMachine):
         idx = pick(data, pick(data, pools, "pool"), "idx")
         self.step("add_endpoint", idx, *draw_body(data))
 
+    @rule(data=st.data())
+    def zero_weight_select(self, data: Any) -> None:
+        """Every present endpoint re-added at weight 0 (other fields drawn), then one select:
+        a stratum whose total weight is 0, where weighted random falls back to uniform."""
+        for e in list(self.ls.model.sut.endpoints()):
+            self.step("add_endpoint", POOL.index(e.node_id), 0, *draw_body(data)[1:])
+        self.step("select", *self._ring_context(data), 0, "reserve")
+
     def _idx(self, data: Any) -> int:
         """Mostly a present endpoint (the interesting case), sometimes any id of the pool."""
         present = [POOL.index(e.node_id) for e in self.ls.model.sut.endpoints()]
