@@ -94,6 +94,17 @@ def always(fn: Callable[[Subject], Any]) -> Invariant:
     return Invariant(fn, "always")
 
 
+def ghost_flag(attr: str, flag: str, doc: str, name: str | None = None) -> Callable[[Subject], bool]:
+    """A witness function for `sometimes`: true once the harness has put `flag` into the
+    subject's ghost set `attr` (a boundary or situation a rule noted when it reached it).
+    Named `name` (default: the flag) in reports."""
+    def witness(s: Subject) -> bool:
+        return flag in getattr(s, attr)
+    witness.__name__ = witness.__qualname__ = name or flag
+    witness.__doc__ = doc
+    return witness
+
+
 def sometimes(fn: Callable[[Subject], bool]) -> Invariant:
     """A reachability witness: `fn(subject)` returns True when the state of interest is reached."""
     return Invariant(fn, "sometimes")

@@ -55,7 +55,7 @@ from hypothesis.stateful import initialize, rule
 
 from meshspec.clock import FakeClock
 from meshspec.explore import Bound, Exploration
-from meshspec.lockstep import BenchCase, Component, Subject, always, sometimes
+from meshspec.lockstep import BenchCase, Component, Subject, always, ghost_flag, sometimes
 from meshspec.machine import LockstepMachine
 from meshspec.strategies import around
 from model import daemon_host as M
@@ -603,11 +603,7 @@ def tampered_link_rejected(s: DaemonHostSubject) -> bool:
 
 
 def _edge(name: str, doc: str) -> Callable[[DaemonHostSubject], bool]:
-    def witness(s: DaemonHostSubject) -> bool:
-        return name in s.edges
-    witness.__name__ = witness.__qualname__ = name
-    witness.__doc__ = doc
-    return witness
+    return ghost_flag("edges", name, doc)
 
 
 #: One witness per boundary class the machine aims at (meshspec.strategies.around).

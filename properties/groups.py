@@ -52,7 +52,7 @@ import impl.scheduler as impl_scheduler
 import model.scheduler as model_scheduler
 from impl.groups import Group as ImplGroup
 from meshspec.explore import Bound, Exploration
-from meshspec.lockstep import BenchCase, Component, Subject, always, sometimes
+from meshspec.lockstep import BenchCase, Component, Subject, always, ghost_flag, sometimes
 from meshspec.machine import LockstepMachine
 from meshspec.strategies import U64, around
 from model import groups as M
@@ -472,10 +472,7 @@ class GroupsSubject(Subject):
 
 def _flag(name: str, doc: str) -> Any:
     """A reachability witness: the harness set flag `name` at some step."""
-    def witness(s: GroupsSubject) -> bool:
-        return name in s.flags
-    witness.__name__, witness.__doc__ = name, doc[0].upper() + doc[1:] + "."
-    return witness
+    return ghost_flag("flags", name, doc[0].upper() + doc[1:] + ".")
 
 
 def _ghost(name: str, doc: str) -> Any:

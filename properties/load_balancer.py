@@ -72,7 +72,7 @@ from hypothesis.stateful import initialize, rule
 
 from meshspec.clock import NS_PER_MS, NS_PER_SEC, FakeClock
 from meshspec.explore import Bound, Exploration
-from meshspec.lockstep import (BenchCase, Component, Subject, always, impl_path, load_impl,
+from meshspec.lockstep import (BenchCase, Component, Subject, always, ghost_flag, impl_path, load_impl,
                                sometimes)
 from meshspec.machine import LockstepMachine
 from meshspec.strategies import U64, around
@@ -908,12 +908,7 @@ def ring_position(h: int, points: list[int]) -> str:
 
 
 def _seen(name: str, doc: str) -> Callable[[LoadBalancerSubject], bool]:
-    def witness(s: LoadBalancerSubject) -> bool:
-        return name in s.seen
-
-    witness.__name__ = name
-    witness.__doc__ = doc
-    return witness
+    return ghost_flag("seen", name, doc)
 
 
 INVARIANTS = (

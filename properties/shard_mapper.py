@@ -22,7 +22,7 @@ import attrs
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, rule
 
-from meshspec.lockstep import Component, Subject, always, sometimes
+from meshspec.lockstep import Component, Subject, always, ghost_flag, sometimes
 from meshspec.machine import LockstepMachine
 from meshspec.strategies import U64, around, pick, until
 from model import shard_mapper as M
@@ -500,11 +500,7 @@ def activate_refused_at_cap(s: ShardMapperSubject) -> bool:
 
 
 def _edge(name: str, doc: str) -> Any:
-    def witness(s: ShardMapperSubject) -> bool:
-        return name in s.edges
-    witness.__name__ = witness.__qualname__ = name + "_exactly"
-    witness.__doc__ = doc
-    return witness
+    return ghost_flag("edges", name, doc, name + "_exactly")
 
 
 EDGE_WITNESSES = (
