@@ -252,11 +252,15 @@ def _int_rank(value: int) -> tuple[int, bool]:
 
 
 def _int_candidates(value: int, present: Sequence[int]) -> Iterator[int]:
-    """0, 1, the smallest and the nearest smaller values present, then bisection toward 0."""
-    smaller = [p for p in present if _int_rank(p) < _int_rank(value)]
+    """0, then 1 (or -1), the smallest and the nearest smaller values present, then bisection
+    toward 0. A candidate never changes the value's sign: a count, an id or a limit drawn from
+    a non-negative range stays in it (a shrunk `node_count` of -1 would slice a list from its
+    end, an input no rule draws)."""
+    sign = -1 if value < 0 else 1
+    smaller = [p for p in present if _int_rank(p) < _int_rank(value) and p * sign >= 0]
     bisect = [value - (value >> k) if value > 0 else value + ((-value) >> k) for k in range(1, 17)]
     seen: set[int] = set()
-    for cand in [0, 1, *smaller[:3], *smaller[-3:], *bisect]:
+    for cand in [0, sign, *smaller[:3], *smaller[-3:], *bisect]:
         if cand not in seen and _int_rank(cand) < _int_rank(value):
             seen.add(cand)
             yield cand

@@ -65,6 +65,15 @@ def test_argument_candidates_are_strictly_simpler_and_simplest_first():
     assert (1,) in list(candidates((1, 2))) and (0, 2) in list(candidates((1, 2)))
 
 
+def test_integer_candidates_never_change_sign():
+    """A count drawn from a non-negative range must not shrink to -1 because -1 appears
+    elsewhere in the trace (a node_count of -1 slices a list from its end)."""
+    assert all(v >= 0 for v in candidates(4, present=[-1, -3, 2]))
+    assert list(candidates(4, present=[-1, -3, 2]))[:3] == [0, 1, 2]
+    assert all(v <= 0 for v in candidates(-40, present=[1, 3, -2]))
+    assert list(candidates(-40, present=[1, 3, -2]))[:3] == [0, -1, -2]
+
+
 def test_the_same_seed_exports_the_same_trace_whatever_the_shrink_time_budget(monkeypatch, fuzz_seed):
     def exported(seconds: int) -> str:
         monkeypatch.setitem(profiles.SHRINK_SECONDS, "ci", seconds)
