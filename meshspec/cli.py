@@ -84,6 +84,9 @@ def build_parser() -> Parser:
     f.add_argument("--backend", default="hypothesis", help=BACKEND_HELP)
     f.add_argument("--max-examples", type=int, metavar="N", help=MAX_EXAMPLES_HELP)
     f.add_argument("--junit", metavar="FILE", help=JUNIT_HELP)
+    f.add_argument("--no-db", action="store_true",
+                   help="neither replay nor save examples in .meshspec/examples/: the run is a "
+                        "function of (component, impl, profile, seed) alone")
     f.add_argument("--fail-under-coverage", action="store_true",
                    help="fail a component when a rule never ran, a precondition never held or a "
                         "sometimes-witness was never reached (under any profile)")
@@ -314,7 +317,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         progress.start(comp.name)
         try:
             result = run_fuzz(comp, impl_cls or comp.impl_cls, profile=profile, seed=seed,
-                              progress=progress.update, backend=backend, max_examples=budget)
+                              progress=progress.update, backend=backend, max_examples=budget,
+                              use_database=not getattr(args, "no_db", False))
         finally:
             progress.stop()
         print_fuzz(result, comp)

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -47,17 +49,43 @@ def fuzz_argv(args: Any) -> list[str]:
     argv = ["fuzz", *args.components]
     for flag, value in (("--impl", args.impl), ("--profile", args.profile), ("--seed", args.seed),
                         ("--etcd", args.etcd), ("--export", args.export),
-                        ("--backend", args.backend), ("--max-examples", args.max_examples)):
+                        ("--backend", args.backend), ("--max-examples", args.max_examples),
+                        ("--junit", getattr(args, "junit", None))):
         if value is not None:
             argv += [flag, str(value)]
+    for flag, on in (("--fail-under-coverage", getattr(args, "fail_under_coverage", False)),
+                     ("--no-db", getattr(args, "no_db", False))):
+        if on:
+            argv.append(flag)
     return argv
 
 
 def run_in_child(report: str, args: Any) -> int:
     """Run `meshspec fuzz` (the parsed `args`) under coverage in a child; its exit status."""
     cmd = [sys.executable, "-m", "meshspec.coverage_report", report, "--", *fuzz_argv(args)]
-    return subprocess.call(cmd, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+    return call_child(cmd, env={**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(Path.cwd()), str(ROOT), os.environ.get("PYTHONPATH")) if p)})
+
+
+def call_child(cmd: list[str], env: dict[str, str]) -> int:
+    """`cmd`'s exit status. A SIGTERM to this process ends it with 143 and takes the child down
+    with it (as Ctrl-C does), so a stopped run leaves no orphan fuzzing on."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_term) if main else None
+    child = None
+    try:
+        child = subprocess.Popen(cmd, env=env)
+        return child.wait()
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+        if child is not None and child.poll() is None:
+            child.terminate()
+            child.wait()
+
+
+def _exit_on_term(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def summarise(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:

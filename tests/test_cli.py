@@ -149,3 +149,23 @@ def test_fuzz_prints_the_failing_step_s_state_diff_field_by_field(capsys, tmp_pa
     assert code == 1, out + err
     assert "divergence 'abstract state'" in out
     assert "   state differs: " in out
+
+
+def test_fuzz_no_db_runs_without_the_example_database(monkeypatch):
+    """`--no-db` hands run_fuzz use_database=False; without it the database is used."""
+    from meshspec import cli, fuzz
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_run_fuzz(*args, **kwargs):
+        seen.append(kwargs["use_database"])
+        raise Stop
+
+    monkeypatch.setattr(fuzz, "run_fuzz", fake_run_fuzz)
+    for argv in (["fuzz", "scheduler", "--no-db"], ["fuzz", "scheduler"]):
+        with pytest.raises(Stop):
+            cli.cmd_fuzz(cli.build_parser().parse_args(argv))
+    assert seen == [False, True]

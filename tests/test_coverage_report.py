@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+
+import pytest
 
 from meshspec.coverage_report import fuzz_argv, summarise, table
 
@@ -51,6 +55,35 @@ def test_fuzz_argv_round_trips_the_options():
     assert args.coverage_report == "coverage-impl.json"
     assert fuzz_argv(args) == ["fuzz", "scheduler", "--profile", "ci", "--seed", "3",
                                "--export", "meshspec-traces", "--backend", "hypothesis", "--max-examples", "9"]
+    # the gate, the JUnit report and --no-db reach the child too (they were once dropped)
+    args = build_parser().parse_args(["fuzz", "scheduler", "--junit", "j.xml", "--no-db",
+                                      "--fail-under-coverage", "--coverage-report", "c.json"])
+    argv = fuzz_argv(args)
+    assert argv[argv.index("--junit") + 1] == "j.xml"
+    assert "--fail-under-coverage" in argv and "--no-db" in argv
+    assert build_parser().parse_args(argv).fail_under_coverage
+
+
+def test_a_sigterm_to_the_parent_takes_the_coverage_child_down(monkeypatch):
+    """The child signals its parent (this process) and then waits for a signal of its own: the
+    parent must exit 143 and terminate the child rather than leave it running."""
+    from meshspec import coverage_report
+
+    started = []
+    real_popen = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(coverage_report.subprocess, "Popen", popen)
+    before = signal.getsignal(signal.SIGTERM)
+    child = ("import os, signal; os.kill(os.getppid(), signal.SIGTERM); signal.pause()")
+    with pytest.raises(SystemExit) as exit_:
+        coverage_report.call_child([sys.executable, "-c", child], env=dict(os.environ))
+    assert exit_.value.code == 143
+    assert started[0].poll() == -signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
 
 
 def test_report_section_lists_each_missed_branch_with_its_reason_or_open():
