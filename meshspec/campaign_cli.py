@@ -289,6 +289,7 @@ def measure_fuzz(components: Sequence[str], note: str) -> None:
                          "steps_per_second": round(r.steps_per_second),
                          "steps_per_cpu_second": round(r.steps / cpu) if cpu > 0 else None,
                          "preconditions": {k: list(v) for k, v in r.preconditions.items()},
+                         "time_split": {k: round(v, 3) for k, v in r.time_split.items()},
                          "passed": not r.failed, "load_before": load, "load_after": load_average(),
                          "note": note}
         record("fuzz", dict(sorted(results.items())))

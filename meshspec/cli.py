@@ -256,6 +256,10 @@ def print_fuzz(result: FuzzResult, component: Component) -> None:
     print(f"== {result.component} against {result.impl} (profile {result.profile}, seed {result.seed})")
     print(f"   examples {result.examples}, steps {result.steps}, "
           f"{result.seconds:.1f} s, {result.steps_per_second:,.0f} steps/s")
+    if result.time_split:
+        print("   time: " + ", ".join(f"{share:.0%} {part}" for part, share in result.time_split.items())
+              + " (generation: Hypothesis and the rules' draws; checks: comparisons, invariants, "
+                "self-check)")
     hits = [[rule, result.rule_hits.get(rule, 0)] for rule in rules_of(component)]
     pre = result.preconditions
     print(tabulate([row + [precondition_rate(*pre[row[0]]) if row[0] in pre else ""] for row in hits],

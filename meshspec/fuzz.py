@@ -54,6 +54,21 @@ class FuzzResult:
     solver_outcomes: dict[str, int] = attrs.field(factory=dict)
     #: rule -> (times its precondition held, times it was evaluated), for rules that have one
     preconditions: dict[str, tuple[int, int]] = attrs.field(factory=dict)
+    #: seconds applying rules to model and impl, and checking after them (see `time_split`)
+    operation_seconds: float = 0.0
+    check_seconds: float = 0.0
+
+    @property
+    def time_split(self) -> dict[str, float]:
+        """Shares of the run's time: "generation" (Hypothesis choosing examples and rules, the
+        rules' own draws, set-up and tear-down of each example), "operations" (the rule applied
+        to model and impl through the harness) and "checks" (the engine's comparisons of
+        results, abstract states and observations, the invariants, the impl's self-check and
+        the witnesses). Empty for a run of no measurable length."""
+        if self.seconds <= 0:
+            return {}
+        ops, checks = self.operation_seconds / self.seconds, self.check_seconds / self.seconds
+        return {"generation": max(0.0, 1.0 - ops - checks), "operations": ops, "checks": checks}
 
     @property
     def failed(self) -> bool:
@@ -158,6 +173,7 @@ def run_fuzz(component: Component, impl_cls: type, *, profile: str, seed: int,
         first_failure_seconds=stats.first_failure_seconds, error=error, backend=backend,
         solver_outcomes=dict(outcomes),
         preconditions={rule: (held, total) for rule, (held, total) in sorted(stats.preconditions.items())},
+        operation_seconds=stats.operation_seconds, check_seconds=stats.check_seconds,
     )
 
 

@@ -21,6 +21,7 @@ import random
 import site
 import sys
 import sysconfig
+import time
 import traceback
 from collections import Counter
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
@@ -331,6 +332,10 @@ class Lockstep:
         self.impl = component.subject_cls(impl_cls or component.impl_cls, "impl")
         self.steps: list[tuple[str, tuple]] = []
         self.reached: Counter[str] = Counter()
+        #: seconds spent applying rules to both sides, and checking after them (results,
+        #: abstract states, observations, invariants, self-check, witnesses): measured for
+        #: the fuzz report's time split only, never read by any check
+        self.operation_seconds = self.check_seconds = 0.0
         self._always = [i for i in component.invariants if i.kind == "always"]
         self._sometimes = [i for i in component.invariants if i.kind == "sometimes"]
         # (function, name, where) of each witness, its place named once, not per step
@@ -352,8 +357,10 @@ class Lockstep:
             sys.setrecursionlimit(saved)
 
     def _step(self, rule: str, args: tuple) -> Any:
+        started = time.perf_counter()
         model_out = self._apply(self.model, rule, args)
         impl_out = self._apply(self.impl, rule, args)
+        applied = time.perf_counter()
         if rule == "init" and (model_out.error or impl_out.error):
             self._refused_init(model_out, impl_out)
         self._check(rule, model_out, impl_out)
@@ -370,6 +377,8 @@ class Lockstep:
                     self.reached[name] += 1
                 continue
             self._raised(model, where, error)  # type: ignore[arg-type]
+        self.operation_seconds += applied - started
+        self.check_seconds += time.perf_counter() - applied
         return model_out.value
 
     def run(self, steps: Iterable[tuple[str, Sequence[Any]]]) -> None:

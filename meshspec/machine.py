@@ -36,6 +36,8 @@ class RunStats:
         self.steps = 0
         self.rule_hits: Counter[str] = Counter()
         self.reached: Counter[str] = Counter()
+        #: seconds inside Lockstep steps: applying the rules, and the checks after them
+        self.operation_seconds = self.check_seconds = 0.0
         #: rule -> [times its precondition held, times it was evaluated] (rules that have one)
         self.preconditions: dict[str, list[int]] = {}
         self.first_failure_examples: int | None = None
@@ -195,6 +197,8 @@ class LockstepMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         _CURRENT.reached.update(self.ls.reached)
+        _CURRENT.operation_seconds += self.ls.operation_seconds
+        _CURRENT.check_seconds += self.ls.check_seconds
         count_preconditions(self, _CURRENT)
 
     @classmethod

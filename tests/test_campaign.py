@@ -135,3 +135,24 @@ def test_the_report_says_how_many_components_reach_the_throughput_target():
     fast = {"steps_per_second": 2100, "note": "quiet machine"}
     assert fuzz_verdict({"a": fast, "b": {"steps_per_second": 900}}).startswith(
         "1 of 2 components reach 2,000 steps/s in this recording (a). Quiet machine.")
+
+
+def test_a_fuzz_run_splits_its_time_into_generation_operations_and_checks():
+    """The split is measured, not estimated: both step parts are timed and positive, they fit
+    inside the run, and the shares add up to the whole run."""
+    from meshspec import registry
+    from meshspec.campaign_report import fuzz_table, fuzz_verdict
+    from meshspec.fuzz import run_fuzz
+
+    comp = registry.get_component("scheduler")
+    r = run_fuzz(comp, comp.impl_cls, profile="dev", seed=7, use_database=False, max_examples=5)
+    assert r.steps > 0 and r.operation_seconds > 0 and r.check_seconds > 0
+    assert r.operation_seconds + r.check_seconds < r.seconds
+    split = r.time_split
+    assert list(split) == ["generation", "operations", "checks"]
+    assert abs(sum(split.values()) - 1.0) < 1e-9 and min(split.values()) > 0
+    row = {"steps": 10, "seconds": 1.0, "steps_per_second": 10, "passed": True,
+           "time_split": {"generation": 0.5, "operations": 0.1, "checks": 0.4}}
+    assert "50% / 10% / 40%" in fuzz_table({"a": row})
+    heavy = {**row, "time_split": {"generation": 0.3, "operations": 0.1, "checks": 0.6}}
+    assert "less time than generation in 1 of 2 components (not in b)" in fuzz_verdict({"a": row, "b": heavy})
