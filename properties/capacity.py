@@ -222,6 +222,8 @@ class CapacitySubject(Subject):
         self._view_revision = 0
         self._hints: dict[int, Any] = {}
         self._hints_for: Any = None
+        self._scanned: tuple[Any, int, dict[int, M.CapacityHint]] = (None, 0, {})
+        self._passed: dict[str, tuple[Any, ...]] = {}
         out = [self.sut.create_run(TENANT, 1, M.RunConfig(duration))]
         if shards:
             out.append(self.register_shards(1, shards, "ok", 1, ""))
@@ -726,17 +728,52 @@ class CapacitySubject(Subject):
 
 # -- invariants -----------------------------------------------------------------------------
 
-def full_scan_hint(s: CapacitySubject, run: int) -> M.CapacityHint:
-    """count_available_for_run recomputed here from the raw KV (independent of both classes)."""
-    now, available, deadlines = s.clock(), 0, []
-    for (r, _), v in s.view().shards.items():
-        if r != run or v.record.status is not M.ShardStatus.ACTIVE:
+def full_scan_hints(s: CapacitySubject) -> dict[int, M.CapacityHint]:
+    """count_available_for_run of every run with shards, recomputed here from the raw KV
+    (independent of both classes), in one pass over the shards.
+
+    Kept while the view object and the clock stay the same: the hints are a function of the
+    KV's contents and the time alone, and `view()` decodes a new object whenever the KV's
+    revision moved (every change of a key adds one)."""
+    view, now = s.view(), s.clock()
+    if s._scanned[0] is view and s._scanned[1] == now:
+        return s._scanned[2]
+    available: Counter[int] = Counter()
+    deadlines: dict[int, list[int]] = {}
+    for (run, _), v in view.shards.items():
+        if v.record.status is not M.ShardStatus.ACTIVE:
             continue
         if s.live(v):
-            deadlines.append(v.record.lease.deadline)  # type: ignore[union-attr]
+            deadlines.setdefault(run, []).append(v.record.lease.deadline)  # type: ignore[union-attr]
         else:
-            available += 1
-    return M.CapacityHint(available, min(deadlines, default=None))
+            available[run] += 1
+    hints = {run: M.CapacityHint(available[run], min(deadlines.get(run, ()), default=None))
+             for run in set(available) | set(deadlines)}
+    s._scanned = (view, now, hints)
+    return hints
+
+
+def full_scan_hint(s: CapacitySubject, run: int) -> M.CapacityHint:
+    """count_available_for_run of one run, from the full scan of every run."""
+    return full_scan_hints(s).get(run, M.CapacityHint(0, None))
+
+
+def _passed_before(s: CapacitySubject, name: str, *inputs: Any) -> bool:
+    """Whether invariant `name` already passed on exactly these inputs (then it passes again:
+    each invariant using this is a function of its inputs alone), recording them otherwise.
+    The view object stands for the KV's contents: `view()` decodes a new one whenever the
+    KV's revision moved, and every change of a key adds a revision. Other inputs compare by
+    identity or `==`; a check that raised is never recorded (the run stops there)."""
+    last = s._passed.get(name)
+    if last is not None and len(last) == len(inputs) and last[0] is inputs[0] \
+            and all(a == b for a, b in zip(last[1:], inputs[1:])):
+        return True
+    s._passed.pop(name, None)
+    return False
+
+
+def _record_pass(s: CapacitySubject, name: str, *inputs: Any) -> None:
+    s._passed[name] = inputs
 
 
 def hint_equals_full_scan(s: CapacitySubject) -> None:
@@ -764,6 +801,9 @@ def at_most_one_live_owner(s: CapacitySubject) -> None:
     """No acquire succeeds while another lease of the shard is live; at most one issued token is live."""
     assert "owner" not in s.violation, s.violation.get("owner")
     view = s.view()
+    inputs = (view, s.clock(), len(s.leases))  # the token list only grows
+    if _passed_before(s, "at_most_one_live_owner", *inputs):
+        return
     live: Counter[tuple[int, int]] = Counter()
     for lease in set(s.leases):
         v = view.shards.get((lease.run, lease.shard))
@@ -771,6 +811,7 @@ def at_most_one_live_owner(s: CapacitySubject) -> None:
                 and v.owner[:2] == (lease.owner, lease.fence) and v.record.fence_epoch == lease.fence:
             live[(lease.run, lease.shard)] += 1
     assert all(n <= 1 for n in live.values()), f"several live tokens: {dict(live)}"
+    _record_pass(s, "at_most_one_live_owner", *inputs)
 
 
 def terminal_shards_hold_no_lease(s: CapacitySubject) -> None:
@@ -826,11 +867,15 @@ def _extent(view: KVView, run: int, shard: int, depth: int = 0) -> tuple[int, in
 def split_children_tile_parent(s: CapacitySubject) -> None:
     """Split children (and residuals, with the narrowed parent) exactly tile the parent's original range."""
     view = s.view()
+    inputs = (view, dict(s.roots))
+    if _passed_before(s, "split_children_tile_parent", *inputs):
+        return
     for (run, shard), spec in s.roots.items():
         if (run, shard) in view.shards:
             got = _extent(view, run, shard)
             want = (num(spec.key_range_start), num(spec.key_range_end))
             assert got == want, f"root shard {run}/{shard}: descendants cover {got}, registered {want}"
+    _record_pass(s, "split_children_tile_parent", *inputs)
 
 
 def _raised(s: CapacitySubject, name: str) -> bool:
@@ -986,6 +1031,21 @@ CURSOR_POS = st.sampled_from(["next", "next", "same", "start", "last", "regress"
                               "none", "huge"])
 
 
+IN_STATUS = (True,) * 5 + (False,)  # _run: mostly a run in the wanted status
+CLOCK_STEPS = (1, 10, 100, 250, 250, 499, 500, 999, 1_000, 1_001, 25_000, 50_000, 10**6)
+_JUST_NS = {ns: st.just(ns) for ns in CLOCK_STEPS}  # advance_clock's fallbacks, built once
+
+
+def _pick(data: Any, items: Any) -> Any:
+    """One of `items` (a list known only in the rule), drawn as `data.draw(st.sampled_from(items))`
+    draws it (one integer index, nothing for a single item), but straight on the choice
+    sequence: a `data.draw` validates the strategy and checks the global random state around
+    the draw, which together cost several times the draw itself."""
+    if len(items) == 1:
+        return items[0]
+    return items[data.conjecture_data.draw_integer(0, len(items) - 1)]
+
+
 class CapacityMachine(LockstepMachine):
     """Model and impl coordinator in lockstep; every rule is one `self.step`."""
 
@@ -1007,9 +1067,9 @@ class CapacityMachine(LockstepMachine):
         """Mostly a run in the wanted status (when there is one), sometimes any run id."""
         runs = self.ls.model.view().runs
         good = sorted(r for r, rec in runs.items() if status is None or rec.status is status)
-        if good and data.draw(st.sampled_from([True] * 5 + [False]), label="a run in that status"):
-            return data.draw(st.sampled_from(good), label="run")
-        return data.draw(st.sampled_from(RUNS), label="run")
+        if good and _pick(data, IN_STATUS):
+            return _pick(data, good)
+        return _pick(data, RUNS)
 
     def _shard(self, data: Any, run: int, prefer: Callable[[ShardView], bool]) -> int:
         """A shard of the run (often one matching `prefer`), or an unknown id."""
@@ -1017,8 +1077,7 @@ class CapacityMachine(LockstepMachine):
         known = sorted(s for (r, s) in shards if r == run) or [1]
         liked = sorted(s for (r, s), v in shards.items() if r == run and prefer(v))
         pools = [known] * 4 + [liked] * 3 * bool(liked) + [[99]]
-        return data.draw(st.sampled_from(data.draw(st.sampled_from(pools), label="pool")),
-                         label="shard")
+        return _pick(data, _pick(data, pools))
 
     def _lease(self, data: Any) -> int:
         """Index of a handed-out lease token: mostly a current one (its shard Active at its
@@ -1029,13 +1088,12 @@ class CapacityMachine(LockstepMachine):
                    if (v := shards.get((t.run, t.shard))) is not None and v.record.fence_epoch == t.fence
                    and v.record.status is M.ShardStatus.ACTIVE and subject.live(v)]
         pools = [current] * 6 * bool(current) + [list(range(len(subject.leases))) or [-1]]
-        return data.draw(st.sampled_from(data.draw(st.sampled_from(pools), label="pool")),
-                         label="lease")
+        return _pick(data, _pick(data, pools))
 
     def _owned(self, data: Any) -> tuple[int, int]:
         """A shard whose owner key exists (when there is one)."""
         owned = sorted(w for w, v in self.ls.model.view().shards.items() if v.owner is not None)
-        return data.draw(st.sampled_from(owned or [(1, 1)]), label="owned shard")
+        return _pick(data, owned or [(1, 1)])
 
     @rule(run=st.sampled_from(RUNS), duration=st.sampled_from(DURATIONS))
     def create_run(self, run: int, duration: int) -> None:
@@ -1066,7 +1124,7 @@ class CapacityMachine(LockstepMachine):
         subject = self.ls.model
         stale = sorted(w for w, v in subject.view().shards.items()
                        if v.owner is not None and not subject.live(v))
-        run, shard = data.draw(st.sampled_from(stale), label="stale shard")
+        run, shard = _pick(data, stale)
         self.step("acquire", run, shard, worker, "own", interference)
 
     @rule(data=st.data(), worker=WORKERS, interference=ACQUIRE_INTERFERENCE)
@@ -1124,15 +1182,14 @@ class CapacityMachine(LockstepMachine):
     def capacity_hint(self, data: Any) -> None:
         self.step("capacity_hint", self._run(data, None))
 
-    @rule(data=st.data(), ns=st.sampled_from([1, 10, 100, 250, 250, 499, 500, 999, 1_000, 1_001,
-                                              25_000, 50_000, 10**6]))
+    @rule(data=st.data(), ns=st.sampled_from(CLOCK_STEPS))
     def advance_clock(self, data: Any, ns: int) -> None:
         subject = self.ls.model
         now = subject.clock()
         deadlines = [v.record.lease.deadline for v in subject.view().shards.values()
                      if subject.live(v) and v.record.lease.deadline < U64_MAX]
         # exactly to a live lease's deadline, one before or one past it (the half-open boundary)
-        ns = data.draw(around(until(now, deadlines), st.just(ns), lo=1, share=35), label="to deadline")
+        ns = data.conjecture_data.draw(around(until(now, deadlines), _JUST_NS[ns], lo=1, share=35))
         self.step("advance_clock", ns)
 
     @precondition(lambda self: any(v.owner is not None for v in self.ls.model.view().shards.values()))
