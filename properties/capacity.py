@@ -1019,16 +1019,24 @@ INVARIANTS = (
 
 # -- the machine ----------------------------------------------------------------------------
 
-INTERFERENCE = st.sampled_from([""] * 14 + ["rewrite@0", "rewrite@01", "rewrite@all", "swap@0",
-                                            "swap@0", "drop@0", "rewrite@all+drop@last"])
-# Re-binding the owner key's etcd lease matters only when an acquire finds an owner key.
-ACQUIRE_INTERFERENCE = INTERFERENCE | st.just("swap@0")
-FORGE = st.sampled_from([""] * 12 + ["fence-1", "fence+1", "worker", "token_tenant",
-                                    "call_tenant", "no_shard"])
+INTERFERENCES = ("",) * 14 + ("rewrite@0", "rewrite@01", "rewrite@all", "swap@0", "swap@0", "drop@0",
+                              "rewrite@all+drop@last")
+# Re-binding the owner key's etcd lease matters only when an acquire finds an owner key: half
+# of an acquire's draws are that swap (as `INTERFERENCE | st.just("swap@0")` would draw it).
+ACQUIRE_INTERFERENCES = INTERFERENCES + ("swap@0",) * len(INTERFERENCES)
+FORGES = ("",) * 12 + ("fence-1", "fence+1", "worker", "token_tenant", "call_tenant", "no_shard")
 OP_IDS = st.integers(1, 3) | st.integers(4, 10**6)  # small ids collide: replays and conflicts
-WORKERS = st.integers(1, 4)
-CURSOR_POS = st.sampled_from(["next", "next", "same", "start", "last", "regress", "outside",
-                              "none", "huge"])
+WORKER_IDS = (1, 2, 3, 4)
+CURSOR_POSITIONS = ("next", "next", "same", "start", "last", "regress", "outside", "none", "huge")
+INTERFERENCE = st.sampled_from(INTERFERENCES)
+
+
+def joint(*choices: tuple[Any, ...]) -> st.SearchStrategy[tuple[Any, ...]]:
+    """Several independent uniform choices of one rule in a single draw: `sampled_from` over
+    their product draws each combination with the product of the single choices'
+    probabilities (the joint distribution of one `sampled_from` per choice), with one choice
+    on the choice sequence instead of one per argument (each costs about a draw's work)."""
+    return st.sampled_from(tuple(itertools.product(*choices)))
 
 
 IN_STATUS = (True,) * 5 + (False,)  # _run: mostly a run in the wanted status
@@ -1095,20 +1103,20 @@ class CapacityMachine(LockstepMachine):
         owned = sorted(w for w, v in self.ls.model.view().shards.items() if v.owner is not None)
         return _pick(data, owned or [(1, 1)])
 
-    @rule(run=st.sampled_from(RUNS), duration=st.sampled_from(DURATIONS))
-    def create_run(self, run: int, duration: int) -> None:
-        self.step("create_run", run, duration)
+    @rule(args=joint(RUNS, DURATIONS))
+    def create_run(self, args: tuple[int, int]) -> None:
+        self.step("create_run", *args)
 
-    @rule(data=st.data(), count=st.integers(0, 5),
-          flavor=st.sampled_from(["ok", "ok", "ok", "ok", "duplicate", "inverted", "too_many"]),
-          op_id=OP_IDS, interference=INTERFERENCE)
-    def register_shards(self, data: Any, count: int, flavor: str, op_id: int, interference: str) -> None:
+    @rule(data=st.data(), args=joint(range(6), ("ok",) * 4 + ("duplicate", "inverted", "too_many"),
+                                     INTERFERENCES), op_id=OP_IDS)
+    def register_shards(self, data: Any, args: tuple[int, str, str], op_id: int) -> None:
+        count, flavor, interference = args
         self.step("register_shards", self._run(data, M.RunStatus.INITIALIZING), count, flavor, op_id,
                   interference)
 
-    @rule(data=st.data(), worker=WORKERS, tenant=st.sampled_from(["own"] * 7 + ["other"]),
-          interference=ACQUIRE_INTERFERENCE)
-    def acquire(self, data: Any, worker: int, tenant: str, interference: str) -> None:
+    @rule(data=st.data(), args=joint(WORKER_IDS, ("own",) * 7 + ("other",), ACQUIRE_INTERFERENCES))
+    def acquire(self, data: Any, args: tuple[int, str, str]) -> None:
+        worker, tenant, interference = args
         run = self._run(data)
         subject = self.ls.model  # prefer shards whose owner key outlived the logical deadline
         shard = self._shard(data, run, lambda v: v.owner is not None and not subject.live(v))
@@ -1116,45 +1124,47 @@ class CapacityMachine(LockstepMachine):
 
     @precondition(lambda self: any(v.owner is not None and not self.ls.model.live(v)
                                    for v in self.ls.model.view().shards.values()))
-    @rule(data=st.data(), worker=WORKERS,
-          interference=st.sampled_from(["swap@0", "swap@0", "", "", "rewrite@0", "drop@0",
-                                        "expire@lease_revoke", "expire@lease_revoke"]))
-    def take_over(self, data: Any, worker: int, interference: str) -> None:
+    @rule(data=st.data(), args=joint(WORKER_IDS, ("swap@0", "swap@0", "", "", "rewrite@0", "drop@0",
+                                                  "expire@lease_revoke", "expire@lease_revoke")))
+    def take_over(self, data: Any, args: tuple[int, str]) -> None:
         """Another worker takes a shard whose owner key outlived its logical deadline."""
+        worker, interference = args
         subject = self.ls.model
         stale = sorted(w for w, v in subject.view().shards.items()
                        if v.owner is not None and not subject.live(v))
         run, shard = _pick(data, stale)
         self.step("acquire", run, shard, worker, "own", interference)
 
-    @rule(data=st.data(), worker=WORKERS, interference=ACQUIRE_INTERFERENCE)
-    def claim(self, data: Any, worker: int, interference: str) -> None:
-        self.step("claim", self._run(data), worker, interference)
+    @rule(data=st.data(), args=joint(WORKER_IDS, ACQUIRE_INTERFERENCES))
+    def claim(self, data: Any, args: tuple[int, str]) -> None:
+        self.step("claim", self._run(data), *args)
 
     @precondition(lambda self: bool(self.ls.model.leases))
-    @rule(data=st.data(), forge=FORGE, interference=INTERFERENCE)
-    def renew(self, data: Any, forge: str, interference: str) -> None:
-        self.step("renew", self._lease(data), forge, interference)
+    @rule(data=st.data(), args=joint(FORGES, INTERFERENCES))
+    def renew(self, data: Any, args: tuple[str, str]) -> None:
+        self.step("renew", self._lease(data), *args)
 
     @precondition(lambda self: bool(self.ls.model.leases))
-    @rule(data=st.data(), quarters=st.sampled_from([1, 2, 3, 3, 4]), interference=INTERFERENCE)
-    def heartbeat(self, data: Any, quarters: int, interference: str) -> None:
-        self.step("heartbeat", self._lease(data), quarters, interference)
+    @rule(data=st.data(), args=joint((1, 2, 3, 3, 4), INTERFERENCES))
+    def heartbeat(self, data: Any, args: tuple[int, str]) -> None:
+        self.step("heartbeat", self._lease(data), *args)
 
     @precondition(lambda self: bool(self.ls.model.leases))
-    @rule(data=st.data(), forge=FORGE, pos=CURSOR_POS, op_id=OP_IDS, interference=INTERFERENCE)
-    def checkpoint(self, data: Any, forge: str, pos: str, op_id: int, interference: str) -> None:
+    @rule(data=st.data(), args=joint(FORGES, CURSOR_POSITIONS, INTERFERENCES), op_id=OP_IDS)
+    def checkpoint(self, data: Any, args: tuple[str, str, str], op_id: int) -> None:
+        forge, pos, interference = args
         self.step("checkpoint", self._lease(data), forge, pos, op_id, interference)
 
     @precondition(lambda self: bool(self.ls.model.leases))
-    @rule(data=st.data(), forge=FORGE, pos=CURSOR_POS, op_id=OP_IDS, interference=INTERFERENCE)
-    def complete(self, data: Any, forge: str, pos: str, op_id: int, interference: str) -> None:
+    @rule(data=st.data(), args=joint(FORGES, CURSOR_POSITIONS, INTERFERENCES), op_id=OP_IDS)
+    def complete(self, data: Any, args: tuple[str, str, str], op_id: int) -> None:
+        forge, pos, interference = args
         self.step("complete", self._lease(data), forge, pos, op_id, interference)
 
     @precondition(lambda self: bool(self.ls.model.leases))
-    @rule(data=st.data(), forge=FORGE, reason=st.integers(0, len(REASONS) - 1), op_id=OP_IDS,
-          interference=INTERFERENCE)
-    def park_shard(self, data: Any, forge: str, reason: int, op_id: int, interference: str) -> None:
+    @rule(data=st.data(), args=joint(FORGES, range(len(REASONS)), INTERFERENCES), op_id=OP_IDS)
+    def park_shard(self, data: Any, args: tuple[str, int, str], op_id: int) -> None:
+        forge, reason, interference = args
         self.step("park_shard", self._lease(data), forge, reason, op_id, interference)
 
     @rule(data=st.data(), op_id=OP_IDS, interference=INTERFERENCE)
@@ -1164,18 +1174,17 @@ class CapacityMachine(LockstepMachine):
         self.step("unpark_shard", run, shard, op_id, interference)
 
     @precondition(lambda self: bool(self.ls.model.leases))
-    @rule(data=st.data(), forge=FORGE, parts=st.sampled_from([2, 2, 2, 3, 1, 9]),
-          shape=st.sampled_from(["tile"] * 4 + ["gap", "short"]), op_id=OP_IDS,
-          interference=INTERFERENCE)
-    def split_replace(self, data: Any, forge: str, parts: int, shape: str, op_id: int,
-                      interference: str) -> None:
+    @rule(data=st.data(), args=joint(FORGES, (2, 2, 2, 3, 1, 9), ("tile",) * 4 + ("gap", "short"),
+                                     INTERFERENCES), op_id=OP_IDS)
+    def split_replace(self, data: Any, args: tuple[str, int, str, str], op_id: int) -> None:
+        forge, parts, shape, interference = args
         self.step("split_replace", self._lease(data), forge, parts, shape, op_id, interference)
 
     @precondition(lambda self: bool(self.ls.model.leases))
-    @rule(data=st.data(), forge=FORGE,
-          shape=st.sampled_from(["half", "half", "after_cursor", "after_cursor", "at_start", "gap"]),
-          op_id=OP_IDS, interference=INTERFERENCE)
-    def split_residual(self, data: Any, forge: str, shape: str, op_id: int, interference: str) -> None:
+    @rule(data=st.data(), args=joint(FORGES, ("half", "half", "after_cursor", "after_cursor",
+                                              "at_start", "gap"), INTERFERENCES), op_id=OP_IDS)
+    def split_residual(self, data: Any, args: tuple[str, str, str], op_id: int) -> None:
+        forge, shape, interference = args
         self.step("split_residual", self._lease(data), forge, shape, op_id, interference)
 
     @rule(data=st.data())
@@ -1214,10 +1223,11 @@ class CapacityMachine(LockstepMachine):
     def renew_many(self, data: Any, times: int) -> None:
         self.step("renew_many", self._lease(data), times)
 
-    @rule(data=st.data(), worker=WORKERS, op_id=OP_IDS,
-          then=st.sampled_from(["", "renew", "checkpoint", "complete", "park_shard",
-                                "split_replace", "split_residual", "parked_there_unparked_here"]))
-    def foreign_acquire(self, data: Any, worker: int, op_id: int, then: str) -> None:
+    @rule(data=st.data(), args=joint(WORKER_IDS, ("", "renew", "checkpoint", "complete", "park_shard",
+                                                  "split_replace", "split_residual",
+                                                  "parked_there_unparked_here")), op_id=OP_IDS)
+    def foreign_acquire(self, data: Any, args: tuple[int, str], op_id: int) -> None:
+        worker, then = args
         run = self._run(data)
         subject = self.ls.model
         shard = self._shard(data, run, lambda v: v.record.status is M.ShardStatus.ACTIVE
@@ -1225,20 +1235,21 @@ class CapacityMachine(LockstepMachine):
         self.step("foreign_acquire", run, shard, worker, then, op_id)
 
     @precondition(lambda self: bool(self.ls.model.leases))
-    @rule(data=st.data(), worker=WORKERS, op_id=OP_IDS, gap=st.sampled_from([1, 1, 1, 0, 10]))
-    def foreign_reacquire(self, data: Any, worker: int, op_id: int, gap: int) -> None:
+    @rule(data=st.data(), args=joint(WORKER_IDS, (1, 1, 1, 0, 10)), op_id=OP_IDS)
+    def foreign_reacquire(self, data: Any, args: tuple[int, int], op_id: int) -> None:
+        worker, gap = args
         run = self._run(data)
         subject = self.ls.model
         shard = self._shard(data, run, lambda v: v.record.status is M.ShardStatus.ACTIVE
                             and subject.live(v))
         self.step("foreign_reacquire", run, shard, worker, gap, op_id)
 
-    @rule(data=st.data(), op=st.sampled_from(["renew", "complete", "park_shard", "split_replace",
-                                              "split_replace", "split_residual", "split_residual",
-                                              "acquire", "acquire", "acquire", "claim",
-                                              "unpark_shard", "register_shards"]),
-          worker=WORKERS, op_id=OP_IDS)
-    def restart_then(self, data: Any, op: str, worker: int, op_id: int) -> None:
+    @rule(data=st.data(), first=joint(("renew", "complete", "park_shard", "split_replace",
+                                       "split_replace", "split_residual", "split_residual",
+                                       "acquire", "acquire", "acquire", "claim",
+                                       "unpark_shard", "register_shards"), WORKER_IDS), op_id=OP_IDS)
+    def restart_then(self, data: Any, first: tuple[str, int], op_id: int) -> None:
+        op, worker = first
         args: tuple
         if op in ("renew", "complete", "park_shard", "split_replace", "split_residual"):
             index = self._lease(data)
