@@ -222,7 +222,7 @@ class CapacitySubject(Subject):
         self._view_revision = 0
         self._hints: dict[int, Any] = {}
         self._hints_for: Any = None
-        self._scanned: tuple[Any, int, dict[int, M.CapacityHint]] = (None, 0, {})
+        self._scanned: tuple[tuple[Any, ...], dict[int, M.CapacityHint]] = ((), {})
         self._passed: dict[str, tuple[Any, ...]] = {}
         out = [self.sut.create_run(TENANT, 1, M.RunConfig(duration))]
         if shards:
@@ -732,12 +732,12 @@ def full_scan_hints(s: CapacitySubject) -> dict[int, M.CapacityHint]:
     """count_available_for_run of every run with shards, recomputed here from the raw KV
     (independent of both classes), in one pass over the shards.
 
-    Kept while the view object and the clock stay the same: the hints are a function of the
-    KV's contents and the time alone, and `view()` decodes a new object whenever the KV's
-    revision moved (every change of a key adds one)."""
-    view, now = s.view(), s.clock()
-    if s._scanned[0] is view and s._scanned[1] == now:
-        return s._scanned[2]
+    Kept while the view object and the clock stay the same (see `same_inputs`): the hints are
+    a function of the KV's contents and the time alone."""
+    inputs = (s.view(), s.clock())
+    if same_inputs(s._scanned[0], inputs):
+        return s._scanned[1]
+    view, now = inputs
     available: Counter[int] = Counter()
     deadlines: dict[int, list[int]] = {}
     for (run, _), v in view.shards.items():
@@ -749,7 +749,7 @@ def full_scan_hints(s: CapacitySubject) -> dict[int, M.CapacityHint]:
             available[run] += 1
     hints = {run: M.CapacityHint(available[run], min(deadlines.get(run, ()), default=None))
              for run in set(available) | set(deadlines)}
-    s._scanned = (view, now, hints)
+    s._scanned = (inputs, hints)
     return hints
 
 
@@ -758,18 +758,20 @@ def full_scan_hint(s: CapacitySubject, run: int) -> M.CapacityHint:
     return full_scan_hints(s).get(run, M.CapacityHint(0, None))
 
 
+def same_inputs(last: tuple[Any, ...], now: tuple[Any, ...]) -> bool:
+    """Whether a check's inputs are the ones it last ran on: the KV view first, by identity,
+    then the rest (clock, ghost state) by `==`. The view object stands for the KV's contents:
+    `view()` decodes a new one whenever the KV's revision moved, and every change of a key
+    adds a revision; the check keeps a reference, so an old view's id is never reused."""
+    return (len(last) == len(now) > 0 and last[0] is now[0]
+            and all(a == b for a, b in zip(last[1:], now[1:])))
+
+
 def _passed_before(s: CapacitySubject, name: str, *inputs: Any) -> bool:
-    """Whether invariant `name` already passed on exactly these inputs (then it passes again:
-    each invariant using this is a function of its inputs alone), recording them otherwise.
-    The view object stands for the KV's contents: `view()` decodes a new one whenever the
-    KV's revision moved, and every change of a key adds a revision. Other inputs compare by
-    identity or `==`; a check that raised is never recorded (the run stops there)."""
-    last = s._passed.get(name)
-    if last is not None and len(last) == len(inputs) and last[0] is inputs[0] \
-            and all(a == b for a, b in zip(last[1:], inputs[1:])):
-        return True
-    s._passed.pop(name, None)
-    return False
+    """Whether invariant `name` already passed on exactly these inputs: each invariant using
+    this is a function of them alone, so it would pass again. A check that raised is never
+    recorded (the run stops there)."""
+    return same_inputs(s._passed.get(name, ()), inputs)
 
 
 def _record_pass(s: CapacitySubject, name: str, *inputs: Any) -> None:
