@@ -1249,7 +1249,8 @@ class CapacityMachine(LockstepMachine):
     @rule(data=st.data(), first=joint(("renew", "complete", "park_shard", "split_replace",
                                        "split_replace", "split_residual", "split_residual",
                                        "acquire", "acquire", "acquire", "claim",
-                                       "unpark_shard", "register_shards"), WORKER_IDS), op_id=OP_IDS)
+                                       "unpark_shard", "unpark_shard", "register_shards"), WORKER_IDS),
+          op_id=OP_IDS)
     def restart_then(self, data: Any, first: tuple[str, int], op_id: int) -> None:
         op, worker = first
         args: tuple
