@@ -65,7 +65,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections import Counter
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import attrs
 from hypothesis import strategies as st
@@ -1033,7 +1033,7 @@ CURSOR_POSITIONS = ("next", "next", "same", "start", "last", "regress", "outside
 INTERFERENCE = st.sampled_from(INTERFERENCES)
 
 
-def joint(*choices: tuple[Any, ...]) -> st.SearchStrategy[tuple[Any, ...]]:
+def joint(*choices: Iterable[Any]) -> st.SearchStrategy[tuple[Any, ...]]:
     """Several independent uniform choices of one rule in a single draw: `sampled_from` over
     their product draws each combination with the product of the single choices'
     probabilities (the joint distribution of one `sampled_from` per choice), with one choice
