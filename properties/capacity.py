@@ -50,7 +50,10 @@ counters once missed: tests/test_capacity_second_actors.py, mutant `owner_key_ch
 
 Reads for invariants go to the raw KV (`view()`, decoded once per step), never through
 the coordinator, except `capacity_hint` itself (read once per step per run and shared by
-`hint_equals_full_scan` and the `capacity_hint` observation). Under the `dev` profile
+`hint_equals_full_scan` and the `capacity_hint` observation). The full-scan hints of every run
+come from one pass per (view, clock); the owner and tiling invariants are skipped when their
+inputs are the ones they last passed on (`same_inputs`). Rules draw the state-dependent picks
+as raw indices (`_pick`) and a rule's independent choices as one `joint` draw. Under the `dev` profile
 (40 examples) some multi-step witnesses (a takeover across a swapped owner lease, an
 unpark) are not reached on every seed; the `ci` profile reaches all of them.
 
