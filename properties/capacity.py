@@ -227,6 +227,7 @@ class CapacitySubject(Subject):
         self._hints_for: Any = None
         self._scanned: tuple[tuple[Any, ...], dict[int, M.CapacityHint]] = ((), {})
         self._passed: dict[str, tuple[Any, ...]] = {}
+        self._deadlines: tuple[tuple[Any, ...], tuple[frozenset[int], Optional[int]]] = ((), (frozenset(), None))
         out = [self.sut.create_run(TENANT, 1, M.RunConfig(duration))]
         if shards:
             out.append(self.register_shards(1, shards, "ok", 1, ""))
@@ -822,6 +823,8 @@ def at_most_one_live_owner(s: CapacitySubject) -> None:
 def terminal_shards_hold_no_lease(s: CapacitySubject) -> None:
     """Terminal ⇒ no lease, no owner key, no active marker; Active ⇔ marker; run marker ⇔ run Active."""
     view = s.view()
+    if _passed_before(s, "terminal_shards_hold_no_lease", view):
+        return
     for where, v in view.shards.items():
         if v.record.status.is_terminal:
             assert v.record.lease is None, f"shard {where} is {v.record.status} but leased"
@@ -831,11 +834,15 @@ def terminal_shards_hold_no_lease(s: CapacitySubject) -> None:
     for run, rec in view.runs.items():
         assert (run in view.run_markers) == (rec.status is M.RunStatus.ACTIVE), (
             f"run {run}: status {rec.status}, runs_active marker {run in view.run_markers}")
+    _record_pass(s, "terminal_shards_hold_no_lease", view)
 
 
 def owner_key_matches_record_lease(s: CapacitySubject) -> None:
     """Owner key ⇔ record lease with its worker and fence (no owner key only once its etcd lease ran out)."""
     view = s.view()
+    inputs = (view, dict(s.orphaned))
+    if _passed_before(s, "owner_key_matches_record_lease", *inputs):
+        return
     assert not view.stray_owners, f"owner keys without a shard record: {view.stray_owners}"
     for where, v in view.shards.items():
         holder = v.record.lease
@@ -849,6 +856,7 @@ def owner_key_matches_record_lease(s: CapacitySubject) -> None:
             assert s.orphaned.get(where) == v.record.fence_epoch, (
                 f"shard {where}: record leased to {holder.owner} at fence {v.record.fence_epoch} "
                 f"but no owner key, and no etcd lease of that fence ran out")
+    _record_pass(s, "owner_key_matches_record_lease", *inputs)
 
 
 def _extent(view: KVView, run: int, shard: int, depth: int = 0) -> tuple[int, int]:
@@ -907,33 +915,46 @@ def reacquired_across_swapped_owner_lease(s: CapacitySubject) -> bool:
     return s.events["reacquired across a swapped owner lease"] > 0
 
 
+def lease_deadlines(s: CapacitySubject) -> tuple[frozenset[int], Optional[int]]:
+    """The deadlines of the Active leased shards whose owner key is there, and the latest
+    deadline of those whose owner key ran out, from one pass over the view (a function of
+    the KV's contents alone: kept while the view object is the same, see `same_inputs`)."""
+    inputs = (s.view(),)
+    if same_inputs(s._deadlines[0], inputs):
+        return s._deadlines[1]
+    owned: set[int] = set()
+    orphaned: list[int] = []
+    for v in inputs[0].shards.values():
+        lease = v.record.lease
+        if lease is not None and v.record.status is M.ShardStatus.ACTIVE:
+            if v.owner is not None:
+                owned.add(lease.deadline)
+            else:
+                orphaned.append(lease.deadline)
+    facts = (frozenset(owned), max(orphaned, default=None))
+    s._deadlines = (inputs, facts)
+    return facts
+
+
 def ttl_expiry_made_shard_available(s: CapacitySubject) -> bool:
     """An Active shard's logical lease is still running but its owner key ran out: available."""
-    return any(v.owner is None and v.record.lease is not None and v.record.status is M.ShardStatus.ACTIVE
-               and s.clock() < v.record.lease.deadline for v in s.view().shards.values())
+    latest = lease_deadlines(s)[1]
+    return latest is not None and s.clock() < latest
 
 
 def lease_at_its_deadline(s: CapacitySubject) -> bool:
     """The clock sits exactly on a live-looking lease's deadline (the half-open boundary)."""
-    return any(v.owner is not None and v.record.lease is not None
-               and v.record.status is M.ShardStatus.ACTIVE
-               and v.record.lease.deadline == s.clock() for v in s.view().shards.values())
-
-
-def _live_deadlines(s: CapacitySubject) -> list[int]:
-    return [v.record.lease.deadline for v in s.view().shards.values()
-            if v.owner is not None and v.record.lease is not None
-            and v.record.status is M.ShardStatus.ACTIVE]
+    return s.clock() in lease_deadlines(s)[0]
 
 
 def lease_one_before_its_deadline(s: CapacitySubject) -> bool:
     """The clock sits one nanosecond before a lease's deadline (its last live instant)."""
-    return s.clock() + 1 in _live_deadlines(s)
+    return s.clock() + 1 in lease_deadlines(s)[0]
 
 
 def lease_one_past_its_deadline(s: CapacitySubject) -> bool:
     """The clock sits one nanosecond past a deadline whose owner key is still there."""
-    return s.clock() - 1 in _live_deadlines(s)
+    return s.clock() - 1 in lease_deadlines(s)[0]
 
 
 def run_saturated_until_deadline(s: CapacitySubject) -> bool:

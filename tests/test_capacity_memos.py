@@ -6,12 +6,14 @@
 - The etcd model keeps a range's selection until the next change of any key: reads after
   every kind of write (put, delete, range delete, txn ops, a read inside a txn after its own
   put, lease revocation, TTL expiry) select what a full scan selects.
-- The harness shares one full-scan hint pass per (KV view, clock), and skips the owner and
-  tiling invariants when their inputs (KV view, clock, issued tokens, registered roots) are
-  the ones they last passed on: a change of the clock or of the ghost state alone is seen.
+- The harness shares one full-scan hint pass per (KV view, clock) and one pass of lease
+  deadlines per KV view (for the deadline witnesses), and skips the owner, tiling, marker and
+  owner-key invariants when their inputs (KV view, clock, issued tokens, registered roots,
+  recorded expiries) are the ones they last passed on: a change of any one input is seen.
 
 Each check is shown to fail on a known-bad variant (a memo ignoring the root or the argument
-types, a range selection kept across a write, a pass-memo that looks at the KV view alone).
+types, a range selection kept across a write, a memo that looks at the KV view alone or never
+runs again).
 """
 from __future__ import annotations
 
@@ -233,8 +235,57 @@ def tiling_check_follows_the_roots() -> None:
         raise AssertionError("stale tiling check: the changed root of shard 2 was not seen")
 
 
+def witness_deadlines_follow_the_kv() -> None:
+    s = leased_subject()
+    step(s, "advance_clock", s.leases[0].deadline - 1 - s.clock())
+    assert P.lease_one_before_its_deadline(s) and not P.ttl_expiry_made_shard_available(s)
+    step(s, "expire_lease", 1, 1)  # the owner key runs out: the shard's lease is orphaned
+    assert P.ttl_expiry_made_shard_available(s), "stale deadlines: the owner key that ran out was not seen"
+    assert not P.lease_one_before_its_deadline(s), "stale deadlines: a gone owner key still counted"
+
+
+def terminal_check_follows_the_kv() -> None:
+    s = leased_subject()
+    P.terminal_shards_hold_no_lease(s)
+    s.kv.delete(s.keys.shard_marker_key(P.TENANT, 1, 2))  # an Active shard loses its marker
+    step(s, "capacity_hint", 1)
+    try:
+        P.terminal_shards_hold_no_lease(s)
+    except AssertionError as exc:
+        assert "shards_active marker" in str(exc)
+    else:
+        raise AssertionError("stale marker check: the deleted marker of shard 2 was not seen")
+
+
+def orphan_check_follows_the_ghost_state() -> None:
+    s = leased_subject()
+    step(s, "expire_lease", 1, 1)
+    P.owner_key_matches_record_lease(s)
+    s.orphaned[(1, 1)] += 5  # the ghost record of the expiry alone changes
+    try:
+        P.owner_key_matches_record_lease(s)
+    except AssertionError as exc:
+        assert "no etcd lease of that fence ran out" in str(exc)
+    else:
+        raise AssertionError("stale owner-key check: the changed expiry record was not seen")
+
+
+def view_only(last: tuple, now: tuple) -> bool:
+    """Known-bad: the KV view alone decides (the clock and the ghost state are ignored)."""
+    return bool(last) and last[0] is now[0]
+
+
+def kept_forever(last: tuple, now: tuple) -> bool:
+    """Known-bad: whatever ran once is never run again."""
+    return bool(last)
+
+
 SCENARIOS = [scan_follows_the_clock_and_the_kv, owner_check_follows_the_tokens,
-             tiling_check_follows_the_roots]
+             tiling_check_follows_the_roots, witness_deadlines_follow_the_kv,
+             terminal_check_follows_the_kv, orphan_check_follows_the_ghost_state]
+STALE = [(scan_follows_the_clock_and_the_kv, view_only), (owner_check_follows_the_tokens, view_only),
+         (tiling_check_follows_the_roots, view_only), (witness_deadlines_follow_the_kv, kept_forever),
+         (terminal_check_follows_the_kv, kept_forever), (orphan_check_follows_the_ghost_state, view_only)]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda f: f.__name__)
@@ -243,9 +294,9 @@ def test_the_harness_scan_and_invariant_memos_follow_the_clock_the_kv_and_the_gh
     scenario()
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda f: f.__name__)
-def test_memos_that_look_only_at_the_kv_view_are_caught(scenario: Callable[[], None],
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(P, "same_inputs", lambda last, now: bool(last) and last[0] is now[0])
+@pytest.mark.parametrize("scenario,variant", STALE, ids=lambda f: f.__name__)
+def test_memos_that_miss_an_input_are_caught(scenario: Callable[[], None], variant: Any,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(P, "same_inputs", variant)
     with pytest.raises(AssertionError, match="stale"):
         scenario()
