@@ -544,6 +544,30 @@ def tenant_hex(tenant: bytes) -> str:
     return tenant.hex()
 
 
+def _memoized_key(method: Callable[..., bytes]) -> Callable[..., bytes]:
+    """A key-layout method memoized on (root, arguments): every key is a pure function of
+    them, and the same few keys are built hundreds of thousands of times a run. Only exact
+    `bytes` / `int` arguments use the memo (True == 1 with the same hash, but a bool must be
+    refused; an unhashable tenant must raise the method's own error); a call that raises
+    stores nothing. The memo is cleared when full."""
+    memo: dict[tuple[Any, ...], bytes] = {}
+
+    @functools.wraps(method)
+    def memoized(self: Keyspace, *args: Any) -> bytes:
+        for arg in args:
+            if type(arg) is not bytes and type(arg) is not int:
+                return method(self, *args)
+        where = (self.root, *args)
+        hit = memo.get(where)
+        if hit is None:
+            if len(memo) >= DECODE_CACHE_SIZE:
+                memo.clear()
+            hit = memo[where] = method(self, *args)
+        return hit
+    memoized.memo = memo  # type: ignore[attr-defined]
+    return memoized
+
+
 @attrs.frozen
 class Keyspace:
     """The key layout of §1.2."""
@@ -556,21 +580,27 @@ class Keyspace:
     def tenants_prefix(self) -> bytes:
         return f"{self._base()}/tenants/".encode()
 
+    @_memoized_key
     def run_key(self, tenant: bytes, run: int) -> bytes:
         return f"{self._base()}/tenants/{tenant_hex(tenant)}/runs/{id_hex(run)}".encode()
 
+    @_memoized_key
     def shards_prefix(self, tenant: bytes, run: int) -> bytes:
         return self.run_key(tenant, run) + b"/shards/"
 
+    @_memoized_key
     def shard_key(self, tenant: bytes, run: int, shard: int) -> bytes:
         return self.shards_prefix(tenant, run) + id_hex(shard).encode()
 
+    @_memoized_key
     def owner_key(self, tenant: bytes, run: int, shard: int) -> bytes:
         return self.shard_key(tenant, run, shard) + b"/owner"
 
+    @_memoized_key
     def shard_marker_key(self, tenant: bytes, run: int, shard: int) -> bytes:
         return self.run_key(tenant, run) + b"/shards_active/" + id_hex(shard).encode()
 
+    @_memoized_key
     def run_marker_key(self, tenant: bytes, run: int) -> bytes:
         return f"{self._base()}/tenants/{tenant_hex(tenant)}/runs_active/{id_hex(run)}".encode()
 

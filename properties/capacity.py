@@ -50,7 +50,10 @@ counters once missed: tests/test_capacity_second_actors.py, mutant `owner_key_ch
 
 Reads for invariants go to the raw KV (`view()`, decoded once per step), never through
 the coordinator, except `capacity_hint` itself (read once per step per run and shared by
-`hint_equals_full_scan` and the `capacity_hint` observation). Under the `dev` profile
+`hint_equals_full_scan` and the `capacity_hint` observation). The full-scan hints of every run
+come from one pass per (view, clock); the owner and tiling invariants are skipped when their
+inputs are the ones they last passed on (`same_inputs`). Rules draw the state-dependent picks
+as raw indices (`_pick`) and a rule's independent choices as one `joint` draw. Under the `dev` profile
 (40 examples) some multi-step witnesses (a takeover across a swapped owner lease, an
 unpark) are not reached on every seed; the `ci` profile reaches all of them.
 
@@ -65,7 +68,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections import Counter
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import attrs
 from hypothesis import strategies as st
@@ -222,6 +225,9 @@ class CapacitySubject(Subject):
         self._view_revision = 0
         self._hints: dict[int, Any] = {}
         self._hints_for: Any = None
+        self._scanned: tuple[tuple[Any, ...], dict[int, M.CapacityHint]] = ((), {})
+        self._passed: dict[str, tuple[Any, ...]] = {}
+        self._deadlines: tuple[tuple[Any, ...], tuple[frozenset[int], Optional[int]]] = ((), (frozenset(), None))
         out = [self.sut.create_run(TENANT, 1, M.RunConfig(duration))]
         if shards:
             out.append(self.register_shards(1, shards, "ok", 1, ""))
@@ -726,17 +732,54 @@ class CapacitySubject(Subject):
 
 # -- invariants -----------------------------------------------------------------------------
 
-def full_scan_hint(s: CapacitySubject, run: int) -> M.CapacityHint:
-    """count_available_for_run recomputed here from the raw KV (independent of both classes)."""
-    now, available, deadlines = s.clock(), 0, []
-    for (r, _), v in s.view().shards.items():
-        if r != run or v.record.status is not M.ShardStatus.ACTIVE:
+def full_scan_hints(s: CapacitySubject) -> dict[int, M.CapacityHint]:
+    """count_available_for_run of every run with shards, recomputed here from the raw KV
+    (independent of both classes), in one pass over the shards.
+
+    Kept while the view object and the clock stay the same (see `same_inputs`): the hints are
+    a function of the KV's contents and the time alone."""
+    inputs = (s.view(), s.clock())
+    if same_inputs(s._scanned[0], inputs):
+        return s._scanned[1]
+    view, now = inputs
+    available: Counter[int] = Counter()
+    deadlines: dict[int, list[int]] = {}
+    for (run, _), v in view.shards.items():
+        if v.record.status is not M.ShardStatus.ACTIVE:
             continue
         if s.live(v):
-            deadlines.append(v.record.lease.deadline)  # type: ignore[union-attr]
+            deadlines.setdefault(run, []).append(v.record.lease.deadline)  # type: ignore[union-attr]
         else:
-            available += 1
-    return M.CapacityHint(available, min(deadlines, default=None))
+            available[run] += 1
+    hints = {run: M.CapacityHint(available[run], min(deadlines.get(run, ()), default=None))
+             for run in set(available) | set(deadlines)}
+    s._scanned = (inputs, hints)
+    return hints
+
+
+def full_scan_hint(s: CapacitySubject, run: int) -> M.CapacityHint:
+    """count_available_for_run of one run, from the full scan of every run."""
+    return full_scan_hints(s).get(run, M.CapacityHint(0, None))
+
+
+def same_inputs(last: tuple[Any, ...], now: tuple[Any, ...]) -> bool:
+    """Whether a check's inputs are the ones it last ran on: the KV view first, by identity,
+    then the rest (clock, ghost state) by `==`. The view object stands for the KV's contents:
+    `view()` decodes a new one whenever the KV's revision moved, and every change of a key
+    adds a revision; the check keeps a reference, so an old view's id is never reused."""
+    return (len(last) == len(now) > 0 and last[0] is now[0]
+            and all(a == b for a, b in zip(last[1:], now[1:])))
+
+
+def _passed_before(s: CapacitySubject, name: str, *inputs: Any) -> bool:
+    """Whether invariant `name` already passed on exactly these inputs: each invariant using
+    this is a function of them alone, so it would pass again. A check that raised is never
+    recorded (the run stops there)."""
+    return same_inputs(s._passed.get(name, ()), inputs)
+
+
+def _record_pass(s: CapacitySubject, name: str, *inputs: Any) -> None:
+    s._passed[name] = inputs
 
 
 def hint_equals_full_scan(s: CapacitySubject) -> None:
@@ -764,6 +807,9 @@ def at_most_one_live_owner(s: CapacitySubject) -> None:
     """No acquire succeeds while another lease of the shard is live; at most one issued token is live."""
     assert "owner" not in s.violation, s.violation.get("owner")
     view = s.view()
+    inputs = (view, s.clock(), len(s.leases))  # the token list only grows
+    if _passed_before(s, "at_most_one_live_owner", *inputs):
+        return
     live: Counter[tuple[int, int]] = Counter()
     for lease in set(s.leases):
         v = view.shards.get((lease.run, lease.shard))
@@ -771,11 +817,14 @@ def at_most_one_live_owner(s: CapacitySubject) -> None:
                 and v.owner[:2] == (lease.owner, lease.fence) and v.record.fence_epoch == lease.fence:
             live[(lease.run, lease.shard)] += 1
     assert all(n <= 1 for n in live.values()), f"several live tokens: {dict(live)}"
+    _record_pass(s, "at_most_one_live_owner", *inputs)
 
 
 def terminal_shards_hold_no_lease(s: CapacitySubject) -> None:
     """Terminal ⇒ no lease, no owner key, no active marker; Active ⇔ marker; run marker ⇔ run Active."""
     view = s.view()
+    if _passed_before(s, "terminal_shards_hold_no_lease", view):
+        return
     for where, v in view.shards.items():
         if v.record.status.is_terminal:
             assert v.record.lease is None, f"shard {where} is {v.record.status} but leased"
@@ -785,11 +834,15 @@ def terminal_shards_hold_no_lease(s: CapacitySubject) -> None:
     for run, rec in view.runs.items():
         assert (run in view.run_markers) == (rec.status is M.RunStatus.ACTIVE), (
             f"run {run}: status {rec.status}, runs_active marker {run in view.run_markers}")
+    _record_pass(s, "terminal_shards_hold_no_lease", view)
 
 
 def owner_key_matches_record_lease(s: CapacitySubject) -> None:
     """Owner key ⇔ record lease with its worker and fence (no owner key only once its etcd lease ran out)."""
     view = s.view()
+    inputs = (view, dict(s.orphaned))
+    if _passed_before(s, "owner_key_matches_record_lease", *inputs):
+        return
     assert not view.stray_owners, f"owner keys without a shard record: {view.stray_owners}"
     for where, v in view.shards.items():
         holder = v.record.lease
@@ -803,6 +856,7 @@ def owner_key_matches_record_lease(s: CapacitySubject) -> None:
             assert s.orphaned.get(where) == v.record.fence_epoch, (
                 f"shard {where}: record leased to {holder.owner} at fence {v.record.fence_epoch} "
                 f"but no owner key, and no etcd lease of that fence ran out")
+    _record_pass(s, "owner_key_matches_record_lease", *inputs)
 
 
 def _extent(view: KVView, run: int, shard: int, depth: int = 0) -> tuple[int, int]:
@@ -826,11 +880,15 @@ def _extent(view: KVView, run: int, shard: int, depth: int = 0) -> tuple[int, in
 def split_children_tile_parent(s: CapacitySubject) -> None:
     """Split children (and residuals, with the narrowed parent) exactly tile the parent's original range."""
     view = s.view()
+    inputs = (view, dict(s.roots))
+    if _passed_before(s, "split_children_tile_parent", *inputs):
+        return
     for (run, shard), spec in s.roots.items():
         if (run, shard) in view.shards:
             got = _extent(view, run, shard)
             want = (num(spec.key_range_start), num(spec.key_range_end))
             assert got == want, f"root shard {run}/{shard}: descendants cover {got}, registered {want}"
+    _record_pass(s, "split_children_tile_parent", *inputs)
 
 
 def _raised(s: CapacitySubject, name: str) -> bool:
@@ -857,33 +915,46 @@ def reacquired_across_swapped_owner_lease(s: CapacitySubject) -> bool:
     return s.events["reacquired across a swapped owner lease"] > 0
 
 
+def lease_deadlines(s: CapacitySubject) -> tuple[frozenset[int], Optional[int]]:
+    """The deadlines of the Active leased shards whose owner key is there, and the latest
+    deadline of those whose owner key ran out, from one pass over the view (a function of
+    the KV's contents alone: kept while the view object is the same, see `same_inputs`)."""
+    inputs = (s.view(),)
+    if same_inputs(s._deadlines[0], inputs):
+        return s._deadlines[1]
+    owned: set[int] = set()
+    orphaned: list[int] = []
+    for v in inputs[0].shards.values():
+        lease = v.record.lease
+        if lease is not None and v.record.status is M.ShardStatus.ACTIVE:
+            if v.owner is not None:
+                owned.add(lease.deadline)
+            else:
+                orphaned.append(lease.deadline)
+    facts = (frozenset(owned), max(orphaned, default=None))
+    s._deadlines = (inputs, facts)
+    return facts
+
+
 def ttl_expiry_made_shard_available(s: CapacitySubject) -> bool:
     """An Active shard's logical lease is still running but its owner key ran out: available."""
-    return any(v.owner is None and v.record.lease is not None and v.record.status is M.ShardStatus.ACTIVE
-               and s.clock() < v.record.lease.deadline for v in s.view().shards.values())
+    latest = lease_deadlines(s)[1]
+    return latest is not None and s.clock() < latest
 
 
 def lease_at_its_deadline(s: CapacitySubject) -> bool:
     """The clock sits exactly on a live-looking lease's deadline (the half-open boundary)."""
-    return any(v.owner is not None and v.record.lease is not None
-               and v.record.status is M.ShardStatus.ACTIVE
-               and v.record.lease.deadline == s.clock() for v in s.view().shards.values())
-
-
-def _live_deadlines(s: CapacitySubject) -> list[int]:
-    return [v.record.lease.deadline for v in s.view().shards.values()
-            if v.owner is not None and v.record.lease is not None
-            and v.record.status is M.ShardStatus.ACTIVE]
+    return s.clock() in lease_deadlines(s)[0]
 
 
 def lease_one_before_its_deadline(s: CapacitySubject) -> bool:
     """The clock sits one nanosecond before a lease's deadline (its last live instant)."""
-    return s.clock() + 1 in _live_deadlines(s)
+    return s.clock() + 1 in lease_deadlines(s)[0]
 
 
 def lease_one_past_its_deadline(s: CapacitySubject) -> bool:
     """The clock sits one nanosecond past a deadline whose owner key is still there."""
-    return s.clock() - 1 in _live_deadlines(s)
+    return s.clock() - 1 in lease_deadlines(s)[0]
 
 
 def run_saturated_until_deadline(s: CapacitySubject) -> bool:
@@ -974,16 +1045,39 @@ INVARIANTS = (
 
 # -- the machine ----------------------------------------------------------------------------
 
-INTERFERENCE = st.sampled_from([""] * 14 + ["rewrite@0", "rewrite@01", "rewrite@all", "swap@0",
-                                            "swap@0", "drop@0", "rewrite@all+drop@last"])
-# Re-binding the owner key's etcd lease matters only when an acquire finds an owner key.
-ACQUIRE_INTERFERENCE = INTERFERENCE | st.just("swap@0")
-FORGE = st.sampled_from([""] * 12 + ["fence-1", "fence+1", "worker", "token_tenant",
-                                    "call_tenant", "no_shard"])
+INTERFERENCES = ("",) * 14 + ("rewrite@0", "rewrite@01", "rewrite@all", "swap@0", "swap@0", "drop@0",
+                              "rewrite@all+drop@last")
+# Re-binding the owner key's etcd lease matters only when an acquire finds an owner key: half
+# of an acquire's draws are that swap (as `INTERFERENCE | st.just("swap@0")` would draw it).
+ACQUIRE_INTERFERENCES = INTERFERENCES + ("swap@0",) * len(INTERFERENCES)
+FORGES = ("",) * 12 + ("fence-1", "fence+1", "worker", "token_tenant", "call_tenant", "no_shard")
 OP_IDS = st.integers(1, 3) | st.integers(4, 10**6)  # small ids collide: replays and conflicts
-WORKERS = st.integers(1, 4)
-CURSOR_POS = st.sampled_from(["next", "next", "same", "start", "last", "regress", "outside",
-                              "none", "huge"])
+WORKER_IDS = (1, 2, 3, 4)
+CURSOR_POSITIONS = ("next", "next", "same", "start", "last", "regress", "outside", "none", "huge")
+INTERFERENCE = st.sampled_from(INTERFERENCES)
+
+
+def joint(*choices: Iterable[Any]) -> st.SearchStrategy[tuple[Any, ...]]:
+    """Several independent uniform choices of one rule in a single draw: `sampled_from` over
+    their product draws each combination with the product of the single choices'
+    probabilities (the joint distribution of one `sampled_from` per choice), with one choice
+    on the choice sequence instead of one per argument (each costs about a draw's work)."""
+    return st.sampled_from(tuple(itertools.product(*choices)))
+
+
+IN_STATUS = (True,) * 5 + (False,)  # _run: mostly a run in the wanted status
+CLOCK_STEPS = (1, 10, 100, 250, 250, 499, 500, 999, 1_000, 1_001, 25_000, 50_000, 10**6)
+_JUST_NS = {ns: st.just(ns) for ns in CLOCK_STEPS}  # advance_clock's fallbacks, built once
+
+
+def _pick(data: Any, items: Any) -> Any:
+    """One of `items` (a list known only in the rule), drawn as `data.draw(st.sampled_from(items))`
+    draws it (one integer index, nothing for a single item), but straight on the choice
+    sequence: a `data.draw` validates the strategy and checks the global random state around
+    the draw, which together cost several times the draw itself."""
+    if len(items) == 1:
+        return items[0]
+    return items[data.conjecture_data.draw_integer(0, len(items) - 1)]
 
 
 class CapacityMachine(LockstepMachine):
@@ -1007,9 +1101,9 @@ class CapacityMachine(LockstepMachine):
         """Mostly a run in the wanted status (when there is one), sometimes any run id."""
         runs = self.ls.model.view().runs
         good = sorted(r for r, rec in runs.items() if status is None or rec.status is status)
-        if good and data.draw(st.sampled_from([True] * 5 + [False]), label="a run in that status"):
-            return data.draw(st.sampled_from(good), label="run")
-        return data.draw(st.sampled_from(RUNS), label="run")
+        if good and _pick(data, IN_STATUS):
+            return _pick(data, good)
+        return _pick(data, RUNS)
 
     def _shard(self, data: Any, run: int, prefer: Callable[[ShardView], bool]) -> int:
         """A shard of the run (often one matching `prefer`), or an unknown id."""
@@ -1017,8 +1111,7 @@ class CapacityMachine(LockstepMachine):
         known = sorted(s for (r, s) in shards if r == run) or [1]
         liked = sorted(s for (r, s), v in shards.items() if r == run and prefer(v))
         pools = [known] * 4 + [liked] * 3 * bool(liked) + [[99]]
-        return data.draw(st.sampled_from(data.draw(st.sampled_from(pools), label="pool")),
-                         label="shard")
+        return _pick(data, _pick(data, pools))
 
     def _lease(self, data: Any) -> int:
         """Index of a handed-out lease token: mostly a current one (its shard Active at its
@@ -1029,28 +1122,27 @@ class CapacityMachine(LockstepMachine):
                    if (v := shards.get((t.run, t.shard))) is not None and v.record.fence_epoch == t.fence
                    and v.record.status is M.ShardStatus.ACTIVE and subject.live(v)]
         pools = [current] * 6 * bool(current) + [list(range(len(subject.leases))) or [-1]]
-        return data.draw(st.sampled_from(data.draw(st.sampled_from(pools), label="pool")),
-                         label="lease")
+        return _pick(data, _pick(data, pools))
 
     def _owned(self, data: Any) -> tuple[int, int]:
         """A shard whose owner key exists (when there is one)."""
         owned = sorted(w for w, v in self.ls.model.view().shards.items() if v.owner is not None)
-        return data.draw(st.sampled_from(owned or [(1, 1)]), label="owned shard")
+        return _pick(data, owned or [(1, 1)])
 
-    @rule(run=st.sampled_from(RUNS), duration=st.sampled_from(DURATIONS))
-    def create_run(self, run: int, duration: int) -> None:
-        self.step("create_run", run, duration)
+    @rule(args=joint(RUNS, DURATIONS))
+    def create_run(self, args: tuple[int, int]) -> None:
+        self.step("create_run", *args)
 
-    @rule(data=st.data(), count=st.integers(0, 5),
-          flavor=st.sampled_from(["ok", "ok", "ok", "ok", "duplicate", "inverted", "too_many"]),
-          op_id=OP_IDS, interference=INTERFERENCE)
-    def register_shards(self, data: Any, count: int, flavor: str, op_id: int, interference: str) -> None:
+    @rule(data=st.data(), args=joint(range(6), ("ok",) * 4 + ("duplicate", "inverted", "too_many"),
+                                     INTERFERENCES), op_id=OP_IDS)
+    def register_shards(self, data: Any, args: tuple[int, str, str], op_id: int) -> None:
+        count, flavor, interference = args
         self.step("register_shards", self._run(data, M.RunStatus.INITIALIZING), count, flavor, op_id,
                   interference)
 
-    @rule(data=st.data(), worker=WORKERS, tenant=st.sampled_from(["own"] * 7 + ["other"]),
-          interference=ACQUIRE_INTERFERENCE)
-    def acquire(self, data: Any, worker: int, tenant: str, interference: str) -> None:
+    @rule(data=st.data(), args=joint(WORKER_IDS, ("own",) * 7 + ("other",), ACQUIRE_INTERFERENCES))
+    def acquire(self, data: Any, args: tuple[int, str, str]) -> None:
+        worker, tenant, interference = args
         run = self._run(data)
         subject = self.ls.model  # prefer shards whose owner key outlived the logical deadline
         shard = self._shard(data, run, lambda v: v.owner is not None and not subject.live(v))
@@ -1058,45 +1150,47 @@ class CapacityMachine(LockstepMachine):
 
     @precondition(lambda self: any(v.owner is not None and not self.ls.model.live(v)
                                    for v in self.ls.model.view().shards.values()))
-    @rule(data=st.data(), worker=WORKERS,
-          interference=st.sampled_from(["swap@0", "swap@0", "", "", "rewrite@0", "drop@0",
-                                        "expire@lease_revoke", "expire@lease_revoke"]))
-    def take_over(self, data: Any, worker: int, interference: str) -> None:
+    @rule(data=st.data(), args=joint(WORKER_IDS, ("swap@0", "swap@0", "", "", "rewrite@0", "drop@0",
+                                                  "expire@lease_revoke", "expire@lease_revoke")))
+    def take_over(self, data: Any, args: tuple[int, str]) -> None:
         """Another worker takes a shard whose owner key outlived its logical deadline."""
+        worker, interference = args
         subject = self.ls.model
         stale = sorted(w for w, v in subject.view().shards.items()
                        if v.owner is not None and not subject.live(v))
-        run, shard = data.draw(st.sampled_from(stale), label="stale shard")
+        run, shard = _pick(data, stale)
         self.step("acquire", run, shard, worker, "own", interference)
 
-    @rule(data=st.data(), worker=WORKERS, interference=ACQUIRE_INTERFERENCE)
-    def claim(self, data: Any, worker: int, interference: str) -> None:
-        self.step("claim", self._run(data), worker, interference)
+    @rule(data=st.data(), args=joint(WORKER_IDS, ACQUIRE_INTERFERENCES))
+    def claim(self, data: Any, args: tuple[int, str]) -> None:
+        self.step("claim", self._run(data), *args)
 
     @precondition(lambda self: bool(self.ls.model.leases))
-    @rule(data=st.data(), forge=FORGE, interference=INTERFERENCE)
-    def renew(self, data: Any, forge: str, interference: str) -> None:
-        self.step("renew", self._lease(data), forge, interference)
+    @rule(data=st.data(), args=joint(FORGES, INTERFERENCES))
+    def renew(self, data: Any, args: tuple[str, str]) -> None:
+        self.step("renew", self._lease(data), *args)
 
     @precondition(lambda self: bool(self.ls.model.leases))
-    @rule(data=st.data(), quarters=st.sampled_from([1, 2, 3, 3, 4]), interference=INTERFERENCE)
-    def heartbeat(self, data: Any, quarters: int, interference: str) -> None:
-        self.step("heartbeat", self._lease(data), quarters, interference)
+    @rule(data=st.data(), args=joint((1, 2, 3, 3, 4), INTERFERENCES))
+    def heartbeat(self, data: Any, args: tuple[int, str]) -> None:
+        self.step("heartbeat", self._lease(data), *args)
 
     @precondition(lambda self: bool(self.ls.model.leases))
-    @rule(data=st.data(), forge=FORGE, pos=CURSOR_POS, op_id=OP_IDS, interference=INTERFERENCE)
-    def checkpoint(self, data: Any, forge: str, pos: str, op_id: int, interference: str) -> None:
+    @rule(data=st.data(), args=joint(FORGES, CURSOR_POSITIONS, INTERFERENCES), op_id=OP_IDS)
+    def checkpoint(self, data: Any, args: tuple[str, str, str], op_id: int) -> None:
+        forge, pos, interference = args
         self.step("checkpoint", self._lease(data), forge, pos, op_id, interference)
 
     @precondition(lambda self: bool(self.ls.model.leases))
-    @rule(data=st.data(), forge=FORGE, pos=CURSOR_POS, op_id=OP_IDS, interference=INTERFERENCE)
-    def complete(self, data: Any, forge: str, pos: str, op_id: int, interference: str) -> None:
+    @rule(data=st.data(), args=joint(FORGES, CURSOR_POSITIONS, INTERFERENCES), op_id=OP_IDS)
+    def complete(self, data: Any, args: tuple[str, str, str], op_id: int) -> None:
+        forge, pos, interference = args
         self.step("complete", self._lease(data), forge, pos, op_id, interference)
 
     @precondition(lambda self: bool(self.ls.model.leases))
-    @rule(data=st.data(), forge=FORGE, reason=st.integers(0, len(REASONS) - 1), op_id=OP_IDS,
-          interference=INTERFERENCE)
-    def park_shard(self, data: Any, forge: str, reason: int, op_id: int, interference: str) -> None:
+    @rule(data=st.data(), args=joint(FORGES, range(len(REASONS)), INTERFERENCES), op_id=OP_IDS)
+    def park_shard(self, data: Any, args: tuple[str, int, str], op_id: int) -> None:
+        forge, reason, interference = args
         self.step("park_shard", self._lease(data), forge, reason, op_id, interference)
 
     @rule(data=st.data(), op_id=OP_IDS, interference=INTERFERENCE)
@@ -1106,33 +1200,31 @@ class CapacityMachine(LockstepMachine):
         self.step("unpark_shard", run, shard, op_id, interference)
 
     @precondition(lambda self: bool(self.ls.model.leases))
-    @rule(data=st.data(), forge=FORGE, parts=st.sampled_from([2, 2, 2, 3, 1, 9]),
-          shape=st.sampled_from(["tile"] * 4 + ["gap", "short"]), op_id=OP_IDS,
-          interference=INTERFERENCE)
-    def split_replace(self, data: Any, forge: str, parts: int, shape: str, op_id: int,
-                      interference: str) -> None:
+    @rule(data=st.data(), args=joint(FORGES, (2, 2, 2, 3, 1, 9), ("tile",) * 4 + ("gap", "short"),
+                                     INTERFERENCES), op_id=OP_IDS)
+    def split_replace(self, data: Any, args: tuple[str, int, str, str], op_id: int) -> None:
+        forge, parts, shape, interference = args
         self.step("split_replace", self._lease(data), forge, parts, shape, op_id, interference)
 
     @precondition(lambda self: bool(self.ls.model.leases))
-    @rule(data=st.data(), forge=FORGE,
-          shape=st.sampled_from(["half", "half", "after_cursor", "after_cursor", "at_start", "gap"]),
-          op_id=OP_IDS, interference=INTERFERENCE)
-    def split_residual(self, data: Any, forge: str, shape: str, op_id: int, interference: str) -> None:
+    @rule(data=st.data(), args=joint(FORGES, ("half", "half", "after_cursor", "after_cursor",
+                                              "at_start", "gap"), INTERFERENCES), op_id=OP_IDS)
+    def split_residual(self, data: Any, args: tuple[str, str, str], op_id: int) -> None:
+        forge, shape, interference = args
         self.step("split_residual", self._lease(data), forge, shape, op_id, interference)
 
     @rule(data=st.data())
     def capacity_hint(self, data: Any) -> None:
         self.step("capacity_hint", self._run(data, None))
 
-    @rule(data=st.data(), ns=st.sampled_from([1, 10, 100, 250, 250, 499, 500, 999, 1_000, 1_001,
-                                              25_000, 50_000, 10**6]))
+    @rule(data=st.data(), ns=st.sampled_from(CLOCK_STEPS))
     def advance_clock(self, data: Any, ns: int) -> None:
         subject = self.ls.model
         now = subject.clock()
         deadlines = [v.record.lease.deadline for v in subject.view().shards.values()
                      if subject.live(v) and v.record.lease.deadline < U64_MAX]
         # exactly to a live lease's deadline, one before or one past it (the half-open boundary)
-        ns = data.draw(around(until(now, deadlines), st.just(ns), lo=1, share=35), label="to deadline")
+        ns = data.conjecture_data.draw(around(until(now, deadlines), _JUST_NS[ns], lo=1, share=35))
         self.step("advance_clock", ns)
 
     @precondition(lambda self: any(v.owner is not None for v in self.ls.model.view().shards.values()))
@@ -1157,10 +1249,11 @@ class CapacityMachine(LockstepMachine):
     def renew_many(self, data: Any, times: int) -> None:
         self.step("renew_many", self._lease(data), times)
 
-    @rule(data=st.data(), worker=WORKERS, op_id=OP_IDS,
-          then=st.sampled_from(["", "renew", "checkpoint", "complete", "park_shard",
-                                "split_replace", "split_residual", "parked_there_unparked_here"]))
-    def foreign_acquire(self, data: Any, worker: int, op_id: int, then: str) -> None:
+    @rule(data=st.data(), args=joint(WORKER_IDS, ("", "renew", "checkpoint", "complete", "park_shard",
+                                                  "split_replace", "split_residual",
+                                                  "parked_there_unparked_here")), op_id=OP_IDS)
+    def foreign_acquire(self, data: Any, args: tuple[int, str], op_id: int) -> None:
+        worker, then = args
         run = self._run(data)
         subject = self.ls.model
         shard = self._shard(data, run, lambda v: v.record.status is M.ShardStatus.ACTIVE
@@ -1168,20 +1261,22 @@ class CapacityMachine(LockstepMachine):
         self.step("foreign_acquire", run, shard, worker, then, op_id)
 
     @precondition(lambda self: bool(self.ls.model.leases))
-    @rule(data=st.data(), worker=WORKERS, op_id=OP_IDS, gap=st.sampled_from([1, 1, 1, 0, 10]))
-    def foreign_reacquire(self, data: Any, worker: int, op_id: int, gap: int) -> None:
+    @rule(data=st.data(), args=joint(WORKER_IDS, (1, 1, 1, 0, 10)), op_id=OP_IDS)
+    def foreign_reacquire(self, data: Any, args: tuple[int, int], op_id: int) -> None:
+        worker, gap = args
         run = self._run(data)
         subject = self.ls.model
         shard = self._shard(data, run, lambda v: v.record.status is M.ShardStatus.ACTIVE
                             and subject.live(v))
         self.step("foreign_reacquire", run, shard, worker, gap, op_id)
 
-    @rule(data=st.data(), op=st.sampled_from(["renew", "complete", "park_shard", "split_replace",
-                                              "split_replace", "split_residual", "split_residual",
-                                              "acquire", "acquire", "acquire", "claim",
-                                              "unpark_shard", "register_shards"]),
-          worker=WORKERS, op_id=OP_IDS)
-    def restart_then(self, data: Any, op: str, worker: int, op_id: int) -> None:
+    @rule(data=st.data(), first=joint(("renew", "complete", "park_shard", "split_replace",
+                                       "split_replace", "split_residual", "split_residual",
+                                       "acquire", "acquire", "acquire", "claim",
+                                       "unpark_shard", "unpark_shard", "register_shards"), WORKER_IDS),
+          op_id=OP_IDS)
+    def restart_then(self, data: Any, first: tuple[str, int], op_id: int) -> None:
+        op, worker = first
         args: tuple
         if op in ("renew", "complete", "park_shard", "split_replace", "split_residual"):
             index = self._lease(data)
