@@ -1364,7 +1364,8 @@ EXPLORATION = Exploration(
         **{m: "small" for m in (
             "ring_walk_in_map_order", "filter_scan_claims_probe", "non_strict_half_open",
             "completion_underflows", "counter_advanced_per_retry", "ring_collision_last_write_wins",
-            "readd_leaks_vnodes", "ring_collision_destructive_probe", "weighted_rr_ceil_total_wheel",
+            "readd_leaks_vnodes", "readd_forgets_vnodes", "ring_collision_destructive_probe",
+            "weighted_rr_ceil_total_wheel",
             "stale_snapshot_after_add", "stale_snapshot_after_readd", "stale_snapshot_after_remove",
             "stale_snapshot_after_health_change", "stale_total_weight_after_health_change",
             "stale_snapshot_after_circuit_change", "stale_snapshot_after_time_passing",
