@@ -75,7 +75,7 @@ from meshspec.explore import Bound, Exploration
 from meshspec.lockstep import (BenchCase, Component, Subject, always, ghost_flag, impl_path, load_impl,
                                sometimes)
 from meshspec.machine import LockstepMachine
-from meshspec.strategies import U64, around
+from meshspec.strategies import U64, around, pick
 from model import load_balancer as M
 
 MS = NS_PER_MS
@@ -982,50 +982,53 @@ CONTEXTS = list(itertools.product(
 INTRICATE = ("weighted_round_robin", "weighted_round_robin", "consistent_hash", "adaptive",
              "power_of_two", "least_latency", "least_load", "weighted_least_connections",
              "weighted_least_connections")
-STRATEGIES = st.sampled_from(STRATEGY_NAMES + INTRICATE)
-COUNTERS = st.sampled_from([None, None, 2**53 - 1, 2**53 + 1, 2**64 - 2])  # None: the balancer's own
+STRATEGY_CHOICES = STRATEGY_NAMES + INTRICATE
+COUNTER_CHOICES = (None, None, 2**53 - 1, 2**53 + 1, 2**64 - 2)  # None: the balancer's own
 
-# Rules draw their arguments inside `st.data()`, composite values as ONE pick from a list
-# (never through `st.tuples` or keyword strategies): each draw costs shrinking time, and
-# Hypothesis' explain phase replays a failing trace up to 500 times per tuple element or
-# keyword argument; drawn field by field, shrinking was the bulk of the mutant tier's time.
+# Rules draw their arguments inside `st.data()`, ALL of one rule's choices in ONE draw: a
+# tuple of indices (`draw_indices`), mapped to values by plain code in the rule.  Each
+# `data.draw` costs more than its choices (a span, a label, a check that the strategy left
+# the global random alone), each draw costs shrinking time, and Hypothesis' explain phase
+# replays a failing trace up to 500 times per tuple element or keyword argument; drawn field
+# by field, shrinking was the bulk of the mutant tier's time.  An index into a list known
+# only at draw time (present ids, a pool of them) is drawn in range(SPREAD) and reduced
+# modulo the list's length: uniform for any list of up to six items (60 = lcm(1..6)).
 
-
-METRICS_ST, BODIES_ST, CONTEXTS_ST = map(st.sampled_from, (METRICS, BODIES, CONTEXTS))
-BOOLEANS = st.booleans()
-ID_PERMUTATIONS = st.permutations(range(len(POOL)))
+SPREAD = 60
 ALL_IDS = list(range(len(POOL)))
 COUNTER_VALUES = around([2**64 - 1, 2**64 - 4, 2**53], st.integers(2**64 - 8, 2**64 - 1),
                         lo=U64[0], hi=U64[1], share=50)
-_SAMPLERS: dict[tuple, st.SearchStrategy] = {}
-_SAMPLERS_LIMIT = 4096
 _BULK_COUNTS: dict[int, st.SearchStrategy] = {}
 
-# Strategies are built once (above, per distinct list or per cap below), never per draw:
-# building and validating a fresh strategy cost more than the draw itself.
+
+class _Indices(st.SearchStrategy):
+    """A tuple of independent indices, the k-th uniform in range(sizes[k]) (shrinking to 0),
+    drawn as integers inside one span: one `data.draw` for all of a rule's choices."""
+
+    def __init__(self, sizes: tuple[int, ...]) -> None:
+        super().__init__()
+        self.sizes = sizes
+
+    def do_draw(self, data: Any) -> tuple[int, ...]:
+        return tuple([data.draw_integer(0, n - 1) if n > 1 else 0 for n in self.sizes])
+
+    def __repr__(self) -> str:
+        return f"indices{self.sizes}"
 
 
-def pick(data: Any, values: Any, label: str) -> Any:
-    """`data.draw(st.sampled_from(values), label=label)` from a strategy built once per
-    distinct `values`: the same choice, the same span label (so the same runs), fewer costs.
+@lru_cache(maxsize=None)
+def _indices(sizes: tuple[int, ...]) -> _Indices:
+    return _Indices(sizes)
 
-    Hashable values are keyed with their types (1 and True are equal keys, not equal values);
-    a list of unhashable values (lists, whose identity callers may test) is drawn by index
-    from equally unhashable wrappers, which give the span the same label as the lists."""
-    try:
-        key: tuple = (tuple(map(type, values)), tuple(values))
-        hash(key)
-    except TypeError:
-        key = ("index", len(values))
-    strategy = _SAMPLERS.get(key)
-    if strategy is None:
-        if len(_SAMPLERS) >= _SAMPLERS_LIMIT:
-            _SAMPLERS.clear()
-        index = key[0] == "index"
-        strategy = _SAMPLERS[key] = st.sampled_from([[i] for i in range(len(values))] if index
-                                                    else key[1])
-    drawn = data.draw(strategy, label=label)
-    return values[drawn[0]] if key[0] == "index" else drawn
+
+def draw_indices(data: Any, sizes: tuple[int, ...], label: str) -> tuple[int, ...]:
+    """One draw of `len(sizes)` indices (the strategy is built once per `sizes`)."""
+    return data.draw(_indices(sizes), label=label)
+
+
+def nth(values: Any, i: int) -> Any:
+    """values[i mod len]: the item an index drawn in range(SPREAD) stands for."""
+    return values[i % len(values)]
 
 
 def bulk_counts(cap: int) -> st.SearchStrategy:
@@ -1076,18 +1079,45 @@ def ring_key(place: str, points: list[int], modulus: Optional[int], pick: int) -
     return keys[pick % len(keys)] if keys else None
 
 
-def draw_metrics(data: Any) -> tuple:
-    return data.draw(METRICS_ST, label="metrics")
+#: The sizes of an endpoint's body (everything but its id) and of its metrics, as drawn.
+BODY = (len(BODIES), len(METRICS))
+#: A ring-routed context (`_ring_context`): the context, whether its routing key is placed
+#: relative to the ring (40 in 100), the place, and which of the keys there.
+RING_CONTEXT = (len(CONTEXTS), 100, len(RING_PLACES), 64)
 
 
-def draw_body(data: Any) -> tuple:
+def body(b: int, m: int) -> tuple:
     """Everything of an endpoint but its id: weight, health, tags, enabled, zone, metrics."""
-    return (*data.draw(BODIES_ST, label="endpoint"), draw_metrics(data))
+    return (*BODIES[b], METRICS[m])
 
 
-def draw_context(data: Any) -> tuple:
-    """request_id, session_id, client_zone, required tags, routing_key."""
-    return data.draw(CONTEXTS_ST, label="context")
+CAPS = (1, 2, 3, 10_000, 10_000)
+ZONE_AWARE = (True, True, False)
+RECOVERIES = (0, 0, MS, 10 * MS, 30 * SEC)
+RR_STARTS = (0, 0, 2**53 - 2, 2**64 - 3)
+WEAK = (True, True, False)
+#: init: strategy, cap, zone_aware, zone_fallback, recovery, rr start, weak ring, how many
+#: endpoints (3 to 6), a permutation of the ids (Fisher-Yates: one index per position), and
+#: six bodies (the first `count` are used).
+INIT = (len(STRATEGY_CHOICES), len(CAPS), len(ZONE_AWARE), 2, len(RECOVERIES), len(RR_STARTS),
+        len(WEAK), len(POOL) - 2, *range(len(POOL), 1, -1), *BODY * len(POOL))
+STEALS = (0, 0, 0, 1, 2, 4, 4)
+RACES = ("reserve", "reserve", "readd")
+SUCCESS = (True, False, None)
+TIMES = (1, 1, 5)
+SHADOW_COUNTS = (4, 6)
+OVERLAPS = (2, 3, 5, 8)
+OVERLAP_SUCCESS = (True, True, False)
+#: `_idx`: which pool (present ids three times in four, else any id), which id of it.
+IDX = (4, SPREAD)
+
+
+def permutation(indices: tuple[int, ...], n: int) -> list[int]:
+    """range(n) shuffled by Fisher-Yates, position k swapped with k + indices[k]."""
+    order = list(range(n))
+    for k, j in enumerate(indices):
+        order[k], order[k + j] = order[k + j], order[k]
+    return order
 
 
 class LoadBalancerMachine(LockstepMachine):
@@ -1095,43 +1125,47 @@ class LoadBalancerMachine(LockstepMachine):
 
     @initialize(data=st.data())
     def init(self, data: Any) -> None:
-        d = data.draw
-        strategy = d(STRATEGIES, label="strategy")
-        cap = pick(data, (1, 2, 3, 10_000, 10_000), "cap")
-        zone_aware = pick(data, (True, True, False), "zone_aware")
-        zone_fallback = d(BOOLEANS, label="zone_fallback")
-        recovery_ns = pick(data, (0, 0, MS, 10 * MS, 30 * SEC), "recovery_ns")
-        rr_start = pick(data, (0, 0, 2**53 - 2, 2**64 - 3), "rr_start")
-        weak = pick(data, (True, True, False), "weak ring")
-        # 3 to 6 distinct ids (a permutation, not rejection sampling: cheap to draw and shrink)
-        ids = d(ID_PERMUTATIONS, label="ids")
-        count = d(st.integers(3, len(POOL)), label="endpoints")
-        endpoints = [(idx, *draw_body(data)) for idx in ids[:count]]
+        s, c, za, zf, rec, rr, weak, count, *rest = draw_indices(data, INIT, "init")
+        n = len(POOL)
+        ids = permutation(tuple(rest[:n - 1]), n)
+        bodies = rest[n - 1:]
+        endpoints = [(idx, *body(bodies[2 * k], bodies[2 * k + 1]))
+                     for k, idx in enumerate(ids[:count + 3])]
+        recovery_ns = RECOVERIES[rec]
         self.recovery = max(recovery_ns, MS)
-        self.step("init", strategy, cap, zone_aware, zone_fallback, recovery_ns, rr_start, weak,
-                  endpoints)
+        self.step("init", STRATEGY_CHOICES[s], CAPS[c], ZONE_AWARE[za], bool(zf), recovery_ns,
+                  RR_STARTS[rr], WEAK[weak], endpoints)
+
+    def _present(self) -> list[int]:
+        return [POOL.index(e.node_id) for e in self.ls.model.sut.endpoints()]
+
+    def _pool_idx(self, a: int, r: int) -> int:
+        """`_idx`'s choice from its two indices (see IDX): mostly a present endpoint (the
+        interesting case), sometimes any id of the pool."""
+        present = self._present()
+        return nth(nth([present, present, present, ALL_IDS] if present else [ALL_IDS], a), r)
+
+    def _idx(self, data: Any) -> int:
+        return self._pool_idx(*draw_indices(data, IDX, "idx"))
 
     @rule(data=st.data())
     def add_endpoint(self, data: Any) -> None:
-        present = [POOL.index(e.node_id) for e in self.ls.model.sut.endpoints()]
+        a, r, b, m = draw_indices(data, (*IDX, *BODY), "add")
+        present = self._present()
         absent = [i for i in range(len(POOL)) if i not in present]
         pools = [absent, absent, absent, present] if absent and present else [absent or present]
-        idx = pick(data, pick(data, pools, "pool"), "idx")
-        self.step("add_endpoint", idx, *draw_body(data))
+        self.step("add_endpoint", nth(nth(pools, a), r), *body(b, m))
 
     @rule(data=st.data())
     def zero_weight_select(self, data: Any) -> None:
         """Every present endpoint re-added at weight 0 (other fields drawn), then one select:
         a stratum whose total weight is 0, where weighted random falls back to uniform."""
-        for e in list(self.ls.model.sut.endpoints()):
-            self.step("add_endpoint", POOL.index(e.node_id), 0, *draw_body(data)[1:])
-        self.step("select", *self._ring_context(data), 0, "reserve")
-
-    def _idx(self, data: Any) -> int:
-        """Mostly a present endpoint (the interesting case), sometimes any id of the pool."""
-        present = [POOL.index(e.node_id) for e in self.ls.model.sut.endpoints()]
-        pool = pick(data, [present, present, present, ALL_IDS] if present else [ALL_IDS], "pool")
-        return pick(data, pool, "idx")
+        present = self._present()
+        *bodies, c, rel, place, which = draw_indices(data, (*BODY * len(present), *RING_CONTEXT),
+                                                     "zero weight")
+        for k, idx in enumerate(present):
+            self.step("add_endpoint", idx, 0, *body(bodies[2 * k], bodies[2 * k + 1])[1:])
+        self.step("select", *self._ring_context(c, rel, place, which), 0, "reserve")
 
     @rule(data=st.data())
     def remove_endpoint(self, data: Any) -> None:
@@ -1141,54 +1175,57 @@ class LoadBalancerMachine(LockstepMachine):
     def update_health(self, data: Any) -> None:
         """Half the draws swap Healthy and Degraded: the endpoint stays available and only its
         effective weight changes (what a cached total weight misses, #160)."""
-        idx = self._idx(data)
+        a, r, h = draw_indices(data, (*IDX, 2 * len(HEALTHS)), "health")
+        idx = self._pool_idx(a, r)
         row = self.ls.model._row(POOL[idx])
         swap = "healthy" if row is not None and row.health is M.HealthStatus.DEGRADED else "degraded"
-        self.step("update_health", idx, pick(data, (swap,) * len(HEALTHS) + tuple(HEALTHS), "health"))
+        self.step("update_health", idx, swap if h < len(HEALTHS) else HEALTHS[h - len(HEALTHS)])
 
     @rule(data=st.data())
     def update_metrics(self, data: Any) -> None:
-        self.step("update_metrics", self._idx(data), draw_metrics(data))
+        a, r, m = draw_indices(data, (*IDX, len(METRICS)), "metrics")
+        self.step("update_metrics", self._pool_idx(a, r), METRICS[m])
 
     @rule(data=st.data())
     def record_completion(self, data: Any) -> None:
-        self.step("record_completion", self._idx(data), data.draw(BOOLEANS, label="success"),
-                  pick(data, (1, 1, 5), "times"))
+        a, r, ok, t = draw_indices(data, (*IDX, 2, len(TIMES)), "completion")
+        self.step("record_completion", self._pool_idx(a, r), bool(ok), TIMES[t])
 
     @rule(data=st.data())
     def traffic_until(self, data: Any) -> None:
+        p, i, w, a, r = draw_indices(data, (3, SPREAD, 3, *IDX), "traffic")
         rows = self.ls.model._rows()
-        down = [POOL.index(r.node) for r in rows if r.opened_at is not None]
-        probing = [POOL.index(r.node) for r in rows if r.probe]  # (a probe whose caller vanished)
+        down = [POOL.index(row.node) for row in rows if row.opened_at is not None]
+        probing = [POOL.index(row.node) for row in rows if row.probe]  # (a probe whose caller vanished)
         pools = [pool for pool in (probing, probing, down) if pool]
-        pool = pick(data, pools, "pool") if pools else None
-        idx = pick(data, pool, "idx") if pool else self._idx(data)
+        pool = nth(pools, p) if pools else None
+        idx = nth(pool, i) if pool else self._pool_idx(a, r)
         waits = [True, True, False] if pool is probing else [True, False]
-        self.step("traffic_until", idx, pick(data, waits, "wait"))
+        self.step("traffic_until", idx, nth(waits, w))
 
     @rule(data=st.data())
     def outage(self, data: Any) -> None:
-        up = [POOL.index(r.node) for r in self.ls.model._rows() if r.opened_at is None]
-        idx = pick(data, up, "idx") if up else self._idx(data)
-        self.step("outage", idx)
+        i, a, r = draw_indices(data, (SPREAD, *IDX), "outage")
+        up = [POOL.index(row.node) for row in self.ls.model._rows() if row.opened_at is None]
+        self.step("outage", nth(up, i) if up else self._pool_idx(a, r))
 
     @rule()
     def drain_requests(self) -> None:
         self.step("drain_requests")
 
-    def _ring_context(self, data: Any) -> tuple:
-        """A context whose routing key, 40% of the draws, hashes at a chosen place on the ring
-        as it stands (before the first vnode, onto one, between two, after the last)."""
-        ctx = draw_context(data)
-        if data.draw(st.integers(0, 99), label="ring-relative key") >= 40:
+    def _ring_context(self, c: int, rel: int, place: int, which: int) -> tuple:
+        """The context CONTEXTS[c], whose routing key, when rel < 40 (40% of the draws),
+        hashes at a chosen place on the ring as it stands (before the first vnode, onto one,
+        between two, after the last)."""
+        ctx = CONTEXTS[c]
+        if rel >= 40:
             return ctx
         subject = self.ls.model
         members = frozenset(e.node_id for e in subject.sut.endpoints())
         if not members:
             return ctx
         points = _ring_points(members, subject.modulus)
-        place = pick(data, RING_PLACES, "ring place")
-        key = ring_key(place, points, subject.modulus, data.draw(st.integers(0, 63), label="pick"))
+        key = ring_key(RING_PLACES[place], points, subject.modulus, which)
         return ctx if key is None else (*ctx[:4], key)
 
     @rule(data=st.data())
@@ -1204,31 +1241,30 @@ class LoadBalancerMachine(LockstepMachine):
 
     @rule(data=st.data())
     def select(self, data: Any) -> None:
-        ctx = self._ring_context(data)
-        steals = pick(data, (0, 0, 0, 1, 2, 4, 4), "steals")
-        race = pick(data, ("reserve", "reserve", "readd"), "race")
-        self.step("select", *ctx, steals, race)
+        *ctx, steals, race = draw_indices(data, (*RING_CONTEXT, len(STEALS), len(RACES)), "select")
+        self.step("select", *self._ring_context(*ctx), STEALS[steals], RACES[race])
 
     @rule(data=st.data())
     def request(self, data: Any) -> None:
-        ctx = self._ring_context(data)
-        self.step("request", *ctx, pick(data, (True, False, None), "success"))
+        *ctx, success = draw_indices(data, (*RING_CONTEXT, len(SUCCESS)), "request")
+        self.step("request", *self._ring_context(*ctx), SUCCESS[success])
 
     @rule(data=st.data())
     def restart(self, data: Any) -> None:
-        self.step("restart", data.draw(STRATEGIES, label="strategy"))
+        (s,) = draw_indices(data, (len(STRATEGY_CHOICES),), "strategy")
+        self.step("restart", STRATEGY_CHOICES[s])
 
     @rule(data=st.data())
     def shadow(self, data: Any) -> None:
-        strategy = data.draw(STRATEGIES, label="strategy")
-        ctx = draw_context(data)
-        count = pick(data, (4, 6), "count")
-        self.step("shadow", strategy, *ctx, count, data.draw(COUNTERS, label="counter"))
+        s, c, n, counter = draw_indices(
+            data, (len(STRATEGY_CHOICES), len(CONTEXTS), len(SHADOW_COUNTS), len(COUNTER_CHOICES)),
+            "shadow")
+        self.step("shadow", STRATEGY_CHOICES[s], *CONTEXTS[c], SHADOW_COUNTS[n], COUNTER_CHOICES[counter])
 
     @rule(data=st.data())
     def overlapping_requests(self, data: Any) -> None:
-        self.step("overlapping_requests", pick(data, (2, 3, 5, 8), "count"),
-                  pick(data, (True, True, False), "success"))
+        n, ok = draw_indices(data, (len(OVERLAPS), len(OVERLAP_SUCCESS)), "overlap")
+        self.step("overlapping_requests", OVERLAPS[n], OVERLAP_SUCCESS[ok])
 
     @rule()
     def full_wheel(self) -> None:
