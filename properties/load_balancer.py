@@ -98,6 +98,9 @@ RACERS = 3
 TRAFFIC_LIMIT = 12
 
 
+NO_CONTEXT = M.RequestContext()  # (a frozen value: one for every context-free request)
+
+
 def _num(x: Any) -> float:
     """A metric argument: a float, or "-nan" (a JSON trace cannot keep a NaN's sign)."""
     return NEG_NAN if x == "-nan" else float(x)
@@ -228,8 +231,8 @@ def why_not(r: Row, ctx: M.RequestContext, now: int, recovery: int, cap: int) ->
 def spec_candidates(rows: list[Row], ctx: M.RequestContext, cfg: M.LoadBalancerConfig,
                     now: int, recovery: int) -> list[Row]:
     """The available list of §2.1 (empty where the filter raises NoEndpointsAvailable)."""
-    ok = [r for r in rows if admits(r, now, recovery, cfg.max_connections_per_endpoint)
-          and all(t in r.tags for t in ctx.required_tags)]
+    tags, cap = ctx.required_tags, cfg.max_connections_per_endpoint
+    ok = [r for r in rows if admits(r, now, recovery, cap) and (not tags or all(t in r.tags for t in tags))]
     if cfg.zone_aware and ctx.client_zone is not None:
         same = [r for r in ok if r.zone == ctx.client_zone]
         if same or not cfg.zone_fallback:
@@ -287,6 +290,8 @@ class LoadBalancerSubject(Subject):
         self.outstanding: dict[bytes, int] = {}
         self.admissions: dict[tuple[bytes, int], list[int]] = {}
         self.ch_memo: dict[tuple, bytes] = {}
+        self.after: Optional[tuple] = None
+        self.after_rows: Optional[list[Row]] = None
 
     def restart(self, strategy: str) -> list:
         """The operator switches strategy: a new balancer, otherwise configured alike, is built
@@ -476,12 +481,17 @@ class LoadBalancerSubject(Subject):
     def _select(self, ctx: M.RequestContext, steals: int = 0, race: str = "reserve",
                 before: Optional[tuple] = None) -> M.Selection:
         """One select with every check around it.  `before` may pass `self.after` (the state the
-        previous select left) when nothing touched the balancer since; `self.after` is set here."""
+        previous select left) when nothing touched the balancer since; `self.after` (and, after
+        a selection, its rows `self.after_rows`) is set here."""
         now, cfg = self.clock(), self.config
         self.selected_row = None
-        before = self.sut.abstract() if before is None else before
-        self.after = None
-        rows = rows_of(before)
+        if before is None:
+            before = self.sut.abstract()
+            rows = rows_of(before)
+        else:
+            rows = self.after_rows if before is self.after and self.after_rows is not None \
+                else rows_of(before)
+        self.after = self.after_rows = None
         cands = spec_candidates(rows, ctx, cfg, now, self.recovery)
         calls = [0]
         self._note_edges(ctx, before, steals)
@@ -553,7 +563,7 @@ class LoadBalancerSubject(Subject):
             self._violate("selection_is_admissible", f"select({ctx}) chose {node[:1].hex()}: "
                           + why_not(row, ctx, now, self.recovery, cap))
         after = self.after = self.sut.abstract()
-        post_rows = rows_of(after)
+        post_rows = self.after_rows = rows_of(after)
         self._check_zone(row, ctx, now, post_rows)
         self.outstanding[node] = self.outstanding.get(node, 0) + 1
         # (a racing re-add may have replaced the pre-select state)
@@ -665,7 +675,7 @@ class LoadBalancerSubject(Subject):
         self.after = None
         for _ in range(count):  # (back to back: each select starts from the state the last left)
             try:
-                picks.append(self._select(M.RequestContext(), before=self.after).node_id)
+                picks.append(self._select(NO_CONTEXT, before=self.after).node_id)
             except M.LoadBalancerError as exc:
                 picks.append(type(exc).__name__)
         for node in picks:
@@ -686,7 +696,7 @@ class LoadBalancerSubject(Subject):
         self.after = None
         for _ in range(count):  # (back to back: each select starts from the state the last left)
             try:
-                picks[self._select(M.RequestContext(), before=self.after).node_id] += 1
+                picks[self._select(NO_CONTEXT, before=self.after).node_id] += 1
             except M.LoadBalancerError as exc:
                 picks[type(exc).__name__] += 1
         if sum(r.conns for r in self._rows()) >= 200:
@@ -706,7 +716,7 @@ class LoadBalancerSubject(Subject):
             self.clock.advance(max(due, default=0))
         for _ in range(TRAFFIC_LIMIT):
             try:
-                sel = self._select(M.RequestContext())
+                sel = self._select(NO_CONTEXT)
             except M.LoadBalancerError as exc:
                 picks.append(type(exc).__name__)
                 break
@@ -766,7 +776,7 @@ class LoadBalancerSubject(Subject):
         lb = self.sut if main else self._fresh(M.Strategy.WEIGHTED_ROUND_ROBIN)
         s = s if main else M.Strategy.WEIGHTED_ROUND_ROBIN
         abstract = lb.abstract()
-        cands = spec_candidates(rows_of(abstract), M.RequestContext(), self.config, self.clock(),
+        cands = spec_candidates(rows_of(abstract), NO_CONTEXT, self.config, self.clock(),
                                 self.recovery)
         if not cands:  # (a half-open candidate is probed and closed again: the list stays put)
             return ("skipped", "nothing available")
@@ -784,10 +794,10 @@ class LoadBalancerSubject(Subject):
         picks = []
         for _ in range(wheel):
             if main:
-                node = self._select(M.RequestContext()).node_id
+                node = self._select(NO_CONTEXT).node_id
                 self._complete(node, True, before=self.selected_row)
             else:
-                node = lb.select(M.RequestContext()).node_id
+                node = lb.select(NO_CONTEXT).node_id
                 lb.record_completion(node, True)
             picks.append(node)
         got = dict(Counter(picks))
