@@ -75,7 +75,7 @@ from meshspec.explore import Bound, Exploration
 from meshspec.lockstep import (BenchCase, Component, Subject, always, ghost_flag, impl_path, load_impl,
                                sometimes)
 from meshspec.machine import LockstepMachine
-from meshspec.strategies import U64, around, pick
+from meshspec.strategies import U64, around
 from model import load_balancer as M
 
 MS = NS_PER_MS
@@ -995,12 +995,12 @@ INTRICATE = ("weighted_round_robin", "weighted_round_robin", "consistent_hash", 
 STRATEGY_CHOICES = STRATEGY_NAMES + INTRICATE
 COUNTER_CHOICES = (None, None, 2**53 - 1, 2**53 + 1, 2**64 - 2)  # None: the balancer's own
 
-# Rules draw their arguments inside `st.data()`, ALL of one rule's choices in ONE draw: a
-# tuple of indices (`draw_indices`), mapped to values by plain code in the rule.  Each
-# `data.draw` costs more than its choices (a span, a label, a check that the strategy left
-# the global random alone), each draw costs shrinking time, and Hypothesis' explain phase
-# replays a failing trace up to 500 times per tuple element or keyword argument; drawn field
-# by field, shrinking was the bulk of the mutant tier's time.  An index into a list known
+# A rule draws ALL its choices as its ONE argument: a tuple of indices (`indices(sizes)`),
+# mapped to values by plain code in the rule, also where the values depend on the state.
+# An `st.data()` draw costs more than its choices (a span, a label, a check that the strategy
+# left the global random alone), each draw costs shrinking time, and Hypothesis' explain
+# phase replays a failing trace up to 500 times per tuple element or keyword argument;
+# drawn field by field, shrinking was the bulk of the mutant tier's time.  An index into a list known
 # only at draw time (present ids, a pool of them) is drawn in range(SPREAD) and reduced
 # modulo the list's length: uniform for any list of up to six items (60 = lcm(1..6)).
 
@@ -1008,12 +1008,11 @@ SPREAD = 60
 ALL_IDS = list(range(len(POOL)))
 COUNTER_VALUES = around([2**64 - 1, 2**64 - 4, 2**53], st.integers(2**64 - 8, 2**64 - 1),
                         lo=U64[0], hi=U64[1], share=50)
-_BULK_COUNTS: dict[int, st.SearchStrategy] = {}
 
 
 class _Indices(st.SearchStrategy):
     """A tuple of independent indices, the k-th uniform in range(sizes[k]) (shrinking to 0),
-    drawn as integers inside one span: one `data.draw` for all of a rule's choices."""
+    drawn as integers inside one span: a rule draws all its choices as one argument."""
 
     def __init__(self, sizes: tuple[int, ...]) -> None:
         super().__init__()
@@ -1027,13 +1026,9 @@ class _Indices(st.SearchStrategy):
 
 
 @lru_cache(maxsize=None)
-def _indices(sizes: tuple[int, ...]) -> _Indices:
+def indices(sizes: tuple[int, ...]) -> _Indices:
+    """The strategy of a rule's one argument: `len(sizes)` indices (built once per `sizes`)."""
     return _Indices(sizes)
-
-
-def draw_indices(data: Any, sizes: tuple[int, ...], label: str) -> tuple[int, ...]:
-    """One draw of `len(sizes)` indices (the strategy is built once per `sizes`)."""
-    return data.draw(_indices(sizes), label=label)
 
 
 def nth(values: Any, i: int) -> Any:
@@ -1041,11 +1036,16 @@ def nth(values: Any, i: int) -> Any:
     return values[i % len(values)]
 
 
-def bulk_counts(cap: int) -> st.SearchStrategy:
-    """How many reservations `bulk_reserve` makes: around the cap, or 30, 80 or 210."""
-    if cap not in _BULK_COUNTS:
-        _BULK_COUNTS[cap] = around([cap], st.sampled_from([30, 80, 210]), lo=1, hi=300)
-    return _BULK_COUNTS[cap]
+#: bulk_reserve: a percentage (under 30: the neighbourhood of the cap, when it lies within
+#: 1..300), which neighbour, which of the other counts.
+BULK = (100, SPREAD, 3)
+
+
+def bulk_count(cap: int, share: int, near: int, other: int) -> int:
+    """How many reservations `bulk_reserve` makes: cap-1, cap or cap+1 (within 1..300) for 30% of
+    the draws, else 30, 80 or 210 (the draws `around([cap], ..., lo=1, hi=300)` makes)."""
+    around_cap = [n for n in (cap - 1, cap, cap + 1) if 1 <= n <= 300]
+    return nth(around_cap, near) if share < 30 and around_cap else (30, 80, 210)[other]
 
 #: Candidate routing keys, sorted by their full 64-bit hash, and one key per weak-ring residue:
 #: the machine finds keys at a chosen place on the current ring by lookup (FNV-1a has no
@@ -1133,9 +1133,9 @@ def permutation(indices: tuple[int, ...], n: int) -> list[int]:
 class LoadBalancerMachine(LockstepMachine):
     """Model and impl balancer in lockstep; every rule is one `self.step`."""
 
-    @initialize(data=st.data())
-    def init(self, data: Any) -> None:
-        s, c, za, zf, rec, rr, weak, count, *rest = draw_indices(data, INIT, "init")
+    @initialize(ix=indices(INIT))
+    def init(self, ix: tuple[int, ...]) -> None:
+        s, c, za, zf, rec, rr, weak, count, *rest = ix
         n = len(POOL)
         ids = permutation(tuple(rest[:n - 1]), n)
         bodies = rest[n - 1:]
@@ -1155,55 +1155,51 @@ class LoadBalancerMachine(LockstepMachine):
         present = self._present()
         return nth(nth([present, present, present, ALL_IDS] if present else [ALL_IDS], a), r)
 
-    def _idx(self, data: Any) -> int:
-        return self._pool_idx(*draw_indices(data, IDX, "idx"))
-
-    @rule(data=st.data())
-    def add_endpoint(self, data: Any) -> None:
-        a, r, b, m = draw_indices(data, (*IDX, *BODY), "add")
+    @rule(ix=indices((*IDX, *BODY)))
+    def add_endpoint(self, ix: tuple[int, ...]) -> None:
+        a, r, b, m = ix
         present = self._present()
         absent = [i for i in range(len(POOL)) if i not in present]
         pools = [absent, absent, absent, present] if absent and present else [absent or present]
         self.step("add_endpoint", nth(nth(pools, a), r), *body(b, m))
 
-    @rule(data=st.data())
-    def zero_weight_select(self, data: Any) -> None:
+    @rule(ix=indices((*BODY * len(POOL), *RING_CONTEXT)))
+    def zero_weight_select(self, ix: tuple[int, ...]) -> None:
         """Every present endpoint re-added at weight 0 (other fields drawn), then one select:
         a stratum whose total weight is 0, where weighted random falls back to uniform."""
         present = self._present()
-        *bodies, c, rel, place, which = draw_indices(data, (*BODY * len(present), *RING_CONTEXT),
-                                                     "zero weight")
+        *bodies, c, rel, place, which = ix
         for k, idx in enumerate(present):
             self.step("add_endpoint", idx, 0, *body(bodies[2 * k], bodies[2 * k + 1])[1:])
         self.step("select", *self._ring_context(c, rel, place, which), 0, "reserve")
 
-    @rule(data=st.data())
-    def remove_endpoint(self, data: Any) -> None:
-        self.step("remove_endpoint", self._idx(data))
+    @rule(ix=indices(IDX))
+    def remove_endpoint(self, ix: tuple[int, ...]) -> None:
+        self.step("remove_endpoint", self._pool_idx(*ix))
 
-    @rule(data=st.data())
-    def update_health(self, data: Any) -> None:
+    @rule(ix=indices((*IDX, 2 * len(HEALTHS))))
+    def update_health(self, ix: tuple[int, ...]) -> None:
         """Half the draws swap Healthy and Degraded: the endpoint stays available and only its
         effective weight changes (what a cached total weight misses, #160)."""
-        a, r, h = draw_indices(data, (*IDX, 2 * len(HEALTHS)), "health")
+        a, r, h = ix
         idx = self._pool_idx(a, r)
         row = self.ls.model._row(POOL[idx])
         swap = "healthy" if row is not None and row.health is M.HealthStatus.DEGRADED else "degraded"
         self.step("update_health", idx, swap if h < len(HEALTHS) else HEALTHS[h - len(HEALTHS)])
 
-    @rule(data=st.data())
-    def update_metrics(self, data: Any) -> None:
-        a, r, m = draw_indices(data, (*IDX, len(METRICS)), "metrics")
+    @rule(ix=indices((*IDX, len(METRICS))))
+    def update_metrics(self, ix: tuple[int, ...]) -> None:
+        a, r, m = ix
         self.step("update_metrics", self._pool_idx(a, r), METRICS[m])
 
-    @rule(data=st.data())
-    def record_completion(self, data: Any) -> None:
-        a, r, ok, t = draw_indices(data, (*IDX, 2, len(TIMES)), "completion")
+    @rule(ix=indices((*IDX, 2, len(TIMES))))
+    def record_completion(self, ix: tuple[int, ...]) -> None:
+        a, r, ok, t = ix
         self.step("record_completion", self._pool_idx(a, r), bool(ok), TIMES[t])
 
-    @rule(data=st.data())
-    def traffic_until(self, data: Any) -> None:
-        p, i, w, a, r = draw_indices(data, (3, SPREAD, 3, *IDX), "traffic")
+    @rule(ix=indices((3, SPREAD, 3, *IDX)))
+    def traffic_until(self, ix: tuple[int, ...]) -> None:
+        p, i, w, a, r = ix
         rows = self.ls.model._rows()
         down = [POOL.index(row.node) for row in rows if row.opened_at is not None]
         probing = [POOL.index(row.node) for row in rows if row.probe]  # (a probe whose caller vanished)
@@ -1213,9 +1209,9 @@ class LoadBalancerMachine(LockstepMachine):
         waits = [True, True, False] if pool is probing else [True, False]
         self.step("traffic_until", idx, nth(waits, w))
 
-    @rule(data=st.data())
-    def outage(self, data: Any) -> None:
-        i, a, r = draw_indices(data, (SPREAD, *IDX), "outage")
+    @rule(ix=indices((SPREAD, *IDX)))
+    def outage(self, ix: tuple[int, ...]) -> None:
+        i, a, r = ix
         up = [POOL.index(row.node) for row in self.ls.model._rows() if row.opened_at is None]
         self.step("outage", nth(up, i) if up else self._pool_idx(a, r))
 
@@ -1238,53 +1234,46 @@ class LoadBalancerMachine(LockstepMachine):
         key = ring_key(RING_PLACES[place], points, subject.modulus, which)
         return ctx if key is None else (*ctx[:4], key)
 
-    @rule(data=st.data())
-    def reseat_counter(self, data: Any) -> None:
-        value = data.draw(COUNTER_VALUES, label="counter")
+    @rule(value=COUNTER_VALUES)
+    def reseat_counter(self, value: int) -> None:
         self.step("reseat_counter", value)
 
-    @rule(data=st.data())
-    def bulk_reserve(self, data: Any) -> None:
-        cap = self.ls.model.config.max_connections_per_endpoint
-        count = data.draw(bulk_counts(cap), label="count")
-        self.step("bulk_reserve", count)
+    @rule(ix=indices(BULK))
+    def bulk_reserve(self, ix: tuple[int, ...]) -> None:
+        self.step("bulk_reserve", bulk_count(self.ls.model.config.max_connections_per_endpoint, *ix))
 
-    @rule(data=st.data())
-    def select(self, data: Any) -> None:
-        *ctx, steals, race = draw_indices(data, (*RING_CONTEXT, len(STEALS), len(RACES)), "select")
+    @rule(ix=indices((*RING_CONTEXT, len(STEALS), len(RACES))))
+    def select(self, ix: tuple[int, ...]) -> None:
+        *ctx, steals, race = ix
         self.step("select", *self._ring_context(*ctx), STEALS[steals], RACES[race])
 
-    @rule(data=st.data())
-    def request(self, data: Any) -> None:
-        *ctx, success = draw_indices(data, (*RING_CONTEXT, len(SUCCESS)), "request")
+    @rule(ix=indices((*RING_CONTEXT, len(SUCCESS))))
+    def request(self, ix: tuple[int, ...]) -> None:
+        *ctx, success = ix
         self.step("request", *self._ring_context(*ctx), SUCCESS[success])
 
-    @rule(data=st.data())
-    def restart(self, data: Any) -> None:
-        (s,) = draw_indices(data, (len(STRATEGY_CHOICES),), "strategy")
-        self.step("restart", STRATEGY_CHOICES[s])
+    @rule(ix=indices((len(STRATEGY_CHOICES),)))
+    def restart(self, ix: tuple[int, ...]) -> None:
+        self.step("restart", STRATEGY_CHOICES[ix[0]])
 
-    @rule(data=st.data())
-    def shadow(self, data: Any) -> None:
-        s, c, n, counter = draw_indices(
-            data, (len(STRATEGY_CHOICES), len(CONTEXTS), len(SHADOW_COUNTS), len(COUNTER_CHOICES)),
-            "shadow")
+    @rule(ix=indices((len(STRATEGY_CHOICES), len(CONTEXTS), len(SHADOW_COUNTS), len(COUNTER_CHOICES))))
+    def shadow(self, ix: tuple[int, ...]) -> None:
+        s, c, n, counter = ix
         self.step("shadow", STRATEGY_CHOICES[s], *CONTEXTS[c], SHADOW_COUNTS[n], COUNTER_CHOICES[counter])
 
-    @rule(data=st.data())
-    def overlapping_requests(self, data: Any) -> None:
-        n, ok = draw_indices(data, (len(OVERLAPS), len(OVERLAP_SUCCESS)), "overlap")
+    @rule(ix=indices((len(OVERLAPS), len(OVERLAP_SUCCESS))))
+    def overlapping_requests(self, ix: tuple[int, ...]) -> None:
+        n, ok = ix
         self.step("overlapping_requests", OVERLAPS[n], OVERLAP_SUCCESS[ok])
 
     @rule()
     def full_wheel(self) -> None:
         self.step("full_wheel")
 
-    @rule(data=st.data())
-    def advance_time(self, data: Any) -> None:
+    @rule(ix=indices((9,)))
+    def advance_time(self, ix: tuple[int, ...]) -> None:
         r, due = self.recovery, self._next_release()
-        ns = pick(data, (due, due, 1, r // 2, r - 1, r, r + 1, 2 * r, 3600 * SEC), "ns")
-        self.step("advance_time", ns)
+        self.step("advance_time", (due, due, 1, r // 2, r - 1, r, r + 1, 2 * r, 3600 * SEC)[ix[0]])
 
     def _next_release(self) -> int:
         """Time until the next circuit turns half-open or probe becomes abandoned (else 1)."""
