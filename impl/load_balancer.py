@@ -774,6 +774,12 @@ class LoadBalancer:
                 assert [e.node_id for e in st.eps] == [e.node_id for e in members], \
                     f"stratum {key} != listed endpoints in insertion order"
                 raise AssertionError(f"stratum {key} holds stale objects")
+            if not members:  # (most keys, most of the time: no fresh build needed)
+                assert not st.ids and st.total_q == st.n_not_whole == st.n_odd == 0, \
+                    f"stratum {key} is empty but its id set or totals are not"
+                assert not st._prefix and st._mean_load is st._min_latency is st._min_load is None, \
+                    f"stratum {key} is empty but holds cached aggregates"
+                continue
             fresh = _Stratum(members)
             assert st.ids == fresh.ids, f"stratum {key} id set stale"
             assert (st.total_q, st.n_not_whole, st.n_odd) == \
