@@ -40,9 +40,11 @@ failed-selection counting, the probe release of a failed reservation); and one f
 of (weighted) round robin with completions, whose shares must be exact.
 
 Harness notes.  The SUT is a subclass of the class under test (`harness_class`) whose
-`_vnode_hashes` hook is memoized (a pure function of the id; it keeps the model's
-per-select ring build and the impl's self-check affordable) and, for the weak ring,
-reduced mod 1024; the benchmark uses the classes as they are.  Metrics values never mix
+`_vnode_hashes` hook is memoized (a pure function of the id; it keeps the model's ring
+lookup, fresh balancers and the impl's self-check affordable) and, for the weak ring,
+reduced mod 1024; the benchmark uses the classes as they are.  A chain of selects with
+nothing in between (bulk and overlapping requests) judges each against the rows of the
+state the previous one left, read once.  Metrics values never mix
 NaNs of both signs, or a NaN with both infinities: `load_score` sums the fields, and the
 sign of NaN + NaN depends on the operand order CPython's (specializing) interpreter uses,
 so the first few calls and later ones can disagree and a total_cmp ordering by such a
