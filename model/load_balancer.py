@@ -817,7 +817,7 @@ def wheel_scale(quarters: Sequence[int]) -> int:
     return 4
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=128)  # (the harness's pool of 6 ids makes at most 64 memberships per ring kind)
 def sorted_ring(vnodes: frozenset[tuple[bytes, tuple[int, ...]]]) -> tuple[tuple[int, bytes, int], ...]:
     """Every (hash, node_id, vnode_index) of the given (node_id, vnode hashes) pairs, sorted.
 
