@@ -734,21 +734,28 @@ class LoadBalancerSubject(Subject):
         """What another strategy would answer over the current endpoints: a fresh balancer
         (same config otherwise, rr counter at `counter` or where this one's is) serves `count`
         overlapping requests; then the last endpoint chosen reports bad metrics and one more
-        request follows.  The answer includes the fresh balancer's self-check verdict."""
+        request follows, then every endpoint chosen reports them (a mean load of 0.8 when they
+        are all the candidates: Adaptive turns to least connections) and one more follows.
+        Each answer is the chosen endpoint and the reason; the answer includes the fresh
+        balancer's self-check verdict."""
         ctx = self._context(request_id, session_id, client_zone, tags, routing_key)
         lb = self._fresh(M.Strategy(strategy), counter)
         if strategy in ("weighted_round_robin", "adaptive") and lb._rr_counter >= 2**53:
             self.seen.add("weighted_rr_counter_past_2_53")
         ring_based = M.Strategy(strategy) in RING_STRATEGIES
         picks = [self._shadow_select(lb, ctx, ring_based) for _ in range(count)]
-        chosen = [p for p in picks if isinstance(p, bytes)]
+        chosen = [p[0] for p in picks if isinstance(p, tuple)]
         if chosen:
             lb.update_metrics(chosen[-1], BAD_METRICS)
+            picks.append(self._shadow_select(lb, ctx, ring_based))
+            for node in dict.fromkeys(chosen):
+                lb.update_metrics(node, BAD_METRICS)
             picks.append(self._shadow_select(lb, ctx, ring_based))
         return (tuple(picks), _self_check(lb))
 
     def _shadow_select(self, lb: Any, ctx: M.RequestContext, ring_based: bool) -> Any:
-        """One select on a fresh balancer; a consistent-hash answer is checked against the ring."""
+        """One select on a fresh balancer, (node, reason); a consistent-hash answer is checked
+        against the ring."""
         rows = rows_of(lb.abstract()) if ring_based else []
         try:
             sel = lb.select(ctx)
@@ -757,7 +764,7 @@ class LoadBalancerSubject(Subject):
         if ring_based and sel.reason is M.SelectionReason.CONSISTENT_HASH:
             cands = spec_candidates(rows, ctx, self.config, self.clock(), self.recovery)
             self._check_clockwise(lb, sel, ctx, rows, cands)
-        return sel.node_id
+        return sel.node_id, sel.reason.value
 
     def _fresh(self, strategy: M.Strategy, counter: Optional[int] = None) -> Any:
         """A fresh balancer like this one but for `strategy`, rr counter at `counter` (default:
