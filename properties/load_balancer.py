@@ -494,7 +494,6 @@ class LoadBalancerSubject(Subject):
             rows = self.after_rows if before is self.after and self.after_rows is not None \
                 else rows_of(before)
         self.after = self.after_rows = None
-        cands = spec_candidates(rows, ctx, cfg, now, self.recovery)
         calls = [0]
         self._note_edges(ctx, before, steals)
         if steals:
@@ -502,12 +501,13 @@ class LoadBalancerSubject(Subject):
         try:
             sel = self.sut.select(ctx)
         except M.NoEndpointsAvailable:
-            self._after_failure(ctx, before, rows, cands, steals, calls[0], now)
+            self._after_failure(ctx, before, rows, spec_candidates(rows, ctx, cfg, now, self.recovery),
+                                steals, calls[0], now)
             raise
         finally:
             if steals:
                 del self.sut._interleave
-        self._after_selection(sel, ctx, before, rows, cands, steals, calls[0], now)
+        self._after_selection(sel, ctx, before, rows, steals, calls[0], now)
         return sel
 
     def _note_edges(self, ctx: M.RequestContext, before: tuple, steals: int) -> None:
@@ -554,7 +554,9 @@ class LoadBalancerSubject(Subject):
             self.seen.add("failed_selection_counted")
 
     def _after_selection(self, sel: M.Selection, ctx: M.RequestContext, before: tuple,
-                         rows: list[Row], cands: list[Row], steals: int, calls: int, now: int) -> None:
+                         rows: list[Row], steals: int, calls: int, now: int) -> None:
+        """The checks of a select that chose: the candidates (the admissible list before it)
+        are computed only for the checks and witnesses that read them."""
         cfg, cap = self.config, self.config.max_connections_per_endpoint
         node = sel.node_id
         row = next((r for r in rows if r.node == node), None)
@@ -582,8 +584,9 @@ class LoadBalancerSubject(Subject):
                              0, ctx, node)
         if steals and calls > 1:
             self.seen.add("retry_won_after_lost_reservation")
+        cands = functools.partial(spec_candidates, rows, ctx, cfg, now, self.recovery)
         if sel.reason is M.SelectionReason.CONSISTENT_HASH and not steals:
-            self._check_ring_choice(sel, ctx, rows, cands)
+            self._check_ring_choice(sel, ctx, rows, cands())
         self._note_strategy(sel, cands, before)
 
     def _check_zone(self, row: Row, ctx: M.RequestContext, now: int, post_rows: list[Row]) -> None:
@@ -628,10 +631,12 @@ class LoadBalancerSubject(Subject):
             self._violate("consistent_hash_stable", f"key {key!r} moved from {old[:1].hex()} to "
                           f"{sel.node_id[:1].hex()} with the same membership and availability")
 
-    def _note_strategy(self, sel: M.Selection, cands: list[Row], before: tuple) -> None:
-        """The strategy witnesses (each computed only while not yet seen)."""
+    def _note_strategy(self, sel: M.Selection, candidates: Callable[[], list[Row]], before: tuple) -> None:
+        """The strategy witnesses (each computed only while not yet seen; `candidates()` is
+        the admissible list before the select)."""
         s, seen = self.config.strategy, self.seen
-        if len(cands) > 1 and "nan_metric_among_candidates" not in seen and (
+        if "nan_metric_among_candidates" not in seen \
+                and s in (M.Strategy.LEAST_LATENCY, M.Strategy.LEAST_LOAD) and len(cands := candidates()) > 1 and (
                 s is M.Strategy.LEAST_LATENCY and any(math.isnan(c.metrics[4]) for c in cands)
                 or s is M.Strategy.LEAST_LOAD
                 and any(math.isnan(M.LoadMetrics(*c.metrics).load_score()) for c in cands)):
@@ -640,7 +645,7 @@ class LoadBalancerSubject(Subject):
                 and s in (M.Strategy.WEIGHTED_ROUND_ROBIN, M.Strategy.ADAPTIVE):
             if before[1] >= 2**53:
                 seen.add("weighted_rr_counter_past_2_53")
-            if len(cands) > 1 and "fractional_weighted_rr" not in seen \
+            if "fractional_weighted_rr" not in seen and len(cands := candidates()) > 1 \
                     and M.wheel_scale([c.quarters for c in cands]) > 1:
                 seen.add("fractional_weighted_rr")
 
