@@ -16,10 +16,11 @@ What it optimizes (compute-perf-analysis.md)
 - #149 metrics-derived values (load score, total-order keys) are computed once per
   `update_metrics`, never per select; per-stratum minima and the mean load are cached
   until a member or its metrics change (#165).
-- #150 the ring is a presorted list of (hash, node_id, vnode_index), maintained
-  incrementally (an endpoint's 150 entries are merged in on add and sliced out on remove
-  by bisection, O(n) memory copies and no Python-level scan) and searched with `bisect`;
-  a stratum's id set decides membership during the walk.
+- #150 the ring is a presorted tuple of (hash, node_id, vnode_index), maintained
+  incrementally (an endpoint's 150 entries are merged in on add by timsort's C-level merge
+  of two sorted runs, sliced out on remove by bisection, and left as they are when an id is
+  re-added: the ring depends only on the set of ids) and searched with `bisect`; a
+  stratum's id set decides membership during the walk.
 - #160 cached total weight per stratum (in quarter units) plus a lazily built prefix-sum
   array, so weighted round robin and weighted random are one bisection.
 - #161 one `random.Random` per balancer (injected); #163 retries re-read the snapshot.
@@ -55,7 +56,7 @@ from __future__ import annotations
 import math
 import random
 from bisect import bisect_left, insort
-from itertools import accumulate
+from itertools import accumulate, count, repeat
 from operator import attrgetter, is_
 from typing import Optional
 
@@ -643,15 +644,10 @@ class LoadBalancer:
     # ---- the ring ----------------------------------------------------------------------------
 
     def _ring_insert(self, ep: _EP) -> None:
-        ep.vnodes = tuple((h, ep.node_id, i) for i, h in enumerate(self._vnode_hashes(ep.node_id)))
-        ring, merged, prev = self._ring, [], 0
-        for entry in sorted(ep.vnodes):  # 150 bisections + slice copies: O(n) memcpy, no scan
-            i = bisect_left(ring, entry, prev)
-            merged += ring[prev:i]
-            merged.append(entry)
-            prev = i
-        merged += ring[prev:]
-        self._ring = tuple(merged)
+        ep.vnodes = tuple(zip(self._vnode_hashes(ep.node_id), repeat(ep.node_id), count()))
+        # the ring is one sorted run: timsort sorts the 150 new entries and merges the two
+        # runs in C (a linear merge, no Python-level scan)
+        self._ring = tuple(sorted((*self._ring, *ep.vnodes)))
 
     def _ring_delete(self, ep: _EP) -> None:
         ring, kept, prev = self._ring, [], 0
@@ -664,8 +660,9 @@ class LoadBalancer:
         self._ring = tuple(kept)
 
     def _ring_on_readd(self, old: _EP, new: _EP) -> None:
-        self._ring_delete(old)
-        self._ring_insert(new)
+        """A re-added id keeps its ring entries: the ring is a function of the member ids alone
+        (and of the `_vnode_hashes` hook of the id), so only the entry list moves over."""
+        new.vnodes = old.vnodes
 
     def _ring_walk(self, h: int, st: _Stratum) -> Optional[_EP]:
         ring, ids = self._ring, st.ids
@@ -777,6 +774,12 @@ class LoadBalancer:
                 assert [e.node_id for e in st.eps] == [e.node_id for e in members], \
                     f"stratum {key} != listed endpoints in insertion order"
                 raise AssertionError(f"stratum {key} holds stale objects")
+            if not members:  # (most keys, most of the time: no fresh build needed)
+                assert not st.ids and st.total_q == st.n_not_whole == st.n_odd == 0, \
+                    f"stratum {key} is empty but its id set or totals are not"
+                assert not st._prefix and st._mean_load is st._min_latency is st._min_load is None, \
+                    f"stratum {key} is empty but holds cached aggregates"
+                continue
             fresh = _Stratum(members)
             assert st.ids == fresh.ids, f"stratum {key} id set stale"
             assert (st.total_q, st.n_not_whole, st.n_odd) == \

@@ -91,6 +91,10 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "bool:and→or|if type(vnodes) is tuple and vnodes is ep.vnodes_checked:|#0":
             "self-check code (_check_ring, a part of check_invariants): it can only skip a comparison "
             "that never fails on this impl; no behaviour of the balancer changes",
+        "compare:is→is not|ep.vnodes_checked = vnodes if type(vnodes) is tuple else None|#0":
+            "self-check code (_check_ring): the impl's vnode lists are tuples, so the mutant never "
+            "memoizes one and compares every list on every check, comparisons that never fail on this "
+            "impl; no behaviour of the balancer changes",
         "const:128→129|_RING_MEMO_LIMIT = 128|#0":
             "the size of the self-check's memo of fresh rings: it only decides when the memo is cleared",
         "compare:>=→>|if len(_RING_MEMO) >= _RING_MEMO_LIMIT:|#0":

@@ -66,7 +66,8 @@ Decisions where the sources are silent
 - `stats()` counts an endpoint healthy iff its health is Healthy (whatever `enabled` or
   the circuit say); the average load score is a sequential sum / count (0.0 if empty).
 - `abstract()` includes the rr counter (it decides future selections) but not the ring,
-  which is a function of membership; `_ring_entries()` exposes it for invariants.
+  which is a function of membership; `_ring_entries()` exposes it for invariants.  It is
+  built by `sorted_ring`, a pure function of the members' (id, vnode hashes), memoized.
 
 Randomness: draw protocol (identical in model and impl)
 -------------------------------------------------------
@@ -97,6 +98,7 @@ staleness (config fields kept, unused as in 0.25.0), `priority` and `preferred_z
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import random
 import struct
@@ -489,7 +491,7 @@ Picked = tuple[_EndpointState, SelectionReason]
 
 
 class LoadBalancer:
-    """The reference balancer: every select walks every endpoint and builds the ring."""
+    """The reference balancer: every select walks every endpoint; the ring is derived from the ids."""
 
     def __init__(
         self,
@@ -763,12 +765,8 @@ class LoadBalancer:
 
     def _ring_entries(self) -> tuple[tuple[int, bytes, int], ...]:
         """The sorted ring: (hash, node_id, vnode_index) for every endpoint's 150 vnodes."""
-        entries = [
-            (h, node_id, i)
-            for node_id in self._endpoints
-            for i, h in enumerate(self._vnode_hashes(node_id))
-        ]
-        return tuple(sorted(entries))
+        return sorted_ring(frozenset((node_id, tuple(self._vnode_hashes(node_id)))
+                                     for node_id in self._endpoints))
 
     # ---- observation -------------------------------------------------------------------
 
@@ -817,6 +815,15 @@ def wheel_scale(quarters: Sequence[int]) -> int:
     if all(q % 2 == 0 for q in quarters):
         return 2
     return 4
+
+
+@functools.lru_cache(maxsize=128)  # (the harness's pool of 6 ids makes at most 64 memberships per ring kind)
+def sorted_ring(vnodes: frozenset[tuple[bytes, tuple[int, ...]]]) -> tuple[tuple[int, bytes, int], ...]:
+    """Every (hash, node_id, vnode_index) of the given (node_id, vnode hashes) pairs, sorted.
+
+    A pure function of its argument (so memoized: the model calls it on every
+    consistent-hash select, with the same membership most of the time)."""
+    return tuple(sorted((h, node_id, i) for node_id, hashes in vnodes for i, h in enumerate(hashes)))
 
 
 def first_at_or_after(ring: Sequence[tuple[int, bytes, int]], h: int) -> int:

@@ -158,6 +158,14 @@ class ReaddLeaksVnodes(ImplLB):
         self._ring_insert(new)
 
 
+class ReaddForgetsVnodes(ImplLB):
+    """Optimization (#150) done wrong: a re-added id keeps its ring entries, but its new record
+    does not take over their list, so a later remove leaves 150 orphans on the ring."""
+
+    def _ring_on_readd(self, old: ImplEP, new: ImplEP) -> None:
+        pass
+
+
 class RingCollisionDestructiveProbe(ImplLB):
     """2.8-c (#29, 0.25.0): on collision the insert has already clobbered the slot, then probes hash+1."""
 
@@ -354,6 +362,9 @@ MUTANTS = (
            "probe release done wrong: a successful probe closed the circuit but kept its claim",
            ("check_invariants", *checks(PROBE))),
     mutant("readd_leaks_vnodes", ReaddLeaksVnodes, "2.8-b (#15): re-adding an id leaked its old vnodes",
+           RING_CHECKS),
+    mutant("readd_forgets_vnodes", ReaddForgetsVnodes,
+           "optimization (#150): a re-added id kept its ring entries but its record forgot them",
            RING_CHECKS),
     mutant("ring_collision_destructive_probe", RingCollisionDestructiveProbe,
            "2.8-c (#29): the collision probe clobbered another node's vnode first", RING_CHECKS),

@@ -40,9 +40,11 @@ failed-selection counting, the probe release of a failed reservation); and one f
 of (weighted) round robin with completions, whose shares must be exact.
 
 Harness notes.  The SUT is a subclass of the class under test (`harness_class`) whose
-`_vnode_hashes` hook is memoized (a pure function of the id; it keeps the model's
-per-select ring build and the impl's self-check affordable) and, for the weak ring,
-reduced mod 1024; the benchmark uses the classes as they are.  Metrics values never mix
+`_vnode_hashes` hook is memoized (a pure function of the id; it keeps the model's ring
+lookup, fresh balancers and the impl's self-check affordable) and, for the weak ring,
+reduced mod 1024; the benchmark uses the classes as they are.  A chain of selects with
+nothing in between (bulk and overlapping requests) judges each against the rows of the
+state the previous one left, read once.  Metrics values never mix
 NaNs of both signs, or a NaN with both infinities: `load_score` sums the fields, and the
 sign of NaN + NaN depends on the operand order CPython's (specializing) interpreter uses,
 so the first few calls and later ones can disagree and a total_cmp ordering by such a
@@ -96,6 +98,9 @@ BAD_METRICS = M.LoadMetrics(cpu_usage=1.0, memory_usage=1.0, avg_response_time_m
 MEMBERSHIP_RULES = frozenset({"init", "add_endpoint", "remove_endpoint", "restart"})
 RACERS = 3
 TRAFFIC_LIMIT = 12
+
+
+NO_CONTEXT = M.RequestContext()  # (a frozen value: one for every context-free request)
 
 
 def _num(x: Any) -> float:
@@ -228,8 +233,8 @@ def why_not(r: Row, ctx: M.RequestContext, now: int, recovery: int, cap: int) ->
 def spec_candidates(rows: list[Row], ctx: M.RequestContext, cfg: M.LoadBalancerConfig,
                     now: int, recovery: int) -> list[Row]:
     """The available list of §2.1 (empty where the filter raises NoEndpointsAvailable)."""
-    ok = [r for r in rows if admits(r, now, recovery, cfg.max_connections_per_endpoint)
-          and all(t in r.tags for t in ctx.required_tags)]
+    tags, cap = ctx.required_tags, cfg.max_connections_per_endpoint
+    ok = [r for r in rows if admits(r, now, recovery, cap) and (not tags or all(t in r.tags for t in tags))]
     if cfg.zone_aware and ctx.client_zone is not None:
         same = [r for r in ok if r.zone == ctx.client_zone]
         if same or not cfg.zone_fallback:
@@ -287,6 +292,8 @@ class LoadBalancerSubject(Subject):
         self.outstanding: dict[bytes, int] = {}
         self.admissions: dict[tuple[bytes, int], list[int]] = {}
         self.ch_memo: dict[tuple, bytes] = {}
+        self.after: Optional[tuple] = None
+        self.after_rows: Optional[list[Row]] = None
 
     def restart(self, strategy: str) -> list:
         """The operator switches strategy: a new balancer, otherwise configured alike, is built
@@ -476,13 +483,17 @@ class LoadBalancerSubject(Subject):
     def _select(self, ctx: M.RequestContext, steals: int = 0, race: str = "reserve",
                 before: Optional[tuple] = None) -> M.Selection:
         """One select with every check around it.  `before` may pass `self.after` (the state the
-        previous select left) when nothing touched the balancer since; `self.after` is set here."""
+        previous select left) when nothing touched the balancer since; `self.after` (and, after
+        a selection, its rows `self.after_rows`) is set here."""
         now, cfg = self.clock(), self.config
         self.selected_row = None
-        before = self.sut.abstract() if before is None else before
-        self.after = None
-        rows = rows_of(before)
-        cands = spec_candidates(rows, ctx, cfg, now, self.recovery)
+        if before is None:
+            before = self.sut.abstract()
+            rows = rows_of(before)
+        else:
+            rows = self.after_rows if before is self.after and self.after_rows is not None \
+                else rows_of(before)
+        self.after = self.after_rows = None
         calls = [0]
         self._note_edges(ctx, before, steals)
         if steals:
@@ -490,12 +501,13 @@ class LoadBalancerSubject(Subject):
         try:
             sel = self.sut.select(ctx)
         except M.NoEndpointsAvailable:
-            self._after_failure(ctx, before, rows, cands, steals, calls[0], now)
+            self._after_failure(ctx, before, rows, spec_candidates(rows, ctx, cfg, now, self.recovery),
+                                steals, calls[0], now)
             raise
         finally:
             if steals:
                 del self.sut._interleave
-        self._after_selection(sel, ctx, before, rows, cands, steals, calls[0], now)
+        self._after_selection(sel, ctx, before, rows, steals, calls[0], now)
         return sel
 
     def _note_edges(self, ctx: M.RequestContext, before: tuple, steals: int) -> None:
@@ -542,7 +554,9 @@ class LoadBalancerSubject(Subject):
             self.seen.add("failed_selection_counted")
 
     def _after_selection(self, sel: M.Selection, ctx: M.RequestContext, before: tuple,
-                         rows: list[Row], cands: list[Row], steals: int, calls: int, now: int) -> None:
+                         rows: list[Row], steals: int, calls: int, now: int) -> None:
+        """The checks of a select that chose: the candidates (the admissible list before it)
+        are computed only for the checks and witnesses that read them."""
         cfg, cap = self.config, self.config.max_connections_per_endpoint
         node = sel.node_id
         row = next((r for r in rows if r.node == node), None)
@@ -553,7 +567,7 @@ class LoadBalancerSubject(Subject):
             self._violate("selection_is_admissible", f"select({ctx}) chose {node[:1].hex()}: "
                           + why_not(row, ctx, now, self.recovery, cap))
         after = self.after = self.sut.abstract()
-        post_rows = rows_of(after)
+        post_rows = self.after_rows = rows_of(after)
         self._check_zone(row, ctx, now, post_rows)
         self.outstanding[node] = self.outstanding.get(node, 0) + 1
         # (a racing re-add may have replaced the pre-select state)
@@ -570,8 +584,9 @@ class LoadBalancerSubject(Subject):
                              0, ctx, node)
         if steals and calls > 1:
             self.seen.add("retry_won_after_lost_reservation")
+        cands = functools.partial(spec_candidates, rows, ctx, cfg, now, self.recovery)
         if sel.reason is M.SelectionReason.CONSISTENT_HASH and not steals:
-            self._check_ring_choice(sel, ctx, rows, cands)
+            self._check_ring_choice(sel, ctx, rows, cands())
         self._note_strategy(sel, cands, before)
 
     def _check_zone(self, row: Row, ctx: M.RequestContext, now: int, post_rows: list[Row]) -> None:
@@ -616,10 +631,12 @@ class LoadBalancerSubject(Subject):
             self._violate("consistent_hash_stable", f"key {key!r} moved from {old[:1].hex()} to "
                           f"{sel.node_id[:1].hex()} with the same membership and availability")
 
-    def _note_strategy(self, sel: M.Selection, cands: list[Row], before: tuple) -> None:
-        """The strategy witnesses (each computed only while not yet seen)."""
+    def _note_strategy(self, sel: M.Selection, candidates: Callable[[], list[Row]], before: tuple) -> None:
+        """The strategy witnesses (each computed only while not yet seen; `candidates()` is
+        the admissible list before the select)."""
         s, seen = self.config.strategy, self.seen
-        if len(cands) > 1 and "nan_metric_among_candidates" not in seen and (
+        if "nan_metric_among_candidates" not in seen \
+                and s in (M.Strategy.LEAST_LATENCY, M.Strategy.LEAST_LOAD) and len(cands := candidates()) > 1 and (
                 s is M.Strategy.LEAST_LATENCY and any(math.isnan(c.metrics[4]) for c in cands)
                 or s is M.Strategy.LEAST_LOAD
                 and any(math.isnan(M.LoadMetrics(*c.metrics).load_score()) for c in cands)):
@@ -628,7 +645,7 @@ class LoadBalancerSubject(Subject):
                 and s in (M.Strategy.WEIGHTED_ROUND_ROBIN, M.Strategy.ADAPTIVE):
             if before[1] >= 2**53:
                 seen.add("weighted_rr_counter_past_2_53")
-            if len(cands) > 1 and "fractional_weighted_rr" not in seen \
+            if "fractional_weighted_rr" not in seen and len(cands := candidates()) > 1 \
                     and M.wheel_scale([c.quarters for c in cands]) > 1:
                 seen.add("fractional_weighted_rr")
 
@@ -665,7 +682,7 @@ class LoadBalancerSubject(Subject):
         self.after = None
         for _ in range(count):  # (back to back: each select starts from the state the last left)
             try:
-                picks.append(self._select(M.RequestContext(), before=self.after).node_id)
+                picks.append(self._select(NO_CONTEXT, before=self.after).node_id)
             except M.LoadBalancerError as exc:
                 picks.append(type(exc).__name__)
         for node in picks:
@@ -686,7 +703,7 @@ class LoadBalancerSubject(Subject):
         self.after = None
         for _ in range(count):  # (back to back: each select starts from the state the last left)
             try:
-                picks[self._select(M.RequestContext(), before=self.after).node_id] += 1
+                picks[self._select(NO_CONTEXT, before=self.after).node_id] += 1
             except M.LoadBalancerError as exc:
                 picks[type(exc).__name__] += 1
         if sum(r.conns for r in self._rows()) >= 200:
@@ -706,7 +723,7 @@ class LoadBalancerSubject(Subject):
             self.clock.advance(max(due, default=0))
         for _ in range(TRAFFIC_LIMIT):
             try:
-                sel = self._select(M.RequestContext())
+                sel = self._select(NO_CONTEXT)
             except M.LoadBalancerError as exc:
                 picks.append(type(exc).__name__)
                 break
@@ -722,21 +739,28 @@ class LoadBalancerSubject(Subject):
         """What another strategy would answer over the current endpoints: a fresh balancer
         (same config otherwise, rr counter at `counter` or where this one's is) serves `count`
         overlapping requests; then the last endpoint chosen reports bad metrics and one more
-        request follows.  The answer includes the fresh balancer's self-check verdict."""
+        request follows, then every endpoint chosen reports them (a mean load of 0.8 when they
+        are all the candidates: Adaptive turns to least connections) and one more follows.
+        Each answer is the chosen endpoint and the reason; the answer includes the fresh
+        balancer's self-check verdict."""
         ctx = self._context(request_id, session_id, client_zone, tags, routing_key)
         lb = self._fresh(M.Strategy(strategy), counter)
         if strategy in ("weighted_round_robin", "adaptive") and lb._rr_counter >= 2**53:
             self.seen.add("weighted_rr_counter_past_2_53")
         ring_based = M.Strategy(strategy) in RING_STRATEGIES
         picks = [self._shadow_select(lb, ctx, ring_based) for _ in range(count)]
-        chosen = [p for p in picks if isinstance(p, bytes)]
+        chosen = [p[0] for p in picks if isinstance(p, tuple)]
         if chosen:
             lb.update_metrics(chosen[-1], BAD_METRICS)
+            picks.append(self._shadow_select(lb, ctx, ring_based))
+            for node in dict.fromkeys(chosen):
+                lb.update_metrics(node, BAD_METRICS)
             picks.append(self._shadow_select(lb, ctx, ring_based))
         return (tuple(picks), _self_check(lb))
 
     def _shadow_select(self, lb: Any, ctx: M.RequestContext, ring_based: bool) -> Any:
-        """One select on a fresh balancer; a consistent-hash answer is checked against the ring."""
+        """One select on a fresh balancer, (node, reason); a consistent-hash answer is checked
+        against the ring."""
         rows = rows_of(lb.abstract()) if ring_based else []
         try:
             sel = lb.select(ctx)
@@ -745,7 +769,7 @@ class LoadBalancerSubject(Subject):
         if ring_based and sel.reason is M.SelectionReason.CONSISTENT_HASH:
             cands = spec_candidates(rows, ctx, self.config, self.clock(), self.recovery)
             self._check_clockwise(lb, sel, ctx, rows, cands)
-        return sel.node_id
+        return sel.node_id, sel.reason.value
 
     def _fresh(self, strategy: M.Strategy, counter: Optional[int] = None) -> Any:
         """A fresh balancer like this one but for `strategy`, rr counter at `counter` (default:
@@ -766,7 +790,7 @@ class LoadBalancerSubject(Subject):
         lb = self.sut if main else self._fresh(M.Strategy.WEIGHTED_ROUND_ROBIN)
         s = s if main else M.Strategy.WEIGHTED_ROUND_ROBIN
         abstract = lb.abstract()
-        cands = spec_candidates(rows_of(abstract), M.RequestContext(), self.config, self.clock(),
+        cands = spec_candidates(rows_of(abstract), NO_CONTEXT, self.config, self.clock(),
                                 self.recovery)
         if not cands:  # (a half-open candidate is probed and closed again: the list stays put)
             return ("skipped", "nothing available")
@@ -784,10 +808,10 @@ class LoadBalancerSubject(Subject):
         picks = []
         for _ in range(wheel):
             if main:
-                node = self._select(M.RequestContext()).node_id
+                node = self._select(NO_CONTEXT).node_id
                 self._complete(node, True, before=self.selected_row)
             else:
-                node = lb.select(M.RequestContext()).node_id
+                node = lb.select(NO_CONTEXT).node_id
                 lb.record_completion(node, True)
             picks.append(node)
         got = dict(Counter(picks))
@@ -982,57 +1006,60 @@ CONTEXTS = list(itertools.product(
 INTRICATE = ("weighted_round_robin", "weighted_round_robin", "consistent_hash", "adaptive",
              "power_of_two", "least_latency", "least_load", "weighted_least_connections",
              "weighted_least_connections")
-STRATEGIES = st.sampled_from(STRATEGY_NAMES + INTRICATE)
-COUNTERS = st.sampled_from([None, None, 2**53 - 1, 2**53 + 1, 2**64 - 2])  # None: the balancer's own
+STRATEGY_CHOICES = STRATEGY_NAMES + INTRICATE
+COUNTER_CHOICES = (None, None, 2**53 - 1, 2**53 + 1, 2**64 - 2)  # None: the balancer's own
 
-# Rules draw their arguments inside `st.data()`, composite values as ONE pick from a list
-# (never through `st.tuples` or keyword strategies): each draw costs shrinking time, and
-# Hypothesis' explain phase replays a failing trace up to 500 times per tuple element or
-# keyword argument; drawn field by field, shrinking was the bulk of the mutant tier's time.
+# A rule draws ALL its choices as its ONE argument: a tuple of indices (`indices(sizes)`),
+# mapped to values by plain code in the rule, also where the values depend on the state.
+# An `st.data()` draw costs more than its choices (a span, a label, a check that the strategy
+# left the global random alone), each draw costs shrinking time, and Hypothesis' explain
+# phase replays a failing trace up to 500 times per tuple element or keyword argument;
+# drawn field by field, shrinking was the bulk of the mutant tier's time.  An index into a list known
+# only at draw time (present ids, a pool of them) is drawn in range(SPREAD) and reduced
+# modulo the list's length: uniform for any list of up to six items (60 = lcm(1..6)).
 
-
-METRICS_ST, BODIES_ST, CONTEXTS_ST = map(st.sampled_from, (METRICS, BODIES, CONTEXTS))
-BOOLEANS = st.booleans()
-ID_PERMUTATIONS = st.permutations(range(len(POOL)))
+SPREAD = 60
 ALL_IDS = list(range(len(POOL)))
 COUNTER_VALUES = around([2**64 - 1, 2**64 - 4, 2**53], st.integers(2**64 - 8, 2**64 - 1),
                         lo=U64[0], hi=U64[1], share=50)
-_SAMPLERS: dict[tuple, st.SearchStrategy] = {}
-_SAMPLERS_LIMIT = 4096
-_BULK_COUNTS: dict[int, st.SearchStrategy] = {}
-
-# Strategies are built once (above, per distinct list or per cap below), never per draw:
-# building and validating a fresh strategy cost more than the draw itself.
 
 
-def pick(data: Any, values: Any, label: str) -> Any:
-    """`data.draw(st.sampled_from(values), label=label)` from a strategy built once per
-    distinct `values`: the same choice, the same span label (so the same runs), fewer costs.
+class _Indices(st.SearchStrategy):
+    """A tuple of independent indices, the k-th uniform in range(sizes[k]) (shrinking to 0),
+    drawn as integers inside one span: a rule draws all its choices as one argument."""
 
-    Hashable values are keyed with their types (1 and True are equal keys, not equal values);
-    a list of unhashable values (lists, whose identity callers may test) is drawn by index
-    from equally unhashable wrappers, which give the span the same label as the lists."""
-    try:
-        key: tuple = (tuple(map(type, values)), tuple(values))
-        hash(key)
-    except TypeError:
-        key = ("index", len(values))
-    strategy = _SAMPLERS.get(key)
-    if strategy is None:
-        if len(_SAMPLERS) >= _SAMPLERS_LIMIT:
-            _SAMPLERS.clear()
-        index = key[0] == "index"
-        strategy = _SAMPLERS[key] = st.sampled_from([[i] for i in range(len(values))] if index
-                                                    else key[1])
-    drawn = data.draw(strategy, label=label)
-    return values[drawn[0]] if key[0] == "index" else drawn
+    def __init__(self, sizes: tuple[int, ...]) -> None:
+        super().__init__()
+        self.sizes = sizes
+
+    def do_draw(self, data: Any) -> tuple[int, ...]:
+        return tuple([data.draw_integer(0, n - 1) if n > 1 else 0 for n in self.sizes])
+
+    def __repr__(self) -> str:
+        return f"indices{self.sizes}"
 
 
-def bulk_counts(cap: int) -> st.SearchStrategy:
-    """How many reservations `bulk_reserve` makes: around the cap, or 30, 80 or 210."""
-    if cap not in _BULK_COUNTS:
-        _BULK_COUNTS[cap] = around([cap], st.sampled_from([30, 80, 210]), lo=1, hi=300)
-    return _BULK_COUNTS[cap]
+@lru_cache(maxsize=None)
+def indices(sizes: tuple[int, ...]) -> _Indices:
+    """The strategy of a rule's one argument: `len(sizes)` indices (built once per `sizes`)."""
+    return _Indices(sizes)
+
+
+def nth(values: Any, i: int) -> Any:
+    """values[i mod len]: the item an index drawn in range(SPREAD) stands for."""
+    return values[i % len(values)]
+
+
+#: bulk_reserve: a percentage (under 30: the neighbourhood of the cap, when it lies within
+#: 1..300), which neighbour, which of the other counts.
+BULK = (100, SPREAD, 3)
+
+
+def bulk_count(cap: int, share: int, near: int, other: int) -> int:
+    """How many reservations `bulk_reserve` makes: cap-1, cap or cap+1 (within 1..300) for 30% of
+    the draws, else 30, 80 or 210 (the draws `around([cap], ..., lo=1, hi=300)` makes)."""
+    around_cap = [n for n in (cap - 1, cap, cap + 1) if 1 <= n <= 300]
+    return nth(around_cap, near) if share < 30 and around_cap else (30, 80, 210)[other]
 
 #: Candidate routing keys, sorted by their full 64-bit hash, and one key per weak-ring residue:
 #: the machine finds keys at a chosen place on the current ring by lookup (FNV-1a has no
@@ -1076,169 +1103,191 @@ def ring_key(place: str, points: list[int], modulus: Optional[int], pick: int) -
     return keys[pick % len(keys)] if keys else None
 
 
-def draw_metrics(data: Any) -> tuple:
-    return data.draw(METRICS_ST, label="metrics")
+#: The sizes of an endpoint's body (everything but its id) and of its metrics, as drawn.
+BODY = (len(BODIES), len(METRICS))
+#: A ring-routed context (`_ring_context`): the context, whether its routing key is placed
+#: relative to the ring (40 in 100), the place, and which of the keys there.
+RING_CONTEXT = (len(CONTEXTS), 100, len(RING_PLACES), 64)
 
 
-def draw_body(data: Any) -> tuple:
+def body(b: int, m: int) -> tuple:
     """Everything of an endpoint but its id: weight, health, tags, enabled, zone, metrics."""
-    return (*data.draw(BODIES_ST, label="endpoint"), draw_metrics(data))
+    return (*BODIES[b], METRICS[m])
 
 
-def draw_context(data: Any) -> tuple:
-    """request_id, session_id, client_zone, required tags, routing_key."""
-    return data.draw(CONTEXTS_ST, label="context")
+CAPS = (1, 2, 3, 10_000, 10_000)
+ZONE_AWARE = (True, True, False)
+RECOVERIES = (0, 0, MS, 10 * MS, 30 * SEC)
+RR_STARTS = (0, 0, 2**53 - 2, 2**64 - 3)
+WEAK = (True, True, False)
+#: init: strategy, cap, zone_aware, zone_fallback, recovery, rr start, weak ring, how many
+#: endpoints (3 to 6), a permutation of the ids (Fisher-Yates: one index per position), and
+#: six bodies (the first `count` are used).
+INIT = (len(STRATEGY_CHOICES), len(CAPS), len(ZONE_AWARE), 2, len(RECOVERIES), len(RR_STARTS),
+        len(WEAK), len(POOL) - 2, *range(len(POOL), 1, -1), *BODY * len(POOL))
+STEALS = (0, 0, 0, 1, 2, 4, 4)
+RACES = ("reserve", "reserve", "readd")
+SUCCESS = (True, False, None)
+TIMES = (1, 1, 5)
+SHADOW_COUNTS = (4, 6)
+OVERLAPS = (2, 3, 5, 8)
+OVERLAP_SUCCESS = (True, True, False)
+#: `_idx`: which pool (present ids three times in four, else any id), which id of it.
+IDX = (4, SPREAD)
+
+
+def permutation(indices: tuple[int, ...], n: int) -> list[int]:
+    """range(n) shuffled by Fisher-Yates, position k swapped with k + indices[k]."""
+    order = list(range(n))
+    for k, j in enumerate(indices):
+        order[k], order[k + j] = order[k + j], order[k]
+    return order
 
 
 class LoadBalancerMachine(LockstepMachine):
     """Model and impl balancer in lockstep; every rule is one `self.step`."""
 
-    @initialize(data=st.data())
-    def init(self, data: Any) -> None:
-        d = data.draw
-        strategy = d(STRATEGIES, label="strategy")
-        cap = pick(data, (1, 2, 3, 10_000, 10_000), "cap")
-        zone_aware = pick(data, (True, True, False), "zone_aware")
-        zone_fallback = d(BOOLEANS, label="zone_fallback")
-        recovery_ns = pick(data, (0, 0, MS, 10 * MS, 30 * SEC), "recovery_ns")
-        rr_start = pick(data, (0, 0, 2**53 - 2, 2**64 - 3), "rr_start")
-        weak = pick(data, (True, True, False), "weak ring")
-        # 3 to 6 distinct ids (a permutation, not rejection sampling: cheap to draw and shrink)
-        ids = d(ID_PERMUTATIONS, label="ids")
-        count = d(st.integers(3, len(POOL)), label="endpoints")
-        endpoints = [(idx, *draw_body(data)) for idx in ids[:count]]
+    @initialize(ix=indices(INIT))
+    def init(self, ix: tuple[int, ...]) -> None:
+        s, c, za, zf, rec, rr, weak, count, *rest = ix
+        n = len(POOL)
+        ids = permutation(tuple(rest[:n - 1]), n)
+        bodies = rest[n - 1:]
+        endpoints = [(idx, *body(bodies[2 * k], bodies[2 * k + 1]))
+                     for k, idx in enumerate(ids[:count + 3])]
+        recovery_ns = RECOVERIES[rec]
         self.recovery = max(recovery_ns, MS)
-        self.step("init", strategy, cap, zone_aware, zone_fallback, recovery_ns, rr_start, weak,
-                  endpoints)
+        self.step("init", STRATEGY_CHOICES[s], CAPS[c], ZONE_AWARE[za], bool(zf), recovery_ns,
+                  RR_STARTS[rr], WEAK[weak], endpoints)
 
-    @rule(data=st.data())
-    def add_endpoint(self, data: Any) -> None:
-        present = [POOL.index(e.node_id) for e in self.ls.model.sut.endpoints()]
+    def _present(self) -> list[int]:
+        return [POOL.index(e.node_id) for e in self.ls.model.sut.endpoints()]
+
+    def _pool_idx(self, a: int, r: int) -> int:
+        """`_idx`'s choice from its two indices (see IDX): mostly a present endpoint (the
+        interesting case), sometimes any id of the pool."""
+        present = self._present()
+        return nth(nth([present, present, present, ALL_IDS] if present else [ALL_IDS], a), r)
+
+    @rule(ix=indices((*IDX, *BODY)))
+    def add_endpoint(self, ix: tuple[int, ...]) -> None:
+        a, r, b, m = ix
+        present = self._present()
         absent = [i for i in range(len(POOL)) if i not in present]
         pools = [absent, absent, absent, present] if absent and present else [absent or present]
-        idx = pick(data, pick(data, pools, "pool"), "idx")
-        self.step("add_endpoint", idx, *draw_body(data))
+        self.step("add_endpoint", nth(nth(pools, a), r), *body(b, m))
 
-    @rule(data=st.data())
-    def zero_weight_select(self, data: Any) -> None:
+    @rule(ix=indices((*BODY * len(POOL), *RING_CONTEXT)))
+    def zero_weight_select(self, ix: tuple[int, ...]) -> None:
         """Every present endpoint re-added at weight 0 (other fields drawn), then one select:
         a stratum whose total weight is 0, where weighted random falls back to uniform."""
-        for e in list(self.ls.model.sut.endpoints()):
-            self.step("add_endpoint", POOL.index(e.node_id), 0, *draw_body(data)[1:])
-        self.step("select", *self._ring_context(data), 0, "reserve")
+        present = self._present()
+        *bodies, c, rel, place, which = ix
+        for k, idx in enumerate(present):
+            self.step("add_endpoint", idx, 0, *body(bodies[2 * k], bodies[2 * k + 1])[1:])
+        self.step("select", *self._ring_context(c, rel, place, which), 0, "reserve")
 
-    def _idx(self, data: Any) -> int:
-        """Mostly a present endpoint (the interesting case), sometimes any id of the pool."""
-        present = [POOL.index(e.node_id) for e in self.ls.model.sut.endpoints()]
-        pool = pick(data, [present, present, present, ALL_IDS] if present else [ALL_IDS], "pool")
-        return pick(data, pool, "idx")
+    @rule(ix=indices(IDX))
+    def remove_endpoint(self, ix: tuple[int, ...]) -> None:
+        self.step("remove_endpoint", self._pool_idx(*ix))
 
-    @rule(data=st.data())
-    def remove_endpoint(self, data: Any) -> None:
-        self.step("remove_endpoint", self._idx(data))
-
-    @rule(data=st.data())
-    def update_health(self, data: Any) -> None:
+    @rule(ix=indices((*IDX, 2 * len(HEALTHS))))
+    def update_health(self, ix: tuple[int, ...]) -> None:
         """Half the draws swap Healthy and Degraded: the endpoint stays available and only its
         effective weight changes (what a cached total weight misses, #160)."""
-        idx = self._idx(data)
+        a, r, h = ix
+        idx = self._pool_idx(a, r)
         row = self.ls.model._row(POOL[idx])
         swap = "healthy" if row is not None and row.health is M.HealthStatus.DEGRADED else "degraded"
-        self.step("update_health", idx, pick(data, (swap,) * len(HEALTHS) + tuple(HEALTHS), "health"))
+        self.step("update_health", idx, swap if h < len(HEALTHS) else HEALTHS[h - len(HEALTHS)])
 
-    @rule(data=st.data())
-    def update_metrics(self, data: Any) -> None:
-        self.step("update_metrics", self._idx(data), draw_metrics(data))
+    @rule(ix=indices((*IDX, len(METRICS))))
+    def update_metrics(self, ix: tuple[int, ...]) -> None:
+        a, r, m = ix
+        self.step("update_metrics", self._pool_idx(a, r), METRICS[m])
 
-    @rule(data=st.data())
-    def record_completion(self, data: Any) -> None:
-        self.step("record_completion", self._idx(data), data.draw(BOOLEANS, label="success"),
-                  pick(data, (1, 1, 5), "times"))
+    @rule(ix=indices((*IDX, 2, len(TIMES))))
+    def record_completion(self, ix: tuple[int, ...]) -> None:
+        a, r, ok, t = ix
+        self.step("record_completion", self._pool_idx(a, r), bool(ok), TIMES[t])
 
-    @rule(data=st.data())
-    def traffic_until(self, data: Any) -> None:
+    @rule(ix=indices((3, SPREAD, 3, *IDX)))
+    def traffic_until(self, ix: tuple[int, ...]) -> None:
+        p, i, w, a, r = ix
         rows = self.ls.model._rows()
-        down = [POOL.index(r.node) for r in rows if r.opened_at is not None]
-        probing = [POOL.index(r.node) for r in rows if r.probe]  # (a probe whose caller vanished)
+        down = [POOL.index(row.node) for row in rows if row.opened_at is not None]
+        probing = [POOL.index(row.node) for row in rows if row.probe]  # (a probe whose caller vanished)
         pools = [pool for pool in (probing, probing, down) if pool]
-        pool = pick(data, pools, "pool") if pools else None
-        idx = pick(data, pool, "idx") if pool else self._idx(data)
+        pool = nth(pools, p) if pools else None
+        idx = nth(pool, i) if pool else self._pool_idx(a, r)
         waits = [True, True, False] if pool is probing else [True, False]
-        self.step("traffic_until", idx, pick(data, waits, "wait"))
+        self.step("traffic_until", idx, nth(waits, w))
 
-    @rule(data=st.data())
-    def outage(self, data: Any) -> None:
-        up = [POOL.index(r.node) for r in self.ls.model._rows() if r.opened_at is None]
-        idx = pick(data, up, "idx") if up else self._idx(data)
-        self.step("outage", idx)
+    @rule(ix=indices((SPREAD, *IDX)))
+    def outage(self, ix: tuple[int, ...]) -> None:
+        i, a, r = ix
+        up = [POOL.index(row.node) for row in self.ls.model._rows() if row.opened_at is None]
+        self.step("outage", nth(up, i) if up else self._pool_idx(a, r))
 
     @rule()
     def drain_requests(self) -> None:
         self.step("drain_requests")
 
-    def _ring_context(self, data: Any) -> tuple:
-        """A context whose routing key, 40% of the draws, hashes at a chosen place on the ring
-        as it stands (before the first vnode, onto one, between two, after the last)."""
-        ctx = draw_context(data)
-        if data.draw(st.integers(0, 99), label="ring-relative key") >= 40:
+    def _ring_context(self, c: int, rel: int, place: int, which: int) -> tuple:
+        """The context CONTEXTS[c], whose routing key, when rel < 40 (40% of the draws),
+        hashes at a chosen place on the ring as it stands (before the first vnode, onto one,
+        between two, after the last)."""
+        ctx = CONTEXTS[c]
+        if rel >= 40:
             return ctx
         subject = self.ls.model
         members = frozenset(e.node_id for e in subject.sut.endpoints())
         if not members:
             return ctx
         points = _ring_points(members, subject.modulus)
-        place = pick(data, RING_PLACES, "ring place")
-        key = ring_key(place, points, subject.modulus, data.draw(st.integers(0, 63), label="pick"))
+        key = ring_key(RING_PLACES[place], points, subject.modulus, which)
         return ctx if key is None else (*ctx[:4], key)
 
-    @rule(data=st.data())
-    def reseat_counter(self, data: Any) -> None:
-        value = data.draw(COUNTER_VALUES, label="counter")
+    @rule(value=COUNTER_VALUES)
+    def reseat_counter(self, value: int) -> None:
         self.step("reseat_counter", value)
 
-    @rule(data=st.data())
-    def bulk_reserve(self, data: Any) -> None:
-        cap = self.ls.model.config.max_connections_per_endpoint
-        count = data.draw(bulk_counts(cap), label="count")
-        self.step("bulk_reserve", count)
+    @rule(ix=indices(BULK))
+    def bulk_reserve(self, ix: tuple[int, ...]) -> None:
+        self.step("bulk_reserve", bulk_count(self.ls.model.config.max_connections_per_endpoint, *ix))
 
-    @rule(data=st.data())
-    def select(self, data: Any) -> None:
-        ctx = self._ring_context(data)
-        steals = pick(data, (0, 0, 0, 1, 2, 4, 4), "steals")
-        race = pick(data, ("reserve", "reserve", "readd"), "race")
-        self.step("select", *ctx, steals, race)
+    @rule(ix=indices((*RING_CONTEXT, len(STEALS), len(RACES))))
+    def select(self, ix: tuple[int, ...]) -> None:
+        *ctx, steals, race = ix
+        self.step("select", *self._ring_context(*ctx), STEALS[steals], RACES[race])
 
-    @rule(data=st.data())
-    def request(self, data: Any) -> None:
-        ctx = self._ring_context(data)
-        self.step("request", *ctx, pick(data, (True, False, None), "success"))
+    @rule(ix=indices((*RING_CONTEXT, len(SUCCESS))))
+    def request(self, ix: tuple[int, ...]) -> None:
+        *ctx, success = ix
+        self.step("request", *self._ring_context(*ctx), SUCCESS[success])
 
-    @rule(data=st.data())
-    def restart(self, data: Any) -> None:
-        self.step("restart", data.draw(STRATEGIES, label="strategy"))
+    @rule(ix=indices((len(STRATEGY_CHOICES),)))
+    def restart(self, ix: tuple[int, ...]) -> None:
+        self.step("restart", STRATEGY_CHOICES[ix[0]])
 
-    @rule(data=st.data())
-    def shadow(self, data: Any) -> None:
-        strategy = data.draw(STRATEGIES, label="strategy")
-        ctx = draw_context(data)
-        count = pick(data, (4, 6), "count")
-        self.step("shadow", strategy, *ctx, count, data.draw(COUNTERS, label="counter"))
+    @rule(ix=indices((len(STRATEGY_CHOICES), len(CONTEXTS), len(SHADOW_COUNTS), len(COUNTER_CHOICES))))
+    def shadow(self, ix: tuple[int, ...]) -> None:
+        s, c, n, counter = ix
+        self.step("shadow", STRATEGY_CHOICES[s], *CONTEXTS[c], SHADOW_COUNTS[n], COUNTER_CHOICES[counter])
 
-    @rule(data=st.data())
-    def overlapping_requests(self, data: Any) -> None:
-        self.step("overlapping_requests", pick(data, (2, 3, 5, 8), "count"),
-                  pick(data, (True, True, False), "success"))
+    @rule(ix=indices((len(OVERLAPS), len(OVERLAP_SUCCESS))))
+    def overlapping_requests(self, ix: tuple[int, ...]) -> None:
+        n, ok = ix
+        self.step("overlapping_requests", OVERLAPS[n], OVERLAP_SUCCESS[ok])
 
     @rule()
     def full_wheel(self) -> None:
         self.step("full_wheel")
 
-    @rule(data=st.data())
-    def advance_time(self, data: Any) -> None:
+    @rule(ix=indices((9,)))
+    def advance_time(self, ix: tuple[int, ...]) -> None:
         r, due = self.recovery, self._next_release()
-        ns = pick(data, (due, due, 1, r // 2, r - 1, r, r + 1, 2 * r, 3600 * SEC), "ns")
-        self.step("advance_time", ns)
+        self.step("advance_time", (due, due, 1, r // 2, r - 1, r, r + 1, 2 * r, 3600 * SEC)[ix[0]])
 
     def _next_release(self) -> int:
         """Time until the next circuit turns half-open or probe becomes abandoned (else 1)."""
@@ -1364,7 +1413,8 @@ EXPLORATION = Exploration(
         **{m: "small" for m in (
             "ring_walk_in_map_order", "filter_scan_claims_probe", "non_strict_half_open",
             "completion_underflows", "counter_advanced_per_retry", "ring_collision_last_write_wins",
-            "readd_leaks_vnodes", "ring_collision_destructive_probe", "weighted_rr_ceil_total_wheel",
+            "readd_leaks_vnodes", "readd_forgets_vnodes", "ring_collision_destructive_probe",
+            "weighted_rr_ceil_total_wheel",
             "stale_snapshot_after_add", "stale_snapshot_after_readd", "stale_snapshot_after_remove",
             "stale_snapshot_after_health_change", "stale_total_weight_after_health_change",
             "stale_snapshot_after_circuit_change", "stale_snapshot_after_time_passing",
