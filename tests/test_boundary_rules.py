@@ -62,11 +62,11 @@ class NoWrapPastLastVnode(ImplLB):
         return super()._ring_walk(h, st)
 
 
-def _caught(cls, seed):
+def _caught(cls, seed, examples=100):
     comp = registry.get_component("load_balancer")
     # ci's step count: ring-relative keys need a few members on the ring before the select
     return run_fuzz(comp, cls, profile="ci", seed=seed, use_database=False, shrink=False,
-                    max_examples=100)
+                    max_examples=examples)
 
 
 def test_key_exactly_on_a_vnode_is_drawn(fuzz_seed):
@@ -75,7 +75,9 @@ def test_key_exactly_on_a_vnode_is_drawn(fuzz_seed):
 
 
 def test_key_above_the_last_vnode_is_drawn(fuzz_seed):
-    result = _caught(NoWrapPastLastVnode, fuzz_seed)
+    # the whole ci budget: a key above the last vnode needs a ring strategy, a 64-bit ring (few
+    # pool keys lie above its last vnode) or a weak ring whose top residues are free
+    result = _caught(NoWrapPastLastVnode, fuzz_seed, examples=None)
     assert result.trace is not None, "no routing key ever hashed above the ring's last vnode"
 
 
