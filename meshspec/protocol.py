@@ -40,6 +40,7 @@ import inspect
 import json
 import os
 import random
+import re
 import select
 import shlex
 import subprocess
@@ -60,6 +61,50 @@ CLOSE_GRACE = 2.0  # seconds an impl process may take to exit once its stdin is 
 RNG_WORDS = 64
 HISTORY = 32  # runs of queries searched for what follows a query that missed
 SKIPPED_OPS = frozenset({"check_invariants"})  # optional, but listed when supported
+
+
+# -- JSON lines: orjson when it is installed (optional, `pip install meshspec[fast]`), else
+# the standard library; both give the same values for every line the codec writes ------------
+def _std_dumps(msg: Any) -> bytes:
+    return json.dumps(msg, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _std_loads(line: bytes) -> Any:
+    return json.loads(line)
+
+
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - the standard library serves
+    _orjson = None
+
+_LONG_INT = re.compile(rb"-?\d{19,}")  # an integer orjson might not hold in 64 bits
+_DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))  # every digit "0", the rest " "
+_NINETEEN = b"0" * 19
+
+
+def _fast_dumps(msg: Any) -> bytes:
+    try:
+        return _orjson.dumps(msg)  # type: ignore[union-attr]
+    except TypeError:  # an integer beyond 64 bits, a non-string key: the standard library
+        return _std_dumps(msg)
+
+
+def _fast_loads(line: bytes) -> Any:
+    # orjson reads an integer beyond [-2**63, 2**64) as a float: such lines (and anything
+    # orjson refuses, e.g. the NaN token) go to the standard library, which is exact
+    if _NINETEEN in line.translate(_DIGITS):  # (two passes in C: cheaper than the regex alone)
+        for digits in _LONG_INT.findall(line):
+            if not -(1 << 63) <= int(digits) < 1 << 64:
+                return json.loads(line)
+    try:
+        return _orjson.loads(line)  # type: ignore[union-attr]
+    except ValueError:
+        return json.loads(line)
+
+
+dumps: Callable[[Any], bytes] = _fast_dumps if _orjson is not None else _std_dumps
+loads: Callable[[bytes], Any] = _fast_loads if _orjson is not None else _std_loads
 
 
 _NO_EVENTS: list = []  # a reply without "events" (never changed)
@@ -487,7 +532,7 @@ class ImplProcess:
         self.seq += 1
         seq = msg["seq"] = self.seq
         try:
-            line = json.dumps(msg, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+            line = dumps(msg) + b"\n"
         except (TypeError, ValueError) as exc:
             raise ImplProcessError(f"cannot encode the request: {exc}") from None
         try:
@@ -528,7 +573,7 @@ class ImplProcess:
         line, _, self.buf = self.buf.partition(b"\n")
         self.holds_object = b'"$obj"' in line  # an answer naming an object is never cached
         try:
-            reply = json.loads(line)
+            reply = loads(line)
         except ValueError:
             raise self._fault(f"impl process answered {self.current_op!r} with a line that is not "
                               f"JSON: {C.short(line.decode('utf-8', 'replace'))}") from None
@@ -556,7 +601,7 @@ class ImplProcess:
         except Exception as exc:  # noqa: BLE001 - the callee's error goes back to the impl
             reply = {"err": error_json(exc, self.codec)}
         try:
-            self.proc.stdin.write(json.dumps(reply, allow_nan=False).encode() + b"\n")  # type: ignore[union-attr]
+            self.proc.stdin.write(dumps(reply) + b"\n")  # type: ignore[union-attr]
         except OSError:
             raise self._exited() from None
 
@@ -657,7 +702,8 @@ class ImplProcess:
             self.hits.clear()
             self.follow[self.epoch[1]] = self.recording
             if self.recording:
-                self.history = [(self.epoch[0], self.recording)] + self.history[:HISTORY - 1]
+                self.history = [(self.epoch[0], self.recording, _positions(self.recording))] \
+                    + self.history[:HISTORY - 1]
             self.epoch, self.recording = (obj, op.name, self.epoch[2] + 1), []
         batch = []
         now = msg["now_ns"]
@@ -728,11 +774,12 @@ class ImplProcess:
     def _successors(self, obj: int | None, name: str, args: dict) -> list:
         """The queries that followed (obj, name, args) the last time it was asked, in the
         current run or one of the last HISTORY runs (absolute object ids)."""
-        runs = [(self.epoch[0], self.recording[:-1])] + self.history
-        for owner, run in runs:
-            for i in range(len(run) - 1, -1, -1):
-                rel, n, a = run[i]
-                if n == name and a == args and (owner if rel == "self" else self.absolute(rel)) == obj:
+        current = self.recording[:-1]
+        runs = [(self.epoch[0], current, _positions(current))] + self.history
+        for owner, run, positions in runs:
+            for i in reversed(positions.get(name, ())):
+                rel, _, a = run[i]
+                if a == args and (owner if rel == "self" else self.absolute(rel)) == obj:
                     return [(owner if r == "self" else self.absolute(r), n2, a2) for r, n2, a2 in run[i + 1:]]
         return []
 
@@ -813,7 +860,7 @@ class ImplProcess:
             return
         for key, _ in batch:
             self.cache[key] = None
-        data = b"".join(json.dumps(m, separators=(",", ":")).encode() + b"\n" for _, m in batch)
+        data = b"".join(dumps(m) + b"\n" for _, m in batch)
         try:
             self.proc.stdin.write(data)  # type: ignore[union-attr]
         except OSError:
@@ -1032,6 +1079,18 @@ def _method(name: str, op: Op, query: bool = False) -> Callable:
         return value
     method.__name__ = name
     return method
+
+
+def _positions(run: list) -> dict[str, list[int]]:
+    """Where each operation occurs in a run of queries (searched from the end)."""
+    out: dict[str, list[int]] = {}
+    for i, entry in enumerate(run):
+        name = entry[1]
+        if name in out:
+            out[name].append(i)
+        else:
+            out[name] = [i]
+    return out
 
 
 def _plain(args: tuple) -> bool:
