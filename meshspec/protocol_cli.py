@@ -10,7 +10,7 @@ from typing import Any
 from meshspec.lockstep import Component, ImplLoadError, load_impl
 
 IMPL_CMD_HELP = ("a command speaking the subject protocol (docs/protocol.md) to check in place of "
-                 "the impl, e.g. \"python -m meshspec serve shard_mapper\" or \"./target/release/"
+                 "the impl, e.g. \"python -m meshspec.serve shard_mapper\" or \"./target/release/"
                  "mapper-server\"; one process serves the whole run")
 TIMEOUT_HELP = "seconds the --impl-cmd process may take per request before it counts as hung (default 5)"
 
@@ -59,7 +59,7 @@ def pipe_bench(comp: Component, profile: str, seed: int, max_examples: int | Non
     here = run(comp.impl_cls)
     here_wall, here_cpu = time.perf_counter() - wall, cpu(resource.RUSAGE_SELF) - own
     wall, own, child = time.perf_counter(), cpu(resource.RUSAGE_SELF), cpu(resource.RUSAGE_CHILDREN)
-    served = command_impl(f"{shlex.quote(sys.executable)} -m meshspec serve {comp.name}", comp)
+    served = command_impl(f"{shlex.quote(sys.executable)} -m meshspec.serve {comp.name}", comp)
     process = process_of(served)
     try:
         there = run(served)
@@ -167,7 +167,7 @@ def serve_command(component: Component, impl_cls: type) -> str:
     import sys
 
     from meshspec.lockstep import impl_path
-    return (f"{shlex.quote(sys.executable)} -m meshspec serve {component.name} --callbacks calls "
+    return (f"{shlex.quote(sys.executable)} -m meshspec.serve {component.name} --callbacks calls "
             f"--impl {shlex.quote(impl_path(impl_cls))}")
 
 

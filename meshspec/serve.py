@@ -437,3 +437,83 @@ def serve(component: Component, impl_cls: type, callbacks: str = "events") -> in
         return profiler.runcall(server.run)
     finally:
         profiler.dump_stats(profile_path)
+
+
+# -- the light entry point: `python -m meshspec.serve C [--impl module:Class]` ----------------
+#: What the server needs of each registered component (its model and impl classes and error
+#: bases), named here so that serving imports neither Hypothesis, the properties nor the CLI
+#: (tests/test_protocol.py checks that this table agrees with meshspec.registry).
+SERVED: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "shard_mapper": ("model.shard_mapper:ShardMapper", "impl.shard_mapper:ShardMapper",
+                     ("model.shard_mapper:ScalingError",)),
+    "load_balancer": ("model.load_balancer:LoadBalancer", "impl.load_balancer:LoadBalancer",
+                      ("model.load_balancer:LoadBalancerError",)),
+    "group_coordinator": ("model.group_coordinator:GroupCoordinator", "impl.group_coordinator:GroupCoordinator",
+                          ("model.group_coordinator:GroupError",)),
+    "scheduler": ("model.scheduler:Scheduler", "impl.scheduler:Scheduler", ("model.scheduler:SchedulerError",)),
+    "daemon_host": ("model.daemon_host:DaemonHost", "impl.daemon_host:DaemonHost",
+                    ("model.daemon_host:DaemonError", "model.daemon_host:ChainError")),
+    "capacity": ("model.capacity:EtcdCoordinator", "impl.capacity:EtcdCoordinator",
+                 ("model.capacity:CoordinationError",)),
+    "groups": ("model.groups:Group", "impl.groups:Group", ("model.group_coordinator:GroupError",)),
+}
+
+
+@attrs.frozen
+class ServedComponent:
+    """The part of a lockstep Component the server uses (duck-typed for `schema_of`)."""
+
+    name: str
+    model_cls: type
+    impl_cls: type
+    errors: tuple[type, ...]
+
+
+class ServeUsageError(Exception):
+    """Bad command-line input of the light entry point: one line on stderr, exit 2."""
+
+
+def served_component(name: str) -> ServedComponent:
+    from meshspec.lockstep import ImplLoadError, load_impl
+
+    if name not in SERVED:
+        raise ServeUsageError(f"unknown component {name!r} (known: {', '.join(SERVED)})")
+    model, impl, errors = SERVED[name]
+    try:
+        return ServedComponent(name, load_impl(model, "model"), load_impl(impl),
+                               tuple(load_impl(e, "error") for e in errors))
+    except ImplLoadError as exc:  # pragma: no cover - the table is checked by a test
+        raise ServeUsageError(str(exc)) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m meshspec.serve C [--impl module:Class] [--callbacks events|calls]`: the
+    reference server without the CLI (start-up in a fraction of `meshspec serve`'s)."""
+    import argparse
+
+    from meshspec.lockstep import ImplLoadError, load_impl
+
+    parser = argparse.ArgumentParser(prog="python -m meshspec.serve",
+                                     description="speak the subject protocol on stdin/stdout for a Python class")
+    parser.add_argument("component")
+    parser.add_argument("--impl", help="module:Class to serve instead of the component's impl")
+    parser.add_argument("--callbacks", choices=("events", "calls"), default="events")
+    args = parser.parse_args(argv)
+    try:
+        comp = served_component(args.component)
+        impl_cls = comp.impl_cls
+        if args.impl:
+            if os.getcwd() not in sys.path and "" not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            try:
+                impl_cls = load_impl(args.impl)
+            except ImplLoadError as exc:
+                raise ServeUsageError(str(exc)) from None
+    except ServeUsageError as exc:
+        print(f"meshspec serve: {exc}", file=sys.stderr)
+        return 2
+    return serve(comp, impl_cls, args.callbacks)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
