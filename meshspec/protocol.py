@@ -231,6 +231,8 @@ class Schema:
     classes: dict  # every model class by name (codec lookups)
     errors: tuple[str, ...]
     queries: frozenset = frozenset()  # the model module's QUERIES: read-only operations
+    #: operations whose answer may name an impl object (in any class; "get" always may)
+    holders: frozenset = frozenset()
 
     def op(self, cls_name: str, name: str) -> Op | None:
         return self.objects.get(cls_name, {}).get(name)
@@ -263,8 +265,10 @@ def schema_of(component: Component) -> Schema:
             objects[cls.__name__] = ops
         errors = tuple(sorted(n for n, c in classes.items()
                               if isinstance(c, type) and issubclass(c, component.errors)))
+        holders = frozenset({"get", "call"} | {name for ops in objects.values() for name, op in ops.items()
+                                               if _may_name_object(op.returns, classes)})
         _SCHEMAS[component.name] = Schema(component.name, component.model_cls.__name__, objects,
-                                          classes, errors, frozenset(getattr(module, "QUERIES", ())))
+                                          classes, errors, frozenset(getattr(module, "QUERIES", ())), holders)
     return _SCHEMAS[component.name]
 
 
@@ -348,6 +352,22 @@ def _with_fields(exc: Any, fields: dict, args_msg: str | None) -> Any:
     return exc
 
 
+def _may_name_object(tp: Any, classes: dict[str, type], seen: frozenset = frozenset()) -> bool:
+    """Whether a value of type `tp` can hold an impl object ({"$obj": N} somewhere in it)."""
+    if tp in (int, str, bool, float, bytes, bytearray, type(None), None) or tp in seen:
+        return False
+    if isinstance(tp, type):
+        if issubclass(tp, (enum.Enum, BaseException)):
+            return False
+        if attrs.has(tp):
+            return any(_may_name_object(ftp, classes, seen | {tp}) for _, _, ftp in C.attrs_hints(tp))
+        return True  # an object class, or a bare container of anything
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is not None and args and not C.is_callable_hint(tp):
+        return any(_may_name_object(a, classes, seen) for a in args if a is not Ellipsis)
+    return True  # Any, a bare tuple, a TypeVar: tagged values, anything
+
+
 def _names_object(v: Any) -> bool:
     if isinstance(v, dict):
         return "$obj" in v or any(_names_object(x) for x in v.values())
@@ -429,6 +449,8 @@ class ImplProcess:
         self.history: list = []
         self.main: int | None = None  # the object of the last init ("main" in predictions)
         self.prefetch = True
+        self.lazy_specs: dict = {}
+        self.texts: dict = {}  # id of recorded arguments -> (them, their repr)
         self.batch = False
 
     # process life ------------------------------------------------------------------------
@@ -450,6 +472,7 @@ class ImplProcess:
         self.live, self.proxies, self.object_keys = {}, {}, set()
         self.cache, self.follow, self.epoch, self.recording = {}, {}, (None, "", 0), []
         self.hits, self.history, self.main, self.prefetched, self.missed = {}, [], None, (), ()
+        self.lazy_specs, self.texts = {}, {}  # (their decoders belong to this start's codec)
         self.current_op, timeout = "handshake", self.timeout
         self.timeout = max(timeout, STARTUP_TIMEOUT)  # start-up is not a request
         try:
@@ -758,9 +781,18 @@ class ImplProcess:
         """(cache key, request) of the queries that followed this update last time and are
         not cached yet (a query passing a reference or with no object is not asked early)."""
         batch = []
+        texts = self.texts
+        if len(texts) > 4096:
+            texts.clear()
+        epoch_obj, main = self.epoch[0], self.main
         for rel, name, args in predicted:
-            obj = self.absolute(rel)
-            text = repr(args)
+            obj = epoch_obj if rel == "self" else main if rel == "main" else rel
+            known = texts.get(id(args))  # the recorded arguments are kept: their text too
+            if known is not None and known[0] is args:
+                text = known[1]
+            else:
+                text = repr(args)
+                texts[id(args)] = (args, text)
             key = (obj, name, text, now_ns)
             if key in self.cache or "$ref" in text or obj is None:
                 continue
@@ -816,7 +848,7 @@ class ImplProcess:
                 out.append(reply)
             elif not (reply.get("events") or reply.get("rng_used") or "ok" not in reply):
                 self.cache[key] = reply
-                if objects and _names_object(reply["ok"]):
+                if objects and m["op"] in self.schema.holders and _names_object(reply["ok"]):
                     self.object_keys.add(key)
                 self._lazy_hit(m, reply)
         return out
@@ -824,23 +856,42 @@ class ImplProcess:
     def _lazy_hit(self, m: dict, reply: dict) -> None:
         """An answer asked early goes into the fast cache too, decoded on its first use."""
         obj, args = m.get("obj"), m["args"]
-        values = tuple(args.values())
-        if obj is None or not _plain(values):
+        if obj is None:
             return
+        values = tuple(args.values())
+        for v in values:
+            t = type(v)
+            if t is not int and t is not str:
+                return
         proxy = self.proxies.get(obj)
         cls_name = type(proxy)._class_name if proxy is not None else self.schema.main \
             if obj == self.main else None  # type: ignore[union-attr]
-        op = self.schema.op(cls_name, m["op"]) if cls_name else None  # type: ignore[union-attr]
-        if op is None or op.kind != "method" or op.injects or op.has_out or len(values) != len(op.names) \
-                or tuple(args) != op.names or m["op"] not in self.schema.queries:  # type: ignore[union-attr]
+        if cls_name is None:
             return
-        self.hits[(obj, m["op"], values, m["now_ns"])] = (args, _LAZY, reply, op)
+        shape = (cls_name, m["op"], tuple(args))
+        spec = self.lazy_specs.get(shape)
+        if spec is None:  # once per class, operation and argument names
+            op = self.schema.op(cls_name, m["op"])  # type: ignore[union-attr]
+            spec = self.lazy_specs[shape] = False if op is None or op.kind != "method" or op.injects \
+                or op.has_out or shape[2] != op.names or m["op"] not in self.schema.queries \
+                else (op, self.codec._decoder_of(op.returns), f"{op.name} result")  # type: ignore[union-attr]
+        if spec:
+            self.hits[(obj, m["op"], values, m["now_ns"])] = (args, _LAZY, reply, spec)
 
     def decode_hit(self, key: tuple, hit: tuple) -> Any:
         """The first use of an answer asked early: decoded, and kept decoded when it can be shared."""
-        _, _, reply, op = hit
-        value = self._result(op, reply)
-        share = 1 if reply.get("value", reply) is value else _shareable(value)
+        _, _, reply, (op, decode, where) = hit
+        if "err" in reply:
+            value = self._result(op, reply)
+            share = _shareable(value)
+        else:  # asked early and kept: a plain answer, no events, no randomness
+            try:
+                value = decode(reply["ok"], where)
+            except C.CodecError as exc:
+                raise self._fault(f"impl process answered {op.name!r} with a wrong type: {exc}") from None
+            share = _shareable(value)
+            if share == 1 and not isinstance(value, RemoteObject):
+                reply["value"] = value  # immutable: the slow cache hands it out as is too
         if share:
             self.hits[key] = (hit[0], value, share == 2)
         else:
