@@ -197,6 +197,7 @@ class Codec:
         self._decoders: dict[Any, Callable[[Any, str], Any]] = {}
         self._builders: dict[type, Callable[[dict, str], Any]] = {}
         self._tag_kinds: dict[type, Any] = {}  # value class -> how `tagged` writes it
+        self._enum_members: dict[str, dict] = {}  # enum class name -> its members by name
 
     # -- compiled forms ---------------------------------------------------------------------
     # The encoder and decoder of one type, built once per type and cached: the common shapes
@@ -625,7 +626,7 @@ class Codec:
                 raise CodecError(f"{where}: \"$tuple\" must be an array, got {short(items)}")
             return tuple([x if type(x) is int or type(x) is str else untag(x, where) for x in items])
         if t is dict and "$attrs" in v and len(v) == 2:
-            cls = self.classes.get(v["$attrs"])
+            cls = self.classes.get(v["$attrs"]) if isinstance(v["$attrs"], str) else None
             fields = v.get("fields")
             if type(fields) is dict and isinstance(cls, type) and attrs.has(cls):
                 out = self._builder(cls)(fields, where)
@@ -634,6 +635,15 @@ class Codec:
         elif t is list:
             untag = self.untag
             return [x if type(x) is int or type(x) is str else untag(x, where) for x in v]
+        if t is dict and len(v) == 2 and type(v.get("$enum")) is str:
+            members = self._enum_members.get(v["$enum"])
+            if members is None:
+                cls = self.classes.get(v["$enum"])
+                members = dict(cls.__members__) if isinstance(cls, type) and issubclass(cls, enum.Enum) else {}
+                self._enum_members[v["$enum"]] = members
+            member = members.get(v.get("name")) if type(v.get("name")) is str else None
+            if member is not None:
+                return member
         if v is None or isinstance(v, (bool, int, float, str)):
             return v
         if isinstance(v, list):
@@ -653,12 +663,12 @@ class Codec:
         if "$dict" in v:
             return {self.untag(k, where): self.untag(x, where) for k, x in v["$dict"]}
         if "$enum" in v:
-            cls = self.classes.get(v["$enum"])
+            cls = self.classes.get(v["$enum"]) if isinstance(v["$enum"], str) else None
             if not (isinstance(cls, type) and issubclass(cls, enum.Enum)):
                 raise CodecError(f"{where}: unknown enum {short(v['$enum'])}")
             return self._decode_class(v.get("name"), cls, where)
         if "$attrs" in v:
-            cls = self.classes.get(v["$attrs"])
+            cls = self.classes.get(v["$attrs"]) if isinstance(v["$attrs"], str) else None
             if not (isinstance(cls, type) and attrs.has(cls)):
                 raise CodecError(f"{where}: unknown class {short(v['$attrs'])}")
             return self._build(cls, v.get("fields") or {}, where)

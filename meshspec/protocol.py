@@ -369,9 +369,18 @@ def _may_name_object(tp: Any, classes: dict[str, type], seen: frozenset = frozen
 
 
 def _names_object(v: Any) -> bool:
+    if _orjson is not None:  # written in C, then searched: cheaper than walking in Python
+        try:
+            return b'"$obj"' in _orjson.dumps(v)
+        except TypeError:
+            pass
+    return _walk_names_object(v)
+
+
+def _walk_names_object(v: Any) -> bool:
     if isinstance(v, dict):
-        return "$obj" in v or any(_names_object(x) for x in v.values())
-    return isinstance(v, list) and any(_names_object(x) for x in v)
+        return "$obj" in v or any(_walk_names_object(x) for x in v.values())
+    return isinstance(v, list) and any(_walk_names_object(x) for x in v)
 
 
 _ATOMIC = {int, float, str, bytes, bool, type(None)}
@@ -396,6 +405,7 @@ def _immutable(value: Any) -> bool:
                 return False
         return True
     if isinstance(value, (int, float, str, bytes, enum.Enum)):
+        _ATOMIC.add(t)  # an enum or a subclass of an atomic type: atomic from now on
         return True
     if isinstance(value, (tuple, frozenset)):
         return all(_immutable(v) for v in value)
@@ -806,12 +816,12 @@ class ImplProcess:
     def _successors(self, obj: int | None, name: str, args: dict) -> list:
         """The queries that followed (obj, name, args) the last time it was asked, in the
         current run or one of the last HISTORY runs (absolute object ids)."""
-        current = self.recording[:-1]
-        runs = [(self.epoch[0], current, _positions(current))] + self.history
+        current = self.recording[:-1]  # (short: scanned, not indexed)
+        runs = [(self.epoch[0], current, {name: range(len(current))})] + self.history
         for owner, run, positions in runs:
             for i in reversed(positions.get(name, ())):
-                rel, _, a = run[i]
-                if a == args and (owner if rel == "self" else self.absolute(rel)) == obj:
+                rel, n, a = run[i]
+                if n == name and a == args and (owner if rel == "self" else self.absolute(rel)) == obj:
                     return [(owner if r == "self" else self.absolute(r), n2, a2) for r, n2, a2 in run[i + 1:]]
         return []
 
@@ -1109,11 +1119,12 @@ def _method(name: str, op: Op, query: bool = False) -> Callable:
             # a query asked again in the same state: answered from the fast cache without
             # binding, encoding or decoding (its arguments are recorded for prediction)
             clock = process.clock
-            key = (self._handle, name, args, clock() if clock is not None else 0)
+            handle = self._handle
+            key = (handle, name, args, clock() if clock is not None else 0)
             hit = process.hits.get(key)
             if hit is not None:
-                handle = self._handle
-                process.recording.append((process.relative(handle), name, hit[0]))
+                rel = "self" if handle == process.epoch[0] else "main" if handle == process.main else handle
+                process.recording.append((rel, name, hit[0]))
                 if hit[1] is _LAZY:
                     return process.decode_hit(key, hit)
                 return list(hit[1]) if hit[2] else hit[1]

@@ -102,6 +102,8 @@ def test_nan_travels_with_its_sign_and_payload(bits):
     ("three", list[int], "expected an array"), (1.5, int, "expected int"), (True, int, "expected int"),
     ("PURPLE", Colour, "expected a Colour name"), ({"x": 1.0, "nope": 1}, Point, "no field 'nope'"),
     ("%%%", bytes, "invalid base64"), ([1, 2, 3], tuple[int, int], "expected 2 items"),
+    ({"$enum": ["Colour"], "name": "RED"}, Any, "unknown enum"), ({"$attrs": [1], "fields": {}}, Any, "unknown class"),
+    ({"$enum": "Colour", "name": "PURPLE"}, Any, "expected a Colour name"),
 ])
 def test_a_value_of_the_wrong_type_is_refused_with_where(raw, tp, says):
     with pytest.raises(C.CodecError, match=says):
