@@ -472,14 +472,17 @@ def serve(component: Component, impl_cls: type, callbacks: str = "events") -> in
     sys.stdout = sys.stderr
     server = Server(component, impl_cls, sys.stdin.buffer, protocol_out, callbacks)
     profile_path = os.environ.get("MESHSPEC_SERVE_PROFILE")
-    if not profile_path:
-        return server.run()
-    import cProfile  # where the server's time goes: `MESHSPEC_SERVE_PROFILE=FILE` (pstats)
-    profiler = cProfile.Profile()
     try:
-        return profiler.runcall(server.run)
+        if not profile_path:
+            return server.run()
+        import cProfile  # where the server's time goes: `MESHSPEC_SERVE_PROFILE=FILE` (pstats)
+        profiler = cProfile.Profile()
+        try:
+            return profiler.runcall(server.run)
+        finally:
+            profiler.dump_stats(profile_path)
     finally:
-        profiler.dump_stats(profile_path)
+        protocol_out.close()
 
 
 # -- the light entry point: `python -m meshspec.serve C [--impl module:Class]` ----------------
