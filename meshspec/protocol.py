@@ -59,6 +59,7 @@ DEFAULT_TIMEOUT = 5.0
 STARTUP_TIMEOUT = 30.0
 CLOSE_GRACE = 2.0  # seconds an impl process may take to exit once its stdin is closed  # seconds from start to the handshake's answer (interpreters, JITs)
 RNG_WORDS = 64
+DECODED = 4096  # decoded answers kept by their exact JSON text
 HISTORY = 32  # runs of queries searched for what follows a query that missed
 SKIPPED_OPS = frozenset({"check_invariants"})  # optional, but listed when supported
 
@@ -459,6 +460,7 @@ class ImplProcess:
         self.history: list = []
         self.main: int | None = None  # the object of the last init ("main" in predictions)
         self.prefetch = True
+        self.decoded: dict = {}
         self.lazy_specs: dict = {}
         self.texts: dict = {}  # id of recorded arguments -> (them, their repr)
         self.batch = False
@@ -483,6 +485,7 @@ class ImplProcess:
         self.cache, self.follow, self.epoch, self.recording = {}, {}, (None, "", 0), []
         self.hits, self.history, self.main, self.prefetched, self.missed = {}, [], None, (), ()
         self.lazy_specs, self.texts = {}, {}  # (their decoders belong to this start's codec)
+        self.decoded = {}
         self.current_op, timeout = "handshake", self.timeout
         self.timeout = max(timeout, STARTUP_TIMEOUT)  # start-up is not a request
         try:
@@ -895,18 +898,44 @@ class ImplProcess:
             value = self._result(op, reply)
             share = _shareable(value)
         else:  # asked early and kept: a plain answer, no events, no randomness
+            raw = reply["ok"]
+            text = None
+            if type(raw) is dict or type(raw) is list:
+                # the same JSON, byte for byte, as an answer decoded before (the policy, an
+                # unchanged abstract state): its immutable value again, not decoded again
+                try:
+                    text = (decode, dumps(raw))
+                except (TypeError, ValueError):
+                    pass
+                known = self.decoded.get(text) if text is not None else None
+                if known is not None:
+                    value, share = known
+                    if share == 1:
+                        reply["value"] = value
+                    self.hits[key] = (hit[0], value, share == 2)
+                    return list(value) if share == 2 else value
             try:
-                value = decode(reply["ok"], where)
+                value = decode(raw, where)
             except C.CodecError as exc:
                 raise self._fault(f"impl process answered {op.name!r} with a wrong type: {exc}") from None
             share = _shareable(value)
             if share == 1 and not isinstance(value, RemoteObject):
                 reply["value"] = value  # immutable: the slow cache hands it out as is too
+                if text is not None:
+                    self._remember(text, value, 1)
+            elif share == 2 and text is not None:
+                self._remember(text, value, 2)
         if share:
             self.hits[key] = (hit[0], value, share == 2)
         else:
             del self.hits[key]
         return value
+
+    def _remember(self, text: tuple, value: Any, share: int) -> None:
+        """A decoded answer free of impl objects, by its decoder and exact JSON text."""
+        if len(self.decoded) >= DECODED:
+            self.decoded.clear()
+        self.decoded[text] = (tuple(value) if share == 2 else value, share)
 
     def _prefetch(self, predicted: Any, now_ns: int) -> None:
         """Send the queries that followed this update last time, in one write, and cache the
