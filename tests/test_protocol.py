@@ -574,3 +574,25 @@ def test_the_server_reads_lines_however_the_pipe_splits_them():
     answers = [json.loads(x) for x in out.getvalue().splitlines()]
     assert [a["seq"] for a in answers] == [1, 2, 3, 4, 5]
     assert answers[2]["ok"] == 2 and answers[3]["ok"] in (0, 1) and answers[4]["ok"] == [2]
+
+
+def test_an_answer_decoded_before_is_reused_only_for_the_same_json_text():
+    """An answer asked early whose JSON is byte for byte one decoded before is handed out
+    from the table of decoded values; 1, 1.0 and true (equal in Python) or 0.0 and -0.0 are
+    different texts and are decoded anew, so a type that changes is still seen."""
+    from meshspec.protocol import _LAZY, ImplProcess
+    process = ImplProcess("unused", registry.get_component("shard_mapper"))
+    assert process._check_hello({"ok": {"protocol": 1, "component": "shard_mapper",
+                                        "operations": {"ShardMapper": ["init", "abstract"]}}}) is None
+    op = process.schema.op("ShardMapper", "abstract")
+    spec = (op, process.codec._decoder_of(op.returns), "abstract result")
+
+    def first_use(ok, now):
+        key = (1, "abstract", (), now)
+        hit = process.hits[key] = ({}, _LAZY, {"ok": ok, "seq": now}, spec)
+        return process.decode_hit(key, hit)
+    a = first_use({"$tuple": [1, {"$tuple": [0.0, "x"]}]}, 1)
+    assert first_use({"$tuple": [1, {"$tuple": [0.0, "x"]}]}, 2) is a  # the same text: reused
+    for n, (first, inner) in enumerate([(1.0, 0.0), (True, 0.0), (1, -0.0)]):
+        again = first_use({"$tuple": [first, {"$tuple": [inner, "x"]}]}, 3 + n)
+        assert again == a and again is not a and repr(again) == repr((first, (inner, "x")))
