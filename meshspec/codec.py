@@ -239,6 +239,9 @@ class Codec:
 
             def fn(v: Any, where: str) -> Any:
                 return tagged(v, where)
+        elif tp is NoneType:
+            def fn(v: Any, where: str) -> Any:
+                return None if v is None else slow(v, tp, where)
         elif isinstance(tp, type) and issubclass(tp, enum.Enum):
             def fn(v: Any, where: str) -> Any:
                 return v.name if type(v) is tp else slow(v, tp, where)
@@ -260,6 +263,16 @@ class Codec:
         else:
             origin, args = typing.get_origin(tp), typing.get_args(tp)
             inner = args[0] if args else Any
+            members = [a for a in args if a is not NoneType]
+            if origin in (typing.Union, types.UnionType) and len(members) == 1 < len(args):
+                member, enc = members[0], self._encoder_of(members[0])
+
+                def fn(v: Any, where: str) -> Any:  # Optional[T]: null, T, or the general path
+                    if v is None:
+                        return None
+                    return enc(v, where) if _fits(v, member) else slow(v, tp, where)
+                self._encoders[tp] = fn
+                return fn
             if origin is tuple and len(args) == 2 and args[1] is Ellipsis or \
                     origin in (list, cabc.Sequence, cabc.Iterable, set, frozenset, cabc.Set,
                                cabc.MutableSet, cabc.MutableSequence):

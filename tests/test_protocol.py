@@ -122,7 +122,8 @@ TYPED = [(int, st.integers(-2**70, 2**70) | st.booleans() | st.floats()), (float
          (str, st.text(max_size=3)), (bool, st.booleans() | st.integers(0, 1)), (Colour, st.sampled_from(Colour)),
          (Point, st.builds(Point, st.floats(), st.binary(max_size=3), st.sampled_from(Colour))),
          (Point | None, st.none() | st.builds(Point, st.floats(), st.binary(max_size=2), st.sampled_from(Colour))),
-         (list[int], st.lists(st.integers(-2**65, 2**65), max_size=4)),
+         (list[int], st.lists(st.integers(-2**65, 2**65), max_size=4)), (type(None), st.none() | st.integers()),
+         (Colour | None, st.none() | st.sampled_from(Colour) | st.integers() | st.text(max_size=2)),
          (list[float], st.lists(st.floats(), max_size=4)), (tuple[int, ...], st.lists(st.integers(), max_size=3).map(tuple)),
          (tuple[Colour, float], st.tuples(st.sampled_from(Colour), st.floats())),
          (list[Point], st.lists(st.builds(Point, st.floats(), st.just(b""), st.sampled_from(Colour)), max_size=2))]
@@ -181,6 +182,8 @@ def test_a_compiled_codec_that_drifts_from_the_general_path_is_caught():
 
 @pytest.mark.parametrize("line", [b'{"a":18446744073709551615,"b":-9223372036854775808}',
                                   b'[18446744073709551616,-9223372036854775809,1e400]', b'[NaN,-Infinity]',
+                                  b'[9223372036854775807,18446744073709551615,-9223372036854775808]',
+                                  b'{"a":"x-99999999999999999999","b":[1,-18446744073709551615]}',
                                   b'{"s":"1234567890123456789012345","f":0.30000000000000004,"z":-0.0}',
                                   b'{"$tuple":[1,{"$float":"nan"},{"$bytes":"AP8="}]}', b'nope'])
 def test_json_lines_read_the_same_with_and_without_orjson(line):
