@@ -809,23 +809,24 @@ class ImplProcess:
         texts = self.texts
         if len(texts) > 4096:
             texts.clear()
-        epoch_obj, main = self.epoch[0], self.main
+        epoch_obj, main, cache, seq = self.epoch[0], self.main, self.cache, self.seq
+        chosen: set = set()  # no duplicates in one batch
         for rel, name, args in predicted:
             obj = epoch_obj if rel == "self" else main if rel == "main" else rel
             known = texts.get(id(args))  # the recorded arguments are kept: their text too
             if known is not None and known[0] is args:
-                text = known[1]
+                text, ref = known[1], known[2]
             else:
                 text = repr(args)
-                texts[id(args)] = (args, text)
+                ref = "$ref" in text
+                texts[id(args)] = (args, text, ref)
             key = (obj, name, text, now_ns)
-            if key in self.cache or "$ref" in text or obj is None:
+            if ref or obj is None or key in cache or key in chosen:
                 continue
-            self.seq += 1
-            batch.append((key, {"op": name, "obj": obj, "args": args, "now_ns": now_ns, "seq": self.seq}))
-            self.cache[key] = None  # placeholder: no duplicates in one batch
-        for key, _ in batch:
-            del self.cache[key]
+            chosen.add(key)
+            seq += 1
+            batch.append((key, {"op": name, "obj": obj, "args": args, "now_ns": now_ns, "seq": seq}))
+        self.seq = seq
         return batch
 
     def _successors(self, obj: int | None, name: str, args: dict) -> list:
@@ -1156,7 +1157,7 @@ def _method(name: str, op: Op, query: bool = False) -> Callable:
         if self._generation != process.generation or process.proc is None:
             raise ImplProcessError(f"impl process was restarted; object {self._handle} is gone")
         key = None
-        if fast and not kwargs and len(args) == arity and _plain(args):
+        if fast and not kwargs and len(args) == arity and (not arity or _plain(args)):
             # a query asked again in the same state: answered from the fast cache without
             # binding, encoding or decoding (its arguments are recorded for prediction)
             clock = process.clock
