@@ -839,7 +839,31 @@ class ImplProcess:
                 rel, n, a = run[i]
                 if n == name and a == args and (owner if rel == "self" else self.absolute(rel)) == obj:
                     return [(owner if r == "self" else self.absolute(r), n2, a2) for r, n2, a2 in run[i + 1:]]
+        # never asked on this object (a collector just handed out): what followed the same
+        # question on another object of its class, with that object read as this one
+        cls_name = self._class_of(obj)
+        if cls_name is None:
+            return []
+        for owner, run, positions in runs:
+            for i in reversed(positions.get(name, ())):
+                rel, n, a = run[i]
+                other = owner if rel == "self" else self.absolute(rel)
+                if n == name and a == args and other != obj and self._class_of(other) == cls_name:
+                    out = []
+                    for r, n2, a2 in run[i + 1:]:
+                        o = owner if r == "self" else self.absolute(r)
+                        out.append((obj if o == other else o, n2, a2))
+                    return out
         return []
+
+    def _class_of(self, obj: Any) -> str | None:
+        """The schema class of a live impl object of this example (None if not known)."""
+        if obj is None:
+            return None
+        if obj == self.main:
+            return self.schema.main  # type: ignore[union-attr]
+        proxy = self.proxies.get(obj)
+        return type(proxy)._class_name if proxy is not None else None
 
     def relative(self, obj: int | None) -> Any:
         """How a prediction names an object: "self" (the last update's), "main" (the last

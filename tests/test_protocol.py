@@ -599,3 +599,26 @@ def test_an_answer_decoded_before_is_reused_only_for_the_same_json_text():
     for n, (first, inner) in enumerate([(1.0, 0.0), (True, 0.0), (1, -0.0)]):
         again = first_use({"$tuple": [first, {"$tuple": [inner, "x"]}]}, 3 + n)
         assert again == a and again is not a and repr(again) == repr((first, (inner, "x")))
+
+
+def test_a_question_never_asked_of_an_object_is_predicted_from_another_of_its_class():
+    """A collector just handed out has no history: what followed the same question on
+    another collector is asked early for it (read as this one); an object of another
+    class gets no such prediction."""
+    from meshspec.protocol import ImplProcess, _positions
+    from model.shard_mapper import ShardMetricsCollector
+    process = ImplProcess("unused", registry.get_component("shard_mapper"))
+    assert process._check_hello({"ok": {"protocol": 1, "component": "shard_mapper", "operations": {
+        "ShardMapper": ["init"], "ShardMetricsCollector": ["current_len", "pushes_since_drain_start"]}}}) is None
+    process.main, process.epoch = 1, (1, "record_push", 5)
+    old, new = process.proxy_for(7, ShardMetricsCollector), process.proxy_for(9, ShardMetricsCollector)
+    run = [(7, "get", {"name": "capacity"}), (7, "current_len", {}), ("main", "shard_state", {"shard_id": 3}),
+           (7, "pushes_since_drain_start", {})]
+    process.history = [(1, run, _positions(run))]
+    assert process._successors(7, "get", {"name": "capacity"}) == [(7, "current_len", {}), (1, "shard_state", {"shard_id": 3}),
+                                                                    (7, "pushes_since_drain_start", {})]
+    assert process._successors(9, "get", {"name": "capacity"}) == [(9, "current_len", {}), (1, "shard_state", {"shard_id": 3}),
+                                                                    (9, "pushes_since_drain_start", {})]
+    assert process._successors(1, "get", {"name": "capacity"}) == []  # the mapper is no collector
+    assert process._successors(9, "get", {"name": "other"}) == []
+    assert old is not new
