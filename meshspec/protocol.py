@@ -472,6 +472,8 @@ class ImplProcess:
         self.history: list = []
         self.main: int | None = None  # the object of the last init ("main" in predictions)
         self.prefetch = True
+        self.chain = False
+        self.produced: dict = {}  # (object, query, argument text) -> the impl object it answered
         self.decoded: dict = {}
         self.lazy_specs: dict = {}
         self.texts: dict = {}  # id of recorded arguments -> (them, their repr)
@@ -534,6 +536,8 @@ class ImplProcess:
             return "\"operations\" must map class names to lists of operation names"
         self.operations = ops
         self.batch = ok.get("batch") is True  # optional: many queries in one line
+        #: optional: a request of a batch may name the object an earlier one answered
+        self.chain = self.batch and ok.get("chain") is True
         if "init" not in ops.get(self.schema.main, []):  # type: ignore[union-attr]
             return f"{self.schema.main} does not list \"init\""  # type: ignore[union-attr]
         self.codec = C.Codec(self.schema.classes, "$ref", self._make_ref, self._resolve,  # type: ignore[union-attr]
@@ -707,8 +711,10 @@ class ImplProcess:
             self.ensure()
         assert self.codec is not None and self.schema is not None
         self.current_op = op.name
-        if op.kind == "init" and self.proxies:
-            self.proxies = {}  # a new example: the objects of the last one may go
+        if op.kind == "init":
+            self.produced = {}
+            if self.proxies:
+                self.proxies = {}  # a new example: the objects of the last one may go
         if self.hits and op.name not in self.schema.queries:
             self.hits.clear()  # (it holds proxies: released before this request's drops)
         msg: dict[str, Any] = {"op": op.name}
@@ -786,7 +792,10 @@ class ImplProcess:
             self._prefetch(self.follow.get(self.epoch[1], ()), msg["now_ns"])
         if "out" in reply:
             self._write_back(op, values, reply["out"])
-        return self._result(op, reply)
+        value = self._result(op, reply)
+        if query and isinstance(value, RemoteObject):
+            self.produced[key[:3]] = value._handle  # type: ignore[index]
+        return value
 
     def _write_back(self, op: Op, values: dict[str, Any], out: Any) -> None:
         """In-out arguments (a bytearray the operation fills): their final content."""
@@ -813,6 +822,8 @@ class ImplProcess:
         chosen: set = set()  # no duplicates in one batch
         for rel, name, args in predicted:
             obj = epoch_obj if rel == "self" else main if rel == "main" else rel
+            if rel == "$result":  # the object the batch's first request answers
+                obj = rel
             known = texts.get(id(args))  # the recorded arguments are kept: their text too
             if known is not None and known[0] is args:
                 text, ref = known[1], known[2]
@@ -825,7 +836,8 @@ class ImplProcess:
                 continue
             chosen.add(key)
             seq += 1
-            batch.append((key, {"op": name, "obj": obj, "args": args, "now_ns": now_ns, "seq": seq}))
+            batch.append((key, {"op": name, "obj": {"$result": 0} if obj == "$result" else obj, "args": args,
+                                "now_ns": now_ns, "seq": seq}))
         self.seq = seq
         return batch
 
@@ -854,6 +866,30 @@ class ImplProcess:
                         o = owner if r == "self" else self.absolute(r)
                         out.append((obj if o == other else o, n2, a2))
                     return out
+        return self._chained(runs, obj, name, args) if self.chain else []
+
+    def _chained(self, runs: list, obj: Any, name: str, args: dict) -> list:
+        """A question asked of this object before with other arguments (`metrics_collector(3)`
+        when 5 is asked): what followed it, with its arguments read as these and the object
+        it answered read as the one this answer names ({"$result": 0} in the batch)."""
+        for owner, run, positions in runs:
+            for i in reversed(positions.get(name, ())):
+                rel, n, a = run[i]
+                if n != name or a == args or type(a) is not dict or a.keys() != args.keys() \
+                        or (owner if rel == "self" else self.absolute(rel)) != obj:
+                    continue
+                produced = self.produced.get((obj, n, repr(a)))
+                swap = {v: args[k] for k, v in a.items()
+                        if (type(v) is int or type(v) is str) and type(args[k]) is type(v)}
+                out = []
+                for r, n2, a2 in run[i + 1:]:
+                    o = owner if r == "self" else self.absolute(r)
+                    if produced is not None and o == produced:
+                        o = "$result"
+                    if swap and type(a2) is dict:
+                        a2 = {k: swap.get(v, v) if type(v) is int or type(v) is str else v for k, v in a2.items()}
+                    out.append((o, n2, a2))
+                return out
         return []
 
     def _class_of(self, obj: Any) -> str | None:
@@ -891,6 +927,12 @@ class ImplProcess:
         for (key, m), reply in zip(batch, replies):
             if reply.get("seq") != m["seq"]:
                 raise self._fault(f"a batch answered request {C.short(reply.get('seq'))} in place of {m['seq']}")
+            if key is not None and key[0] == "$result":  # named by the first answer's object
+                first = replies[0].get("ok")
+                ident = first.get("$obj") if type(first) is dict else None
+                if type(ident) is not int:
+                    continue
+                key, m = (ident,) + key[1:], dict(m, obj=ident)
             if key is None:
                 if not ({"ok", "err"} & reply.keys()):
                     raise self._fault(f"impl process answered {m['op']!r} with {C.short(reply)}, "
@@ -956,6 +998,8 @@ class ImplProcess:
             except C.CodecError as exc:
                 raise self._fault(f"impl process answered {op.name!r} with a wrong type: {exc}") from None
             share = _shareable(value)
+            if isinstance(value, RemoteObject):
+                self.produced[(key[0], key[1], repr(hit[0]))] = value._handle
             if share == 1 and not isinstance(value, RemoteObject):
                 reply["value"] = value  # immutable: the slow cache hands it out as is too
                 if text is not None:

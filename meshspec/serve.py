@@ -196,13 +196,24 @@ class Server:
         seq = msg.get("seq")
         if msg["op"] == "handshake":
             return {"ok": {"protocol": PROTOCOL_VERSION, "component": self.component.name,
-                           "operations": self.operations(), "batch": True}, "seq": seq}
+                           "operations": self.operations(), "batch": True, "chain": True}, "seq": seq}
         if msg["op"] == "batch":  # read-only queries asked early, answered in one line
             requests = msg.get("requests")
             if not isinstance(requests, list):
                 return {"err": {"type": "ProtocolError", "msg": "\"requests\" must be a list"}, "seq": seq}
-            answer_one = self.answer_one
-            return {"ok": [answer_one(r) for r in requests], "seq": seq}
+            answer_one, results = self.answer_one, []
+            for r in requests:
+                if type(r) is dict and type(r.get("obj")) is dict:  # {"$result": K}: chained
+                    k = r["obj"].get("$result")
+                    earlier = results[k].get("ok") if type(k) is int and 0 <= k < len(results) else None
+                    ident = earlier.get("$obj") if type(earlier) is dict else None
+                    if type(ident) is not int:
+                        results.append({"err": {"type": "ProtocolError", "msg": f"request {C.short(k)} of "
+                                        "the batch answered no object"}, "seq": r.get("seq")})
+                        continue
+                    r = dict(r, obj=ident)
+                results.append(answer_one(r))
+            return {"ok": results, "seq": seq}
         return self.answer_one(msg)
 
     def answer_one(self, msg: Any) -> dict:

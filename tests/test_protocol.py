@@ -622,3 +622,43 @@ def test_a_question_never_asked_of_an_object_is_predicted_from_another_of_its_cl
     assert process._successors(1, "get", {"name": "capacity"}) == []  # the mapper is no collector
     assert process._successors(9, "get", {"name": "other"}) == []
     assert old is not new
+
+
+def test_a_server_without_the_chain_capability_gives_the_same_run_in_more_round_trips(fuzz_seed):
+    """`"chain": true` in the handshake lets a batch name the object an earlier request
+    answers; a server that does not announce it (faulty.py nochain exits if it gets one)
+    is never sent one and gives the same run, in more round trips."""
+    comp = registry.get_component("shard_mapper")
+    runs, trips = [], []
+    for command in (f"{FAULTY} none", f"{FAULTY} nochain"):
+        served = command_impl(command, comp)
+        runs.append(summary(run_fuzz(comp, served, profile="ci", seed=fuzz_seed, use_database=False,
+                                     max_examples=15)))
+        trips.append(served._process.round_trips)
+        assert served._process.chain == (command.endswith("none"))
+    assert runs[0] == runs[1] and runs[0][4] is None
+    assert trips[0] < trips[1], trips
+
+
+def test_a_chained_request_names_the_object_an_earlier_request_of_its_batch_answered():
+    import io
+
+    from meshspec.serve import Server
+    comp = registry.get_component("shard_mapper")
+    server = Server(comp, comp.impl_cls, io.BytesIO(b""), io.BytesIO())
+    policy = {"fill_ratio_threshold": 0.7, "push_latency_threshold_ns": 5, "flush_latency_threshold_us": 1000,
+              "min_shards": 1, "max_shards": 8, "cooldown_ns": 1000, "scale_down_delay_ns": 10,
+              "underutilized_threshold": 0.1, "metrics_window_ns": 100, "auto_scale": False}
+    assert server.answer(json.dumps({"op": "handshake", "protocol": 1, "seq": 1}).encode())["ok"]["chain"] is True
+    init = {"op": "init", "args": {"initial_shards": 2, "ring_buffer_capacity": 4, "policy": policy}, "seq": 2}
+    assert server.answer(json.dumps(init).encode())["ok"] == {"$obj": 1}
+    requests = [{"op": "metrics_collector", "obj": 1, "args": {"shard_id": 0}, "seq": 3},
+                {"op": "current_len", "obj": {"$result": 0}, "args": {}, "seq": 4},
+                {"op": "metrics_collector", "obj": 1, "args": {"shard_id": 99}, "seq": 5},
+                {"op": "current_len", "obj": {"$result": 2}, "args": {}, "seq": 6},
+                {"op": "current_len", "obj": {"$result": 9}, "args": {}, "seq": 7}]
+    answers = server.answer(json.dumps({"op": "batch", "requests": requests, "seq": 8}).encode())["ok"]
+    assert [a["seq"] for a in answers] == [3, 4, 5, 6, 7]
+    assert answers[0]["ok"] == {"$obj": 2} and answers[1]["ok"] == 0 and answers[2]["ok"] is None
+    assert answers[3]["err"]["msg"] == "request 2 of the batch answered no object"
+    assert answers[4]["err"]["type"] == "ProtocolError"
