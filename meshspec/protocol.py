@@ -313,7 +313,18 @@ def describe_schema(schema: Schema) -> dict:
             methods = sorted(n for n in dir(cls) if not n.startswith("_") and callable(getattr(cls, n)))
             types[name] = {"ref": methods + (["__contains__"] if "__contains__" in vars(cls) else [])}
     return {"component": schema.component, "protocol": PROTOCOL_VERSION, "main": schema.main,
+            "capabilities": CAPABILITIES,
             "injected": injected, "errors": list(schema.errors), "objects": objects, "types": types}
+
+
+#: Optional capabilities a server announces in its handshake answer (`"batch": true`, ...);
+#: the harness uses one only when it is announced (docs/protocol.md, Messages).
+CAPABILITIES = {
+    "batch": "takes {\"op\": \"batch\", \"requests\": [...]} and answers {\"ok\": [answer, ...]}, each "
+             "request answered in order as if it came alone",
+    "chain": "with batch: a request's \"obj\" may be {\"$result\": K}, the object request K of the same "
+             "batch answered ({\"$obj\": N}); if it answered none, that request is answered with an error",
+}
 
 
 # -- errors across the pipe ------------------------------------------------------------------

@@ -256,6 +256,7 @@ def test_meshspec_protocol_prints_the_schema_as_json():
     assert doc["types"]["ShardState"] == {"enum": ["PROVISIONING", "ACTIVE", "DRAINING", "STOPPED"]}
     assert "AtMaxShards" in doc["errors"] and doc["injected"] == ["clock"]
     assert "ShardMetricsCollector" in doc["objects"]  # handed out by metrics_collector()
+    assert set(doc["capabilities"]) == {"batch", "chain"}
 
 
 def test_a_factory_takes_the_constructor_options_and_harness_objects_are_references():
