@@ -39,6 +39,8 @@ from typing import Any, Callable
 import attrs
 
 NoneType = type(None)
+_NO_VALUE = object()  # a compiled builder's "take the general path"
+_ENUM, _SLOW = object(), object()  # kinds of value class for `tagged`
 
 
 class CodecError(ValueError):
@@ -191,9 +193,189 @@ class Codec:
         self.own_tag = own_tag  # "$ref" for the harness's objects, "$obj" for the impl's
         self.make_ref = make_ref
         self.resolve_ref = resolve_ref
+        self._encoders: dict[Any, Callable[[Any, str], Any]] = {}
+        self._decoders: dict[Any, Callable[[Any, str], Any]] = {}
+        self._builders: dict[type, Callable[[dict, str], Any]] = {}
+        self._tag_kinds: dict[type, Any] = {}  # value class -> how `tagged` writes it
+        self._enum_members: dict[str, dict] = {}  # enum class name -> its members by name
+
+    # -- compiled forms ---------------------------------------------------------------------
+    # The encoder and decoder of one type, built once per type and cached: the common shapes
+    # (exact ints and strings, finite floats, attrs objects whose fields are of their hinted
+    # types, enums by name, lists, Optional) go through closures that look nothing up per
+    # value; anything else falls back to the general `_encode` / `_decode`, which are the
+    # reference (and give every error message its exact place).
+    def encode(self, value: Any, tp: Any, where: str = "value") -> Any:
+        try:
+            fn = self._encoders[tp]
+        except KeyError:
+            fn = self._compile_encoder(tp)
+        except TypeError:  # an unhashable hint: the general path
+            return self._encode(value, tp, where)
+        return fn(value, where)
+
+    def decode(self, v: Any, tp: Any, where: str = "value") -> Any:
+        try:
+            fn = self._decoders[tp]
+        except KeyError:
+            fn = self._compile_decoder(tp)
+        except TypeError:
+            return self._decode(v, tp, where)
+        return fn(v, where)
+
+    def _compile_encoder(self, tp: Any) -> Callable[[Any, str], Any]:
+        slow = self._encode
+        fn: Callable[[Any, str], Any]
+        if tp is int or tp is str or tp is bool:
+            def fn(v: Any, where: str) -> Any:
+                return v if type(v) is tp else slow(v, tp, where)
+        elif tp is float:
+            def fn(v: Any, where: str) -> Any:
+                if type(v) is float and v - v == 0.0:  # finite: itself
+                    return v
+                return slow(v, tp, where)
+        elif tp is Any or tp is object or tp is tuple or isinstance(tp, typing.TypeVar):
+            tagged = self.tagged
+
+            def fn(v: Any, where: str) -> Any:
+                return tagged(v, where)
+        elif tp is NoneType:
+            def fn(v: Any, where: str) -> Any:
+                return None if v is None else slow(v, tp, where)
+        elif isinstance(tp, type) and issubclass(tp, enum.Enum):
+            def fn(v: Any, where: str) -> Any:
+                return v.name if type(v) is tp else slow(v, tp, where)
+        elif isinstance(tp, type) and attrs.has(tp):
+            fields = [(name, init, self._encoder_of(ftp)) for name, init, ftp in attrs_hints(tp)]
+            objects: set = set()  # value classes seen to be attrs classes
+
+            def fn(v: Any, where: str) -> Any:
+                t = type(v)
+                if t is tp or t in objects:
+                    try:
+                        return {init: enc(getattr(v, name), where) for name, init, enc in fields}
+                    except CodecError:
+                        pass  # the general path names the field
+                elif v is not None and attrs.has(t):
+                    objects.add(t)
+                    return fn(v, where)
+                return slow(v, tp, where)
+        else:
+            origin, args = typing.get_origin(tp), typing.get_args(tp)
+            inner = args[0] if args else Any
+            members = [a for a in args if a is not NoneType]
+            if origin in (typing.Union, types.UnionType) and len(members) == 1 < len(args):
+                member, enc = members[0], self._encoder_of(members[0])
+
+                def fn(v: Any, where: str) -> Any:  # Optional[T]: null, T, or the general path
+                    if v is None:
+                        return None
+                    return enc(v, where) if _fits(v, member) else slow(v, tp, where)
+                self._encoders[tp] = fn
+                return fn
+            if origin is tuple and len(args) == 2 and args[1] is Ellipsis or \
+                    origin in (list, cabc.Sequence, cabc.Iterable, set, frozenset, cabc.Set,
+                               cabc.MutableSet, cabc.MutableSequence):
+                enc = self._encoder_of(inner)
+
+                def fn(v: Any, where: str) -> Any:
+                    if v is None or isinstance(v, (str, bytes, dict)):
+                        return slow(v, tp, where)
+                    return [enc(x, where) for x in v]
+            else:
+                def fn(v: Any, where: str) -> Any:
+                    return slow(v, tp, where)
+        self._encoders[tp] = fn
+        return fn
+
+    def _encoder_of(self, tp: Any) -> Callable[[Any, str], Any]:
+        try:
+            return self._encoders.get(tp) or self._compile_encoder(tp)
+        except TypeError:
+            return lambda v, where: self._encode(v, tp, where)
+
+    def _compile_decoder(self, tp: Any) -> Callable[[Any, str], Any]:
+        slow = self._decode
+        fn: Callable[[Any, str], Any]
+        if tp is int or tp is str or tp is bool:
+            def fn(v: Any, where: str) -> Any:
+                return v if type(v) is tp else slow(v, tp, where)
+        elif tp is float:
+            def fn(v: Any, where: str) -> Any:
+                return v if type(v) is float else slow(v, tp, where)
+        elif tp is Any or tp is object or tp is tuple or isinstance(tp, typing.TypeVar):
+            untag = self.untag
+
+            def fn(v: Any, where: str) -> Any:
+                return untag(v, where)
+        elif isinstance(tp, type) and issubclass(tp, enum.Enum):
+            members = dict(tp.__members__)
+
+            def fn(v: Any, where: str) -> Any:
+                if type(v) is str:
+                    m = members.get(v)
+                    if m is not None:
+                        return m
+                return slow(v, tp, where)
+        elif isinstance(tp, type) and attrs.has(tp):
+            build = self._builder(self.local_types.get(tp, tp))
+
+            def fn(v: Any, where: str) -> Any:
+                if type(v) is dict:
+                    out = build(v, where)
+                    if out is not _NO_VALUE:
+                        return out
+                return slow(v, tp, where)
+        else:
+            origin, args = typing.get_origin(tp), typing.get_args(tp)
+            members = [a for a in args if a is not NoneType]
+            if origin in (typing.Union, types.UnionType) and len(members) == 1 < len(args):
+                dec = self._decoder_of(members[0])
+
+                def fn(v: Any, where: str) -> Any:
+                    return None if v is None else dec(v, where)
+            elif origin is list or origin in (cabc.Sequence, cabc.Iterable, cabc.MutableSequence) \
+                    or origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+                dec = self._decoder_of(args[0] if args else Any)
+                make = tuple if origin is tuple else list
+
+                def fn(v: Any, where: str) -> Any:
+                    if type(v) is list:
+                        return make([dec(x, where) for x in v])
+                    return slow(v, tp, where)
+            else:
+                def fn(v: Any, where: str) -> Any:
+                    return slow(v, tp, where)
+        self._decoders[tp] = fn
+        return fn
+
+    def _decoder_of(self, tp: Any) -> Callable[[Any, str], Any]:
+        try:
+            return self._decoders.get(tp) or self._compile_decoder(tp)
+        except TypeError:
+            return lambda v, where: self._decode(v, tp, where)
+
+    def _builder(self, cls: type) -> Callable[[dict, str], Any]:
+        """Build `cls` from its JSON fields, or _NO_VALUE when the general path must (an
+        unknown or ill-typed field, or a value the class refuses: it raises the error)."""
+        build = self._builders.get(cls)
+        if build is not None:
+            return build
+        fields = [(init, self._decoder_of(ftp)) for _, init, ftp in attrs_hints(cls)]
+        names = _init_names(cls)
+
+        def build(v: dict, where: str) -> Any:
+            if not v.keys() <= names:
+                return _NO_VALUE
+            try:
+                return cls(**{init: dec(v[init], where) for init, dec in fields if init in v})
+            except Exception:  # noqa: BLE001 - the general path raises the right CodecError
+                return _NO_VALUE
+        self._builders[cls] = build
+        return build
 
     # -- encoding -------------------------------------------------------------------------
-    def encode(self, value: Any, tp: Any, where: str = "value") -> Any:
+    def _encode(self, value: Any, tp: Any, where: str = "value") -> Any:
         t = type(value)
         if t is tp and (t is int or t is str or t is bool):  # plain JSON already: itself
             return value
@@ -257,8 +439,36 @@ class Codec:
         if t is tuple:
             tagged = self.tagged
             return {"$tuple": [v if type(v) is int or type(v) is str else tagged(v, where) for v in value]}
-        if t is float and math.isfinite(value):
+        if t is float and value - value == 0.0:  # finite
             return value
+        kind = self._tag_kinds.get(t)
+        if kind is None:
+            kind = self._tag_kinds[t] = self._tag_kind(t)
+        if kind is not _SLOW:
+            if kind is _ENUM:
+                return {"$enum": t.__name__, "name": value.name}
+            name, fields = kind
+            try:
+                return {"$attrs": name, "fields": {init: enc(getattr(value, attr), where)
+                                                   for attr, init, enc in fields}}
+            except CodecError:
+                pass  # the general path below names the field
+        return self._tagged(value, where)
+
+    def _tag_kind(self, t: type) -> Any:
+        """How `tagged` writes a value of class t: _ENUM, (class name, field encoders) of a
+        known attrs class, or _SLOW (the general path)."""
+        plain = (bool, str, int, float, bytes, bytearray)
+        if issubclass(t, enum.Enum) and not issubclass(t, plain):
+            return _ENUM
+        if attrs.has(t) and not issubclass(t, plain + (enum.Enum, BaseException)):
+            cls = self._known(t)
+            if cls is not None:
+                return (cls.__name__, [(name, init, self._encoder_of(ftp)) for name, init, ftp in attrs_hints(cls)])
+        return _SLOW
+
+    def _tagged(self, value: Any, where: str = "value") -> Any:
+        t = type(value)
         if isinstance(value, (bool, str)):
             return value
         if isinstance(value, int) and not isinstance(value, enum.Enum):
@@ -318,7 +528,7 @@ class Codec:
         return None
 
     # -- decoding -------------------------------------------------------------------------
-    def decode(self, v: Any, tp: Any, where: str = "value") -> Any:
+    def _decode(self, v: Any, tp: Any, where: str = "value") -> Any:
         if type(v) is tp and tp in (int, bool, str):  # the common case, first
             return v
         if tp is Any or tp is object or tp is tuple or isinstance(tp, typing.TypeVar):
@@ -428,6 +638,25 @@ class Codec:
             if not isinstance(items, list):
                 raise CodecError(f"{where}: \"$tuple\" must be an array, got {short(items)}")
             return tuple([x if type(x) is int or type(x) is str else untag(x, where) for x in items])
+        if t is dict and "$attrs" in v and len(v) == 2:
+            cls = self.classes.get(v["$attrs"]) if isinstance(v["$attrs"], str) else None
+            fields = v.get("fields")
+            if type(fields) is dict and isinstance(cls, type) and attrs.has(cls):
+                out = self._builder(cls)(fields, where)
+                if out is not _NO_VALUE:
+                    return out
+        elif t is list:
+            untag = self.untag
+            return [x if type(x) is int or type(x) is str else untag(x, where) for x in v]
+        if t is dict and len(v) == 2 and type(v.get("$enum")) is str:
+            members = self._enum_members.get(v["$enum"])
+            if members is None:
+                cls = self.classes.get(v["$enum"])
+                members = dict(cls.__members__) if isinstance(cls, type) and issubclass(cls, enum.Enum) else {}
+                self._enum_members[v["$enum"]] = members
+            member = members.get(v.get("name")) if type(v.get("name")) is str else None
+            if member is not None:
+                return member
         if v is None or isinstance(v, (bool, int, float, str)):
             return v
         if isinstance(v, list):
@@ -447,12 +676,12 @@ class Codec:
         if "$dict" in v:
             return {self.untag(k, where): self.untag(x, where) for k, x in v["$dict"]}
         if "$enum" in v:
-            cls = self.classes.get(v["$enum"])
+            cls = self.classes.get(v["$enum"]) if isinstance(v["$enum"], str) else None
             if not (isinstance(cls, type) and issubclass(cls, enum.Enum)):
                 raise CodecError(f"{where}: unknown enum {short(v['$enum'])}")
             return self._decode_class(v.get("name"), cls, where)
         if "$attrs" in v:
-            cls = self.classes.get(v["$attrs"])
+            cls = self.classes.get(v["$attrs"]) if isinstance(v["$attrs"], str) else None
             if not (isinstance(cls, type) and attrs.has(cls)):
                 raise CodecError(f"{where}: unknown class {short(v['$attrs'])}")
             return self._build(cls, v.get("fields") or {}, where)

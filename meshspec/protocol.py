@@ -58,8 +58,66 @@ DEFAULT_TIMEOUT = 5.0
 STARTUP_TIMEOUT = 30.0
 CLOSE_GRACE = 2.0  # seconds an impl process may take to exit once its stdin is closed  # seconds from start to the handshake's answer (interpreters, JITs)
 RNG_WORDS = 64
+DECODED = 4096  # decoded answers kept by their exact JSON text
 HISTORY = 32  # runs of queries searched for what follows a query that missed
 SKIPPED_OPS = frozenset({"check_invariants"})  # optional, but listed when supported
+
+
+# -- JSON lines: orjson when it is installed (optional, `pip install meshspec[fast]`), else
+# the standard library; both give the same values for every line the codec writes ------------
+def _std_dumps(msg: Any) -> bytes:
+    return json.dumps(msg, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _std_loads(line: bytes) -> Any:
+    return json.loads(line)
+
+
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - the standard library serves
+    _orjson = None
+
+_DIGITS = bytes(48 if 48 <= i <= 57 else i if i == 45 else 32 for i in range(256))  # digits "0", "-", " "
+_NINETEEN = b"0" * 19
+
+
+def _long_ints_fit(line: bytes, shape: bytes) -> bool:
+    """Whether every run of 19 or more digits in `line` (`shape` is its translation by
+    _DIGITS) reads as an integer orjson holds exactly, in [-2**63, 2**64)."""
+    i = shape.find(_NINETEEN)
+    while i >= 0:
+        j = i + 19
+        while j < len(shape) and shape[j] == 48:
+            j += 1
+        start = i - 1 if i and shape[i - 1] == 45 else i
+        if not -(1 << 63) <= int(line[start:j]) < 1 << 64:
+            return False
+        i = shape.find(_NINETEEN, j)
+    return True
+
+
+def _fast_dumps(msg: Any) -> bytes:
+    try:
+        return _orjson.dumps(msg)  # type: ignore[union-attr]
+    except TypeError:  # an integer beyond 64 bits, a non-string key: the standard library
+        return _std_dumps(msg)
+
+
+def _fast_loads(line: bytes) -> Any:
+    # orjson reads an integer beyond [-2**63, 2**64) as a float: such lines (and anything
+    # orjson refuses, e.g. the NaN token) go to the standard library, which is exact
+    shape = line.translate(_DIGITS)  # (passes in C: cheaper than a regex over the line)
+    if _NINETEEN in shape and not _long_ints_fit(line, shape):
+        return json.loads(line)
+    try:
+        return _orjson.loads(line)  # type: ignore[union-attr]
+    except ValueError:
+        return json.loads(line)
+
+
+dumps: Callable[[Any], bytes] = _fast_dumps if _orjson is not None else _std_dumps
+loads: Callable[[bytes], Any] = _fast_loads if _orjson is not None else _std_loads
 
 
 _NO_EVENTS: list = []  # a reply without "events" (never changed)
@@ -186,6 +244,8 @@ class Schema:
     classes: dict  # every model class by name (codec lookups)
     errors: tuple[str, ...]
     queries: frozenset = frozenset()  # the model module's QUERIES: read-only operations
+    #: operations whose answer may name an impl object (in any class; "get" always may)
+    holders: frozenset = frozenset()
 
     def op(self, cls_name: str, name: str) -> Op | None:
         return self.objects.get(cls_name, {}).get(name)
@@ -218,8 +278,10 @@ def schema_of(component: Component) -> Schema:
             objects[cls.__name__] = ops
         errors = tuple(sorted(n for n, c in classes.items()
                               if isinstance(c, type) and issubclass(c, component.errors)))
+        holders = frozenset({"get", "call"} | {name for ops in objects.values() for name, op in ops.items()
+                                               if _may_name_object(op.returns, classes)})
         _SCHEMAS[component.name] = Schema(component.name, component.model_cls.__name__, objects,
-                                          classes, errors, frozenset(getattr(module, "QUERIES", ())))
+                                          classes, errors, frozenset(getattr(module, "QUERIES", ())), holders)
     return _SCHEMAS[component.name]
 
 
@@ -251,7 +313,18 @@ def describe_schema(schema: Schema) -> dict:
             methods = sorted(n for n in dir(cls) if not n.startswith("_") and callable(getattr(cls, n)))
             types[name] = {"ref": methods + (["__contains__"] if "__contains__" in vars(cls) else [])}
     return {"component": schema.component, "protocol": PROTOCOL_VERSION, "main": schema.main,
+            "capabilities": CAPABILITIES,
             "injected": injected, "errors": list(schema.errors), "objects": objects, "types": types}
+
+
+#: Optional capabilities a server announces in its handshake answer (`"batch": true`, ...);
+#: the harness uses one only when it is announced (docs/protocol.md, Messages).
+CAPABILITIES = {
+    "batch": "takes {\"op\": \"batch\", \"requests\": [...]} and answers {\"ok\": [answer, ...]}, each "
+             "request answered in order as if it came alone",
+    "chain": "with batch: a request's \"obj\" may be {\"$result\": K}, the object request K of the same "
+             "batch answered ({\"$obj\": N}); if it answered none, that request is answered with an error",
+}
 
 
 # -- errors across the pipe ------------------------------------------------------------------
@@ -303,10 +376,35 @@ def _with_fields(exc: Any, fields: dict, args_msg: str | None) -> Any:
     return exc
 
 
+def _may_name_object(tp: Any, classes: dict[str, type], seen: frozenset = frozenset()) -> bool:
+    """Whether a value of type `tp` can hold an impl object ({"$obj": N} somewhere in it)."""
+    if tp in (int, str, bool, float, bytes, bytearray, type(None), None) or tp in seen:
+        return False
+    if isinstance(tp, type):
+        if issubclass(tp, (enum.Enum, BaseException)):
+            return False
+        if attrs.has(tp):
+            return any(_may_name_object(ftp, classes, seen | {tp}) for _, _, ftp in C.attrs_hints(tp))
+        return True  # an object class, or a bare container of anything
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is not None and args and not C.is_callable_hint(tp):
+        return any(_may_name_object(a, classes, seen) for a in args if a is not Ellipsis)
+    return True  # Any, a bare tuple, a TypeVar: tagged values, anything
+
+
 def _names_object(v: Any) -> bool:
+    if _orjson is not None:  # written in C, then searched: cheaper than walking in Python
+        try:
+            return b'"$obj"' in _orjson.dumps(v)
+        except TypeError:
+            pass
+    return _walk_names_object(v)
+
+
+def _walk_names_object(v: Any) -> bool:
     if isinstance(v, dict):
-        return "$obj" in v or any(_names_object(x) for x in v.values())
-    return isinstance(v, list) and any(_names_object(x) for x in v)
+        return "$obj" in v or any(_walk_names_object(x) for x in v.values())
+    return isinstance(v, list) and any(_walk_names_object(x) for x in v)
 
 
 _ATOMIC = {int, float, str, bytes, bool, type(None)}
@@ -331,6 +429,7 @@ def _immutable(value: Any) -> bool:
                 return False
         return True
     if isinstance(value, (int, float, str, bytes, enum.Enum)):
+        _ATOMIC.add(t)  # an enum or a subclass of an atomic type: atomic from now on
         return True
     if isinstance(value, (tuple, frozenset)):
         return all(_immutable(v) for v in value)
@@ -384,6 +483,11 @@ class ImplProcess:
         self.history: list = []
         self.main: int | None = None  # the object of the last init ("main" in predictions)
         self.prefetch = True
+        self.chain = False
+        self.produced: dict = {}  # (object, query, argument text) -> the impl object it answered
+        self.decoded: dict = {}
+        self.lazy_specs: dict = {}
+        self.texts: dict = {}  # id of recorded arguments -> (them, their repr)
         self.batch = False
 
     # process life ------------------------------------------------------------------------
@@ -405,6 +509,8 @@ class ImplProcess:
         self.live, self.proxies, self.object_keys = {}, {}, set()
         self.cache, self.follow, self.epoch, self.recording = {}, {}, (None, "", 0), []
         self.hits, self.history, self.main, self.prefetched, self.missed = {}, [], None, (), ()
+        self.lazy_specs, self.texts = {}, {}  # (their decoders belong to this start's codec)
+        self.decoded = {}
         self.current_op, timeout = "handshake", self.timeout
         self.timeout = max(timeout, STARTUP_TIMEOUT)  # start-up is not a request
         try:
@@ -441,6 +547,8 @@ class ImplProcess:
             return "\"operations\" must map class names to lists of operation names"
         self.operations = ops
         self.batch = ok.get("batch") is True  # optional: many queries in one line
+        #: optional: a request of a batch may name the object an earlier one answered
+        self.chain = self.batch and ok.get("chain") is True
         if "init" not in ops.get(self.schema.main, []):  # type: ignore[union-attr]
             return f"{self.schema.main} does not list \"init\""  # type: ignore[union-attr]
         self.codec = C.Codec(self.schema.classes, "$ref", self._make_ref, self._resolve,  # type: ignore[union-attr]
@@ -487,7 +595,7 @@ class ImplProcess:
         self.seq += 1
         seq = msg["seq"] = self.seq
         try:
-            line = json.dumps(msg, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+            line = dumps(msg) + b"\n"
         except (TypeError, ValueError) as exc:
             raise ImplProcessError(f"cannot encode the request: {exc}") from None
         try:
@@ -528,7 +636,7 @@ class ImplProcess:
         line, _, self.buf = self.buf.partition(b"\n")
         self.holds_object = b'"$obj"' in line  # an answer naming an object is never cached
         try:
-            reply = json.loads(line)
+            reply = loads(line)
         except ValueError:
             raise self._fault(f"impl process answered {self.current_op!r} with a line that is not "
                               f"JSON: {C.short(line.decode('utf-8', 'replace'))}") from None
@@ -556,7 +664,7 @@ class ImplProcess:
         except Exception as exc:  # noqa: BLE001 - the callee's error goes back to the impl
             reply = {"err": error_json(exc, self.codec)}
         try:
-            self.proc.stdin.write(json.dumps(reply, allow_nan=False).encode() + b"\n")  # type: ignore[union-attr]
+            self.proc.stdin.write(dumps(reply) + b"\n")  # type: ignore[union-attr]
         except OSError:
             raise self._exited() from None
 
@@ -614,8 +722,10 @@ class ImplProcess:
             self.ensure()
         assert self.codec is not None and self.schema is not None
         self.current_op = op.name
-        if op.kind == "init" and self.proxies:
-            self.proxies = {}  # a new example: the objects of the last one may go
+        if op.kind == "init":
+            self.produced = {}
+            if self.proxies:
+                self.proxies = {}  # a new example: the objects of the last one may go
         if self.hits and op.name not in self.schema.queries:
             self.hits.clear()  # (it holds proxies: released before this request's drops)
         msg: dict[str, Any] = {"op": op.name}
@@ -657,7 +767,8 @@ class ImplProcess:
             self.hits.clear()
             self.follow[self.epoch[1]] = self.recording
             if self.recording:
-                self.history = [(self.epoch[0], self.recording)] + self.history[:HISTORY - 1]
+                self.history = [(self.epoch[0], self.recording, _positions(self.recording))] \
+                    + self.history[:HISTORY - 1]
             self.epoch, self.recording = (obj, op.name, self.epoch[2] + 1), []
         batch = []
         now = msg["now_ns"]
@@ -692,7 +803,10 @@ class ImplProcess:
             self._prefetch(self.follow.get(self.epoch[1], ()), msg["now_ns"])
         if "out" in reply:
             self._write_back(op, values, reply["out"])
-        return self._result(op, reply)
+        value = self._result(op, reply)
+        if query and isinstance(value, RemoteObject):
+            self.produced[key[:3]] = value._handle  # type: ignore[index]
+        return value
 
     def _write_back(self, op: Op, values: dict[str, Any], out: Any) -> None:
         """In-out arguments (a bytearray the operation fills): their final content."""
@@ -712,29 +826,91 @@ class ImplProcess:
         """(cache key, request) of the queries that followed this update last time and are
         not cached yet (a query passing a reference or with no object is not asked early)."""
         batch = []
+        texts = self.texts
+        if len(texts) > 4096:
+            texts.clear()
+        epoch_obj, main, cache, seq = self.epoch[0], self.main, self.cache, self.seq
+        chosen: set = set()  # no duplicates in one batch
         for rel, name, args in predicted:
-            obj = self.absolute(rel)
-            text = repr(args)
+            obj = epoch_obj if rel == "self" else main if rel == "main" else rel
+            if rel == "$result":  # the object the batch's first request answers
+                obj = rel
+            known = texts.get(id(args))  # the recorded arguments are kept: their text too
+            if known is not None and known[0] is args:
+                text, ref = known[1], known[2]
+            else:
+                text = repr(args)
+                ref = "$ref" in text
+                texts[id(args)] = (args, text, ref)
             key = (obj, name, text, now_ns)
-            if key in self.cache or "$ref" in text or obj is None:
+            if ref or obj is None or key in cache or key in chosen:
                 continue
-            self.seq += 1
-            batch.append((key, {"op": name, "obj": obj, "args": args, "now_ns": now_ns, "seq": self.seq}))
-            self.cache[key] = None  # placeholder: no duplicates in one batch
-        for key, _ in batch:
-            del self.cache[key]
+            chosen.add(key)
+            seq += 1
+            batch.append((key, {"op": name, "obj": {"$result": 0} if obj == "$result" else obj, "args": args,
+                                "now_ns": now_ns, "seq": seq}))
+        self.seq = seq
         return batch
 
     def _successors(self, obj: int | None, name: str, args: dict) -> list:
         """The queries that followed (obj, name, args) the last time it was asked, in the
         current run or one of the last HISTORY runs (absolute object ids)."""
-        runs = [(self.epoch[0], self.recording[:-1])] + self.history
-        for owner, run in runs:
-            for i in range(len(run) - 1, -1, -1):
+        current = self.recording[:-1]  # (short: scanned, not indexed)
+        runs = [(self.epoch[0], current, {name: range(len(current))})] + self.history
+        for owner, run, positions in runs:
+            for i in reversed(positions.get(name, ())):
                 rel, n, a = run[i]
                 if n == name and a == args and (owner if rel == "self" else self.absolute(rel)) == obj:
                     return [(owner if r == "self" else self.absolute(r), n2, a2) for r, n2, a2 in run[i + 1:]]
+        # never asked on this object (a collector just handed out): what followed the same
+        # question on another object of its class, with that object read as this one
+        cls_name = self._class_of(obj)
+        if cls_name is None:
+            return []
+        for owner, run, positions in runs:
+            for i in reversed(positions.get(name, ())):
+                rel, n, a = run[i]
+                other = owner if rel == "self" else self.absolute(rel)
+                if n == name and a == args and other != obj and self._class_of(other) == cls_name:
+                    out = []
+                    for r, n2, a2 in run[i + 1:]:
+                        o = owner if r == "self" else self.absolute(r)
+                        out.append((obj if o == other else o, n2, a2))
+                    return out
+        return self._chained(runs, obj, name, args) if self.chain else []
+
+    def _chained(self, runs: list, obj: Any, name: str, args: dict) -> list:
+        """A question asked of this object before with other arguments (`metrics_collector(3)`
+        when 5 is asked): what followed it, with its arguments read as these and the object
+        it answered read as the one this answer names ({"$result": 0} in the batch)."""
+        for owner, run, positions in runs:
+            for i in reversed(positions.get(name, ())):
+                rel, n, a = run[i]
+                if n != name or a == args or type(a) is not dict or a.keys() != args.keys() \
+                        or (owner if rel == "self" else self.absolute(rel)) != obj:
+                    continue
+                produced = self.produced.get((obj, n, repr(a)))
+                swap = {v: args[k] for k, v in a.items()
+                        if (type(v) is int or type(v) is str) and type(args[k]) is type(v)}
+                out = []
+                for r, n2, a2 in run[i + 1:]:
+                    o = owner if r == "self" else self.absolute(r)
+                    if produced is not None and o == produced:
+                        o = "$result"
+                    if swap and type(a2) is dict:
+                        a2 = {k: swap.get(v, v) if type(v) is int or type(v) is str else v for k, v in a2.items()}
+                    out.append((o, n2, a2))
+                return out
         return []
+
+    def _class_of(self, obj: Any) -> str | None:
+        """The schema class of a live impl object of this example (None if not known)."""
+        if obj is None:
+            return None
+        if obj == self.main:
+            return self.schema.main  # type: ignore[union-attr]
+        proxy = self.proxies.get(obj)
+        return type(proxy)._class_name if proxy is not None else None
 
     def relative(self, obj: int | None) -> Any:
         """How a prediction names an object: "self" (the last update's), "main" (the last
@@ -762,6 +938,12 @@ class ImplProcess:
         for (key, m), reply in zip(batch, replies):
             if reply.get("seq") != m["seq"]:
                 raise self._fault(f"a batch answered request {C.short(reply.get('seq'))} in place of {m['seq']}")
+            if key is not None and key[0] == "$result":  # named by the first answer's object
+                first = replies[0].get("ok")
+                ident = first.get("$obj") if type(first) is dict else None
+                if type(ident) is not int:
+                    continue
+                key, m = (ident,) + key[1:], dict(m, obj=ident)
             if key is None:
                 if not ({"ok", "err"} & reply.keys()):
                     raise self._fault(f"impl process answered {m['op']!r} with {C.short(reply)}, "
@@ -769,7 +951,7 @@ class ImplProcess:
                 out.append(reply)
             elif not (reply.get("events") or reply.get("rng_used") or "ok" not in reply):
                 self.cache[key] = reply
-                if objects and _names_object(reply["ok"]):
+                if objects and m["op"] in self.schema.holders and _names_object(reply["ok"]):
                     self.object_keys.add(key)
                 self._lazy_hit(m, reply)
         return out
@@ -777,28 +959,75 @@ class ImplProcess:
     def _lazy_hit(self, m: dict, reply: dict) -> None:
         """An answer asked early goes into the fast cache too, decoded on its first use."""
         obj, args = m.get("obj"), m["args"]
-        values = tuple(args.values())
-        if obj is None or not _plain(values):
+        if obj is None:
             return
+        values = tuple(args.values())
+        for v in values:
+            t = type(v)
+            if t is not int and t is not str:
+                return
         proxy = self.proxies.get(obj)
         cls_name = type(proxy)._class_name if proxy is not None else self.schema.main \
             if obj == self.main else None  # type: ignore[union-attr]
-        op = self.schema.op(cls_name, m["op"]) if cls_name else None  # type: ignore[union-attr]
-        if op is None or op.kind != "method" or op.injects or op.has_out or len(values) != len(op.names) \
-                or tuple(args) != op.names or m["op"] not in self.schema.queries:  # type: ignore[union-attr]
+        if cls_name is None:
             return
-        self.hits[(obj, m["op"], values, m["now_ns"])] = (args, _LAZY, reply, op)
+        shape = (cls_name, m["op"], tuple(args))
+        spec = self.lazy_specs.get(shape)
+        if spec is None:  # once per class, operation and argument names
+            op = self.schema.op(cls_name, m["op"])  # type: ignore[union-attr]
+            spec = self.lazy_specs[shape] = False if op is None or op.kind != "method" or op.injects \
+                or op.has_out or shape[2] != op.names or m["op"] not in self.schema.queries \
+                else (op, self.codec._decoder_of(op.returns), f"{op.name} result")  # type: ignore[union-attr]
+        if spec:
+            self.hits[(obj, m["op"], values, m["now_ns"])] = (args, _LAZY, reply, spec)
 
     def decode_hit(self, key: tuple, hit: tuple) -> Any:
         """The first use of an answer asked early: decoded, and kept decoded when it can be shared."""
-        _, _, reply, op = hit
-        value = self._result(op, reply)
-        share = 1 if reply.get("value", reply) is value else _shareable(value)
+        _, _, reply, (op, decode, where) = hit
+        if "err" in reply:
+            value = self._result(op, reply)
+            share = _shareable(value)
+        else:  # asked early and kept: a plain answer, no events, no randomness
+            raw = reply["ok"]
+            text = None
+            if type(raw) is dict or type(raw) is list:
+                # the same JSON, byte for byte, as an answer decoded before (the policy, an
+                # unchanged abstract state): its immutable value again, not decoded again
+                try:
+                    text = (decode, dumps(raw))
+                except (TypeError, ValueError):
+                    pass
+                known = self.decoded.get(text) if text is not None else None
+                if known is not None:
+                    value, share = known
+                    if share == 1:
+                        reply["value"] = value
+                    self.hits[key] = (hit[0], value, share == 2)
+                    return list(value) if share == 2 else value
+            try:
+                value = decode(raw, where)
+            except C.CodecError as exc:
+                raise self._fault(f"impl process answered {op.name!r} with a wrong type: {exc}") from None
+            share = _shareable(value)
+            if isinstance(value, RemoteObject):
+                self.produced[(key[0], key[1], repr(hit[0]))] = value._handle
+            if share == 1 and not isinstance(value, RemoteObject):
+                reply["value"] = value  # immutable: the slow cache hands it out as is too
+                if text is not None:
+                    self._remember(text, value, 1)
+            elif share == 2 and text is not None:
+                self._remember(text, value, 2)
         if share:
             self.hits[key] = (hit[0], value, share == 2)
         else:
             del self.hits[key]
         return value
+
+    def _remember(self, text: tuple, value: Any, share: int) -> None:
+        """A decoded answer free of impl objects, by its decoder and exact JSON text."""
+        if len(self.decoded) >= DECODED:
+            self.decoded.clear()
+        self.decoded[text] = (tuple(value) if share == 2 else value, share)
 
     def _prefetch(self, predicted: Any, now_ns: int) -> None:
         """Send the queries that followed this update last time, in one write, and cache the
@@ -813,7 +1042,7 @@ class ImplProcess:
             return
         for key, _ in batch:
             self.cache[key] = None
-        data = b"".join(json.dumps(m, separators=(",", ":")).encode() + b"\n" for _, m in batch)
+        data = b"".join(dumps(m) + b"\n" for _, m in batch)
         try:
             self.proc.stdin.write(data)  # type: ignore[union-attr]
         except OSError:
@@ -1007,15 +1236,16 @@ def _method(name: str, op: Op, query: bool = False) -> Callable:
         if self._generation != process.generation or process.proc is None:
             raise ImplProcessError(f"impl process was restarted; object {self._handle} is gone")
         key = None
-        if fast and not kwargs and len(args) == arity and _plain(args):
+        if fast and not kwargs and len(args) == arity and (not arity or _plain(args)):
             # a query asked again in the same state: answered from the fast cache without
             # binding, encoding or decoding (its arguments are recorded for prediction)
             clock = process.clock
-            key = (self._handle, name, args, clock() if clock is not None else 0)
+            handle = self._handle
+            key = (handle, name, args, clock() if clock is not None else 0)
             hit = process.hits.get(key)
             if hit is not None:
-                handle = self._handle
-                process.recording.append((process.relative(handle), name, hit[0]))
+                rel = "self" if handle == process.epoch[0] else "main" if handle == process.main else handle
+                process.recording.append((rel, name, hit[0]))
                 if hit[1] is _LAZY:
                     return process.decode_hit(key, hit)
                 return list(hit[1]) if hit[2] else hit[1]
@@ -1032,6 +1262,18 @@ def _method(name: str, op: Op, query: bool = False) -> Callable:
         return value
     method.__name__ = name
     return method
+
+
+def _positions(run: list) -> dict[str, list[int]]:
+    """Where each operation occurs in a run of queries (searched from the end)."""
+    out: dict[str, list[int]] = {}
+    for i, entry in enumerate(run):
+        name = entry[1]
+        if name in out:
+            out[name].append(i)
+        else:
+            out[name] = [i]
+    return out
 
 
 def _plain(args: tuple) -> bool:

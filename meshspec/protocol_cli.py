@@ -10,7 +10,7 @@ from typing import Any
 from meshspec.lockstep import Component, ImplLoadError, load_impl
 
 IMPL_CMD_HELP = ("a command speaking the subject protocol (docs/protocol.md) to check in place of "
-                 "the impl, e.g. \"python -m meshspec serve shard_mapper\" or \"./target/release/"
+                 "the impl, e.g. \"python -m meshspec.serve shard_mapper\" or \"./target/release/"
                  "mapper-server\"; one process serves the whole run")
 TIMEOUT_HELP = "seconds the --impl-cmd process may take per request before it counts as hung (default 5)"
 
@@ -20,7 +20,7 @@ def add_impl_cmd_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--impl-timeout", type=float, default=None, metavar="S", help=TIMEOUT_HELP)
 
 
-VIA_SERVE_HELP = ("serve each mutant with `meshspec serve C --impl MUTANT` and check it through the "
+VIA_SERVE_HELP = ("serve each mutant with `python -m meshspec.serve C --impl MUTANT` and check it through the "
                   "subject protocol (one server process per mutant): is every curated mutant caught "
                   "through the pipe?")
 NOT_HERE = {"mutants": "--impl-cmd runs one command, which has no curated mutants: use "
@@ -35,7 +35,7 @@ PIPE_RESULTS_PATH = Path(__file__).resolve().parent.parent / "docs" / PIPE_RESUL
 
 
 def pipe_bench(comp: Component, profile: str, seed: int, max_examples: int | None = None) -> dict:
-    """One fuzz run in-process, then the same through `meshspec serve C` (process start-up
+    """One fuzz run in-process, then the same through `python -m meshspec.serve C` (process start-up
     included): wall steps/s, steps per CPU-second (through the pipe: harness and server
     together, user + system), round trips per step, and whether both runs agree."""
     import os
@@ -59,7 +59,7 @@ def pipe_bench(comp: Component, profile: str, seed: int, max_examples: int | Non
     here = run(comp.impl_cls)
     here_wall, here_cpu = time.perf_counter() - wall, cpu(resource.RUSAGE_SELF) - own
     wall, own, child = time.perf_counter(), cpu(resource.RUSAGE_SELF), cpu(resource.RUSAGE_CHILDREN)
-    served = command_impl(f"{shlex.quote(sys.executable)} -m meshspec serve {comp.name}", comp)
+    served = command_impl(f"{shlex.quote(sys.executable)} -m meshspec.serve {comp.name}", comp)
     process = process_of(served)
     try:
         there = run(served)
@@ -120,7 +120,7 @@ def report_section(path: Path | None = None) -> str:
                                     "pipe steps/s", "in-process steps/CPU-s", "pipe steps/CPU-s (both)",
                                     "round trips/step", "load average"], tablefmt="github") if rows else "(nothing recorded)"
     return ("## The subject protocol's speed\n\nThe same fuzz run in-process and through `--impl-cmd "
-            "\"meshspec serve C\"` (the server's start-up included), recorded by `meshspec protocol C "
+            "\"python -m meshspec.serve C\"` (the server's start-up included), recorded by `meshspec protocol C "
             f"--bench --record` in docs/{PIPE_RESULTS_NAME}. CPU-seconds through the pipe are those of "
             "the harness and the server together.\n\n" + table)
 
@@ -167,14 +167,14 @@ def serve_command(component: Component, impl_cls: type) -> str:
     import sys
 
     from meshspec.lockstep import impl_path
-    return (f"{shlex.quote(sys.executable)} -m meshspec serve {component.name} --callbacks calls "
+    return (f"{shlex.quote(sys.executable)} -m meshspec.serve {component.name} --callbacks calls "
             f"--impl {shlex.quote(impl_path(impl_cls))}")
 
 
 def run_served_mutants(component: Component, *, profile: str, seed: int, only: list[str] | None = None,
                        shrink: bool = True, on_result: Any = None, backend: str = "hypothesis",
                        max_examples: int | None = None, timeout: float | None = None) -> list:
-    """`run_mutants` with each mutant served by `meshspec serve --impl` and checked through
+    """`run_mutants` with each mutant served by `python -m meshspec.serve --impl` and checked through
     the protocol; one server process per mutant, closed after its run."""
     from meshspec.fuzz import MutantResult, run_fuzz
     from meshspec.protocol import DEFAULT_TIMEOUT, close_command, command_impl
@@ -199,10 +199,10 @@ def run_served_mutants(component: Component, *, profile: str, seed: int, only: l
 
 def add_protocol_parsers(sub: Any) -> None:
     p = sub.add_parser("protocol", help="print the subject protocol's schema of a component (JSON), "
-                       "or --bench: the same fuzz run in-process and through `meshspec serve`")
+                       "or --bench: the same fuzz run in-process and through `python -m meshspec.serve`")
     p.add_argument("component")
     p.add_argument("--bench", action="store_true",
-                   help="fuzz the component in-process and through `meshspec serve C` (same profile "
+                   help="fuzz the component in-process and through `python -m meshspec.serve C` (same profile "
                         "and seed): steps/s, steps per CPU-second of both processes, round trips")
     p.add_argument("--profile", default="ci", help="with --bench: the fuzz profile (default ci)")
     p.add_argument("--seed", default=str(BENCH_SEED), help=f"with --bench: the seed (default {BENCH_SEED})")

@@ -16,8 +16,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from typing import Any
+
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meshspec import codec as C
 from meshspec import registry
@@ -29,7 +33,9 @@ from meshspec.serve import TapeRandom
 
 ROOT = Path(__file__).resolve().parent.parent
 FAULTY = f"{sys.executable} {ROOT / 'tests' / 'protocol_servers' / 'faulty.py'}"
-SERVE = f"{sys.executable} -m meshspec serve"
+#: the light entry point (no CLI, no Hypothesis in the server) and the CLI verb: both serve
+SERVE = f"{sys.executable} -m meshspec.serve"
+SERVE_CLI = f"{sys.executable} -m meshspec serve"
 #: Every component (load_balancer's harness reaches into private hooks of the balancer: the
 #: Python server answers those through the protocol's get/set/delete/call and init hooks).
 PROTOCOL_COMPONENTS = registry.names()
@@ -96,10 +102,110 @@ def test_nan_travels_with_its_sign_and_payload(bits):
     ("three", list[int], "expected an array"), (1.5, int, "expected int"), (True, int, "expected int"),
     ("PURPLE", Colour, "expected a Colour name"), ({"x": 1.0, "nope": 1}, Point, "no field 'nope'"),
     ("%%%", bytes, "invalid base64"), ([1, 2, 3], tuple[int, int], "expected 2 items"),
+    ({"$enum": ["Colour"], "name": "RED"}, Any, "unknown enum"), ({"$attrs": [1], "fields": {}}, Any, "unknown class"),
+    ({"$enum": "Colour", "name": "PURPLE"}, Any, "expected a Colour name"),
 ])
 def test_a_value_of_the_wrong_type_is_refused_with_where(raw, tp, says):
     with pytest.raises(C.CodecError, match=says):
         CODEC.decode(raw, tp, "result")
+
+
+VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=4)
+    | st.binary(max_size=4) | st.sampled_from(Colour)
+    | st.builds(Point, st.floats(), st.binary(max_size=3), st.sampled_from(Colour),
+                st.lists(st.integers(0, 2**64 - 1), max_size=3).map(tuple)),
+    lambda inner: st.lists(inner, max_size=3) | st.lists(inner, max_size=3).map(tuple)
+    | st.frozensets(st.integers(-3, 3), max_size=3) | st.dictionaries(st.text(max_size=2), inner, max_size=2),
+    max_leaves=8)
+TYPED = [(int, st.integers(-2**70, 2**70) | st.booleans() | st.floats()), (float, st.floats() | st.integers()),
+         (str, st.text(max_size=3)), (bool, st.booleans() | st.integers(0, 1)), (Colour, st.sampled_from(Colour)),
+         (Point, st.builds(Point, st.floats(), st.binary(max_size=3), st.sampled_from(Colour))),
+         (Point | None, st.none() | st.builds(Point, st.floats(), st.binary(max_size=2), st.sampled_from(Colour))),
+         (list[int], st.lists(st.integers(-2**65, 2**65), max_size=4)), (type(None), st.none() | st.integers()),
+         (Colour | None, st.none() | st.sampled_from(Colour) | st.integers() | st.text(max_size=2)),
+         (list[float], st.lists(st.floats(), max_size=4)), (tuple[int, ...], st.lists(st.integers(), max_size=3).map(tuple)),
+         (tuple[Colour, float], st.tuples(st.sampled_from(Colour), st.floats())),
+         (list[Point], st.lists(st.builds(Point, st.floats(), st.just(b""), st.sampled_from(Colour)), max_size=2))]
+
+
+def agrees(codec: C.Codec, value, tp) -> bool:
+    """The compiled encoder and decoder give exactly what the general path gives (repr of
+    the JSON text and of the value: 1, 1.0 and True, -0.0 and 0.0 and every NaN differ)."""
+    def text(v):
+        return json.dumps(v, allow_nan=False, sort_keys=True)
+
+    def outcome(fn, *args, show=repr):
+        try:
+            return "ok", show(fn(*args))
+        except C.CodecError as exc:  # both refuse, with the same words
+            return "refused", str(exc)
+    fast, slow = outcome(codec.encode, value, tp, show=text), outcome(codec._encode, value, tp, show=text)
+    if fast != slow:
+        return False
+    if fast[0] != "ok":
+        return True
+    raw = json.loads(fast[1])
+    return outcome(codec.decode, raw, tp) == outcome(codec._decode, raw, tp)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_the_compiled_codec_gives_what_the_general_path_gives(data):
+    tp, values = data.draw(st.sampled_from(TYPED + [(Any, VALUES), (tuple, VALUES.map(lambda v: (v,)))]))
+    assert agrees(CODEC, data.draw(values), tp)
+
+
+def test_a_compiled_codec_that_drifts_from_the_general_path_is_caught():
+    """The check above can fail: a float encoder that skips the non-finite test writes NaN
+    where the general path writes "nan"; an enum decoder that accepts values, not names."""
+    class Drifting(C.Codec):
+        def _compile_encoder(self, tp):
+            if tp is float:
+                self._encoders[tp] = lambda v, where: v
+                return self._encoders[tp]
+            return super()._compile_encoder(tp)
+
+        def _compile_decoder(self, tp):
+            if tp is Colour:
+                self._decoders[tp] = lambda v, where: Colour(v) if v in ("r", "b") else Colour[v]
+                return self._decoders[tp]
+            return super()._compile_decoder(tp)
+    drifting = Drifting({"Point": Point, "Colour": Colour})
+    assert agrees(drifting, 1.5, float) and agrees(drifting, Colour.RED, Colour)
+    with pytest.raises(ValueError):  # NaN reaches the JSON layer raw
+        agrees(drifting, math.nan, float)
+    with pytest.raises(C.CodecError):
+        CODEC.decode("r", Colour)
+    assert drifting.decode("r", Colour) is Colour.RED  # accepted where the general path refuses
+
+
+@pytest.mark.parametrize("line", [b'{"a":18446744073709551615,"b":-9223372036854775808}',
+                                  b'[18446744073709551616,-9223372036854775809,1e400]', b'[NaN,-Infinity]',
+                                  b'[9223372036854775807,18446744073709551615,-9223372036854775808]',
+                                  b'{"a":"x-99999999999999999999","b":[1,-18446744073709551615]}',
+                                  b'{"s":"1234567890123456789012345","f":0.30000000000000004,"z":-0.0}',
+                                  b'{"$tuple":[1,{"$float":"nan"},{"$bytes":"AP8="}]}', b'nope'])
+def test_json_lines_read_the_same_with_and_without_orjson(line):
+    """orjson (when installed) reads an integer beyond 64 bits as a float and refuses the NaN
+    token: such lines go to the standard library, so every line reads as json.loads reads it."""
+    from meshspec import protocol as P
+    try:
+        expected = json.loads(line)
+    except ValueError:
+        with pytest.raises(ValueError):
+            P.loads(line)
+        return
+    assert repr(P.loads(line)) == repr(expected) == repr(P._std_loads(line))
+    if "NaN" not in line.decode() and "e400" not in line.decode():  # (the codec never writes those)
+        assert repr(json.loads(P.dumps(expected))) == repr(expected)  # big ints written exactly too
+
+
+def test_without_orjson_the_standard_library_writes_and_reads():
+    code = ("import sys; sys.modules['orjson'] = None; import meshspec.protocol as P; "
+            "assert P.dumps is P._std_dumps and P.loads is P._std_loads; print(P.dumps({'a': 2**70}).decode())")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == '{"a":1180591620717411303424}', proc.stderr
 
 
 def test_tape_random_draws_exactly_what_random_random_draws_from_the_same_words():
@@ -150,6 +256,7 @@ def test_meshspec_protocol_prints_the_schema_as_json():
     assert doc["types"]["ShardState"] == {"enum": ["PROVISIONING", "ACTIVE", "DRAINING", "STOPPED"]}
     assert "AtMaxShards" in doc["errors"] and doc["injected"] == ["clock"]
     assert "ShardMetricsCollector" in doc["objects"]  # handed out by metrics_collector()
+    assert set(doc["capabilities"]) == {"batch", "chain"}
 
 
 def test_a_factory_takes_the_constructor_options_and_harness_objects_are_references():
@@ -214,6 +321,7 @@ def test_the_same_server_behaving_passes_the_same_trace(trace_file):
     (f"{FAULTY} silent", "handshake failed: impl process exited with code 4 during 'handshake'"),
     (f"{FAULTY} badhello", "handshake failed: protocol version 99, this meshspec speaks 1"),
     (f"{SERVE} scheduler", "handshake failed: it serves component 'scheduler', not shard_mapper"),
+    (f"{SERVE_CLI} scheduler", "handshake failed: it serves component 'scheduler', not shard_mapper"),
 ])
 def test_a_command_that_cannot_start_or_handshake_is_exit_2_with_one_line(command, says):
     proc = meshspec("fuzz", "shard_mapper", "--impl-cmd", command, "--max-examples", "1")
@@ -410,3 +518,148 @@ def test_the_server_profiles_itself_when_asked(tmp_path):
                           text=True, timeout=120, env={**os.environ, "MESHSPEC_SERVE_PROFILE": str(out)})
     assert proc.returncode == 0 and '"protocol":1' in proc.stdout
     assert any("answer" in fn for _, _, fn in pstats.Stats(str(out)).stats)
+
+
+# -- the light entry point and the server's reading -----------------------------------------------
+def test_the_light_server_table_names_the_registered_classes():
+    from meshspec.serve import SERVED, served_component
+    assert list(SERVED) == registry.names()
+    for name in SERVED:
+        comp, light = registry.get_component(name), served_component(name)
+        assert (light.model_cls, light.impl_cls, light.errors) == (comp.model_cls, comp.impl_cls, comp.errors)
+
+
+def test_the_light_server_imports_neither_hypothesis_nor_the_cli():
+    code = ("import sys, io; sys.stdin = io.TextIOWrapper(io.BytesIO(b'')); import meshspec.serve as S; "
+            "S.served_component('shard_mapper'); from meshspec.protocol import schema_of; "
+            "schema_of(S.served_component('groups')); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('hypothesis', 'properties') "
+            "or m == 'meshspec.cli'))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("args,says", [(["nosuch"], "unknown component 'nosuch'"),
+                                       (["shard_mapper", "--impl", "nosuch:X"], "cannot import 'nosuch'")])
+def test_the_light_server_refuses_bad_input_with_one_line(args, says):
+    proc = subprocess.run([sys.executable, "-m", "meshspec.serve", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and says in proc.stderr, proc.stderr
+
+
+def test_the_server_reads_lines_however_the_pipe_splits_them():
+    """Requests that arrive several to a read, or one split over reads, are each answered once
+    and in order (the server reads with os.read and splits lines itself)."""
+    import io
+    import os
+    import threading
+
+    from meshspec.serve import Server
+    comp = registry.get_component("shard_mapper")
+    r, w = os.pipe()
+    out = io.BytesIO()
+    server = Server(comp, comp.impl_cls, os.fdopen(r, "rb", buffering=0), out)
+    policy = {"fill_ratio_threshold": 0.7, "push_latency_threshold_ns": 5, "flush_latency_threshold_us": 1000,
+              "min_shards": 1, "max_shards": 8, "cooldown_ns": 1000, "scale_down_delay_ns": 10, "underutilized_threshold": 0.1,
+              "metrics_window_ns": 100, "auto_scale": False}
+    lines = [{"op": "handshake", "protocol": 1, "seq": 1},
+             {"op": "init", "args": {"initial_shards": 2, "ring_buffer_capacity": 4, "policy": policy}, "now_ns": 0, "seq": 2},
+             {"op": "active_shard_count", "obj": 1, "args": {}, "now_ns": 0, "seq": 3},
+             {"op": "select_shard", "obj": 1, "args": {"event_hash": 2**64 - 1}, "now_ns": 0, "seq": 4},
+             {"op": "scale_up", "obj": 1, "args": {"count": 1}, "now_ns": 5000, "seq": 5}]
+    data = b"".join(json.dumps(m).encode() + b"\n" for m in lines) + b"\n"
+    thread = threading.Thread(target=server.run)
+    thread.start()
+    for cut in (3, 70, 71, 200, len(data)):  # pieces of every size, one of them mid-line
+        os.write(w, data[:cut])
+        data = data[cut:]
+    os.close(w)
+    thread.join(timeout=30)
+    answers = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert [a["seq"] for a in answers] == [1, 2, 3, 4, 5]
+    assert answers[2]["ok"] == 2 and answers[3]["ok"] in (0, 1) and answers[4]["ok"] == [2]
+
+
+def test_an_answer_decoded_before_is_reused_only_for_the_same_json_text():
+    """An answer asked early whose JSON is byte for byte one decoded before is handed out
+    from the table of decoded values; 1, 1.0 and true (equal in Python) or 0.0 and -0.0 are
+    different texts and are decoded anew, so a type that changes is still seen."""
+    from meshspec.protocol import _LAZY, ImplProcess
+    process = ImplProcess("unused", registry.get_component("shard_mapper"))
+    assert process._check_hello({"ok": {"protocol": 1, "component": "shard_mapper",
+                                        "operations": {"ShardMapper": ["init", "abstract"]}}}) is None
+    op = process.schema.op("ShardMapper", "abstract")
+    spec = (op, process.codec._decoder_of(op.returns), "abstract result")
+
+    def first_use(ok, now):
+        key = (1, "abstract", (), now)
+        hit = process.hits[key] = ({}, _LAZY, {"ok": ok, "seq": now}, spec)
+        return process.decode_hit(key, hit)
+    a = first_use({"$tuple": [1, {"$tuple": [0.0, "x"]}]}, 1)
+    assert first_use({"$tuple": [1, {"$tuple": [0.0, "x"]}]}, 2) is a  # the same text: reused
+    for n, (first, inner) in enumerate([(1.0, 0.0), (True, 0.0), (1, -0.0)]):
+        again = first_use({"$tuple": [first, {"$tuple": [inner, "x"]}]}, 3 + n)
+        assert again == a and again is not a and repr(again) == repr((first, (inner, "x")))
+
+
+def test_a_question_never_asked_of_an_object_is_predicted_from_another_of_its_class():
+    """A collector just handed out has no history: what followed the same question on
+    another collector is asked early for it (read as this one); an object of another
+    class gets no such prediction."""
+    from meshspec.protocol import ImplProcess, _positions
+    from model.shard_mapper import ShardMetricsCollector
+    process = ImplProcess("unused", registry.get_component("shard_mapper"))
+    assert process._check_hello({"ok": {"protocol": 1, "component": "shard_mapper", "operations": {
+        "ShardMapper": ["init"], "ShardMetricsCollector": ["current_len", "pushes_since_drain_start"]}}}) is None
+    process.main, process.epoch = 1, (1, "record_push", 5)
+    old, new = process.proxy_for(7, ShardMetricsCollector), process.proxy_for(9, ShardMetricsCollector)
+    run = [(7, "get", {"name": "capacity"}), (7, "current_len", {}), ("main", "shard_state", {"shard_id": 3}),
+           (7, "pushes_since_drain_start", {})]
+    process.history = [(1, run, _positions(run))]
+    assert process._successors(7, "get", {"name": "capacity"}) == [(7, "current_len", {}), (1, "shard_state", {"shard_id": 3}),
+                                                                    (7, "pushes_since_drain_start", {})]
+    assert process._successors(9, "get", {"name": "capacity"}) == [(9, "current_len", {}), (1, "shard_state", {"shard_id": 3}),
+                                                                    (9, "pushes_since_drain_start", {})]
+    assert process._successors(1, "get", {"name": "capacity"}) == []  # the mapper is no collector
+    assert process._successors(9, "get", {"name": "other"}) == []
+    assert old is not new
+
+
+def test_a_server_without_the_chain_capability_gives_the_same_run_in_more_round_trips(fuzz_seed):
+    """`"chain": true` in the handshake lets a batch name the object an earlier request
+    answers; a server that does not announce it (faulty.py nochain exits if it gets one)
+    is never sent one and gives the same run, in more round trips."""
+    comp = registry.get_component("shard_mapper")
+    runs, trips = [], []
+    for command in (f"{FAULTY} none", f"{FAULTY} nochain"):
+        served = command_impl(command, comp)
+        runs.append(summary(run_fuzz(comp, served, profile="ci", seed=fuzz_seed, use_database=False,
+                                     max_examples=15)))
+        trips.append(served._process.round_trips)
+        assert served._process.chain == (command.endswith("none"))
+    assert runs[0] == runs[1] and runs[0][4] is None
+    assert trips[0] < trips[1], trips
+
+
+def test_a_chained_request_names_the_object_an_earlier_request_of_its_batch_answered():
+    import io
+
+    from meshspec.serve import Server
+    comp = registry.get_component("shard_mapper")
+    server = Server(comp, comp.impl_cls, io.BytesIO(b""), io.BytesIO())
+    policy = {"fill_ratio_threshold": 0.7, "push_latency_threshold_ns": 5, "flush_latency_threshold_us": 1000,
+              "min_shards": 1, "max_shards": 8, "cooldown_ns": 1000, "scale_down_delay_ns": 10,
+              "underutilized_threshold": 0.1, "metrics_window_ns": 100, "auto_scale": False}
+    assert server.answer(json.dumps({"op": "handshake", "protocol": 1, "seq": 1}).encode())["ok"]["chain"] is True
+    init = {"op": "init", "args": {"initial_shards": 2, "ring_buffer_capacity": 4, "policy": policy}, "seq": 2}
+    assert server.answer(json.dumps(init).encode())["ok"] == {"$obj": 1}
+    requests = [{"op": "metrics_collector", "obj": 1, "args": {"shard_id": 0}, "seq": 3},
+                {"op": "current_len", "obj": {"$result": 0}, "args": {}, "seq": 4},
+                {"op": "metrics_collector", "obj": 1, "args": {"shard_id": 99}, "seq": 5},
+                {"op": "current_len", "obj": {"$result": 2}, "args": {}, "seq": 6},
+                {"op": "current_len", "obj": {"$result": 9}, "args": {}, "seq": 7}]
+    answers = server.answer(json.dumps({"op": "batch", "requests": requests, "seq": 8}).encode())["ok"]
+    assert [a["seq"] for a in answers] == [3, 4, 5, 6, 7]
+    assert answers[0]["ok"] == {"$obj": 2} and answers[1]["ok"] == 0 and answers[2]["ok"] is None
+    assert answers[3]["err"]["msg"] == "request 2 of the batch answered no object"
+    assert answers[4]["err"]["type"] == "ProtocolError"

@@ -4,8 +4,8 @@
 
 MODE: crash (exit 3), hang (never answers), garbage (a line that is not JSON), wrongtype
 (a string where list[int] is due), twolines (answers twice), badhello (protocol 99),
-silent (exits before the handshake), noabstract (does not serve `abstract`), none
-(behaves); batchcrash, batchshort (one answer too few), batchwrongtype: the same faults on
+silent (exits before the handshake), noabstract (does not serve `abstract`), nochain
+(does not announce the "chain" capability: an older server), none (behaves); batchcrash, batchshort (one answer too few), batchwrongtype: the same faults on
 the first `batch` line that carries a `scale_up` (the harness batches an update with the
 queries that followed it last time, so from the second `scale_up` on). `--impl
 module:Class` serves another class. Everything else is the reference
@@ -34,6 +34,13 @@ class Faulty(Server):
             reply = super().answer(line)
             reply["ok"]["operations"]["ShardMapper"].remove("abstract")
             return reply
+        if msg["op"] == "handshake" and MODE == "nochain":
+            reply = super().answer(line)
+            del reply["ok"]["chain"]
+            return reply
+        if MODE == "nochain" and b'"$result"' in line:
+            print("faulty server: a chained request to a server without \"chain\"", file=sys.stderr)
+            os._exit(5)
         if msg["op"] == "batch" and MODE.startswith("batch") \
                 and any(r.get("op") == "scale_up" for r in msg.get("requests", [])):
             if MODE == "batchcrash":
