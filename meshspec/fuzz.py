@@ -381,16 +381,34 @@ def load_backend_results(path: Path | None = None) -> dict[str, Any]:
         return {}
 
 
+def backend_record_conflict(results: dict[str, Any], *, examples: int, seed: int) -> str | None:
+    """Why a new recording may not join `results` (another budget or seed), or None."""
+    if not results.get("components"):
+        return None
+    if (results.get("examples"), results.get("seed")) != (examples, seed):
+        return (f"{BACKEND_RESULTS_PATH.name} holds runs of {results.get('examples')} examples with "
+                f"seed {results.get('seed')}; record with --examples {results.get('examples')} or "
+                f"remove the file to start a new table")
+    return None
+
+
 def record_backend_results(component: str, table: dict[str, Any], *, examples: int, seed: int,
                            per_component: int, path: Path | None = None) -> None:
-    """Merge one component's comparison (mutant by mutant) into the results file, atomically."""
+    """Merge one component's comparison (mutant by mutant) into the results file, atomically.
+    The header keeps the widest recording (a re-run of the first 5 mutants leaves the rows of
+    mutants 6..30 and says 30); a budget or seed other than the recorded one is refused
+    (`backend_record_conflict`), since the table would then compare unlike runs."""
     from meshspec.traces import atomic_write
 
     path = path or BACKEND_RESULTS_PATH
     results = load_backend_results(path)
+    conflict = backend_record_conflict(results, examples=examples, seed=seed)
+    if conflict:
+        raise ValueError(conflict)
     components = results.get("components", {})
     components[component] = dict(sorted({**components.get(component, {}), **table}.items()))
-    results.update(examples=examples, seed=seed, mutants_per_component=per_component,
+    widest = max(per_component, results.get("mutants_per_component", 0)) if components else per_component
+    results.update(examples=examples, seed=seed, mutants_per_component=widest,
                    components=dict(sorted(components.items())))
     atomic_write(path, json.dumps(results, indent=1, sort_keys=True) + "\n")
 
@@ -413,6 +431,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--record", action="store_true")
     args = p.parse_args(argv)
     backend_name("crosshair")
+    conflict = args.record and backend_record_conflict(load_backend_results(), examples=args.examples,
+                                                       seed=DEFAULT_SEED)
+    if conflict:
+        print(f"meshspec.fuzz: error: {conflict}", file=sys.stderr)
+        return 2
     for name in args.components or registry.names():
         comp = registry.get_component(name)
         started = time.monotonic()

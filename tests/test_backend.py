@@ -136,3 +136,21 @@ def test_recording_more_mutants_of_a_component_keeps_the_ones_recorded_before(tm
     doc = json.loads(path.read_text())
     assert list(doc["components"]["scheduler"]) == ["a", "b"]
     assert doc["mutants_per_component"] == 10
+
+
+def test_a_narrower_re_recording_keeps_the_wider_header_and_other_budgets_are_refused(tmp_path: Path):
+    """Re-recording the first 5 mutants of a 30-per-component table must not relabel it "the first
+    5" (the rows of mutants 6..30 stay); a run with another budget or seed may not join it."""
+    path = tmp_path / "backend-results.json"
+    cell = {"caught": True, "caught_by": "x", "examples": 1, "steps": 2, "seconds": 0.1}
+    record_backend_results("scheduler", {"a": {"hypothesis": cell}, "b": {"hypothesis": cell}},
+                           examples=30, seed=1, per_component=30, path=path)
+    record_backend_results("scheduler", {"a": {"hypothesis": cell}}, examples=30, seed=1,
+                           per_component=5, path=path)
+    doc = json.loads(path.read_text())
+    assert doc["mutants_per_component"] == 30 and list(doc["components"]["scheduler"]) == ["a", "b"]
+    for examples, seed in ((10, 1), (30, 2)):
+        with pytest.raises(ValueError, match="holds runs of 30 examples with seed 1"):
+            record_backend_results("scheduler", {"a": {"hypothesis": cell}}, examples=examples,
+                                   seed=seed, per_component=30, path=path)
+    assert json.loads(path.read_text()) == doc  # nothing written
