@@ -43,6 +43,20 @@ _NO_VALUE = object()  # a compiled builder's "take the general path"
 _ENUM, _SLOW = object(), object()  # kinds of value class for `tagged`
 
 
+
+def _compiled(table: dict, compile_: Callable[[Any], Callable[[Any, str], Any]],
+              general: Callable[[Any, Any, str], Any], tp: Any) -> Callable[[Any, str], Any]:
+    """The compiled encoder or decoder of `tp` from `table`, compiled on first use; for a hint
+    that cannot be a dict key (or compiled), the general path."""
+    try:
+        fn = table.get(tp)
+        if fn is None:
+            fn = table[tp] = compile_(tp)
+        return fn
+    except TypeError:
+        return lambda v, where: general(v, tp, where)
+
+
 class CodecError(ValueError):
     """A JSON value that does not fit the declared type (or a value that cannot be sent)."""
 
@@ -208,19 +222,15 @@ class Codec:
     def encode(self, value: Any, tp: Any, where: str = "value") -> Any:
         try:
             fn = self._encoders[tp]
-        except KeyError:
-            fn = self._compile_encoder(tp)
-        except TypeError:  # an unhashable hint: the general path
-            return self._encode(value, tp, where)
+        except (KeyError, TypeError):  # not compiled yet, or an unhashable hint
+            fn = self._encoder_of(tp)
         return fn(value, where)
 
     def decode(self, v: Any, tp: Any, where: str = "value") -> Any:
         try:
             fn = self._decoders[tp]
-        except KeyError:
-            fn = self._compile_decoder(tp)
-        except TypeError:
-            return self._decode(v, tp, where)
+        except (KeyError, TypeError):
+            fn = self._decoder_of(tp)
         return fn(v, where)
 
     def _compile_encoder(self, tp: Any) -> Callable[[Any, str], Any]:
@@ -271,9 +281,7 @@ class Codec:
                     if v is None:
                         return None
                     return enc(v, where) if _fits(v, member) else slow(v, tp, where)
-                self._encoders[tp] = fn
-                return fn
-            if origin is tuple and len(args) == 2 and args[1] is Ellipsis or \
+            elif origin is tuple and len(args) == 2 and args[1] is Ellipsis or \
                     origin in (list, cabc.Sequence, cabc.Iterable, set, frozenset, cabc.Set,
                                cabc.MutableSet, cabc.MutableSequence):
                 enc = self._encoder_of(inner)
@@ -285,14 +293,10 @@ class Codec:
             else:
                 def fn(v: Any, where: str) -> Any:
                     return slow(v, tp, where)
-        self._encoders[tp] = fn
         return fn
 
     def _encoder_of(self, tp: Any) -> Callable[[Any, str], Any]:
-        try:
-            return self._encoders.get(tp) or self._compile_encoder(tp)
-        except TypeError:
-            return lambda v, where: self._encode(v, tp, where)
+        return _compiled(self._encoders, self._compile_encoder, self._encode, tp)
 
     def _compile_decoder(self, tp: Any) -> Callable[[Any, str], Any]:
         slow = self._decode
@@ -346,14 +350,10 @@ class Codec:
             else:
                 def fn(v: Any, where: str) -> Any:
                     return slow(v, tp, where)
-        self._decoders[tp] = fn
         return fn
 
     def _decoder_of(self, tp: Any) -> Callable[[Any, str], Any]:
-        try:
-            return self._decoders.get(tp) or self._compile_decoder(tp)
-        except TypeError:
-            return lambda v, where: self._decode(v, tp, where)
+        return _compiled(self._decoders, self._compile_decoder, self._decode, tp)
 
     def _builder(self, cls: type) -> Callable[[dict, str], Any]:
         """Build `cls` from its JSON fields, or _NO_VALUE when the general path must (an
