@@ -42,18 +42,23 @@ def fuzz_verdict(fuzz: dict[str, Any]) -> str:
     """Which components reach the target (wall clock), and the recording's note."""
     met = [n for n, r in fuzz.items() if r["steps_per_second"] >= TARGET_STEPS_PER_SECOND]
     notes = sorted({r.get("note", "") for r in fuzz.values()} - {""})
-    split = {n: r["time_split"] for n, r in fuzz.items() if r.get("time_split")}
-    lighter = [n for n, t in split.items() if t["checks"] < t["generation"]]
-    shares = (f" Time split: *generation* is Hypothesis choosing examples and rules plus the rules' "
-              f"own draws, *operations* the rule applied to model and impl, *checks* the engine's "
-              f"comparisons of results, abstract states and observations, the invariants, the "
-              f"impl's self-check and the witnesses; checks take less time than generation in "
-              f"{len(lighter)} of {len(split)} components"
-              + (f" (not in {', '.join(sorted(set(split) - set(lighter)))})" if set(split) - set(lighter) else "")
-              + "." if split else "")
     return (f"{len(met)} of {len(fuzz)} components reach {TARGET_STEPS_PER_SECOND:,} steps/s in this "
             f"recording" + (f" ({', '.join(met)})" if met else "") + ". " + " ".join(n[:1].upper() + n[1:] + "."
-                                                                          for n in notes)) + shares
+                                                                          for n in notes)) + split_note(fuzz)
+
+
+def split_note(fuzz: dict[str, Any]) -> str:
+    """What the time-split columns mean, and where checks took less time than generation."""
+    split = {n: r["time_split"] for n, r in fuzz.items() if r.get("time_split")}
+    if not split:
+        return ""
+    heavier = sorted(n for n, t in split.items() if t["checks"] >= t["generation"])
+    return (" Time split: *generation* is Hypothesis choosing examples and rules plus the rules' "
+            "own draws, *operations* the rule applied to model and impl, *checks* the engine's "
+            "comparisons of results, abstract states and observations, the invariants, the "
+            "impl's self-check and the witnesses; checks take less time than generation in "
+            f"{len(split) - len(heavier)} of {len(split)} components"
+            + (f" (not in {', '.join(heavier)})" if heavier else "") + ".")
 
 
 def precondition_table(fuzz: dict[str, Any]) -> str:
